@@ -52,14 +52,17 @@ export function parseManifest(content: Buffer, contentType?: string): ParsedMani
   }
   if (!isObject(json)) throw new ManifestParseError('manifest is not a JSON object');
 
-  const declared = typeof json.mediaType === 'string' ? json.mediaType : undefined;
+  if (json.mediaType !== undefined && typeof json.mediaType !== 'string') {
+    throw new ManifestParseError('mediaType must be a string');
+  }
+  const declared = json.mediaType;
   const header = contentType ? bareMediaType(contentType) : undefined;
   const headerNamesManifest = header !== undefined && isManifestMediaType(header);
   if (declared !== undefined && headerNamesManifest && declared !== header) {
     throw new ManifestParseError(`mediaType ${declared} does not match Content-Type ${header}`);
   }
-  const mediaType = declared ?? (headerNamesManifest ? header : inferMediaType(json));
-  if (mediaType === MediaType.DockerManifestV1 || mediaType === MediaType.DockerManifestV1Signed) {
+  const mediaType = declared ?? (headerNamesManifest || isSchema1(header) ? header! : inferMediaType(json));
+  if (isSchema1(mediaType)) {
     throw new ManifestParseError('Docker schema 1 manifests are deprecated and not accepted');
   }
   if (!isManifestMediaType(mediaType)) throw new ManifestParseError(`unsupported manifest media type ${mediaType}`);
@@ -87,6 +90,10 @@ export function parseManifest(content: Buffer, contentType?: string): ParsedMani
     artifactType: artifactType ?? config.mediaType,
     annotations,
   };
+}
+
+function isSchema1(mediaType: string | undefined): boolean {
+  return mediaType === MediaType.DockerManifestV1 || mediaType === MediaType.DockerManifestV1Signed;
 }
 
 function inferMediaType(json: Record<string, unknown>): string {

@@ -1,0 +1,128 @@
+import type { Config } from './config';
+
+/**
+ * The configuration schema: every key of `configuration.toml` with its type, default and meaning.
+ * The loader, the environment names (`REGISTRY_<SECTION>_<KEY>`) and the example file follow this table,
+ * so a new key, a `[section]` or a `[[section.list]]` is one more entry here (and a field in `Config`).
+ */
+
+interface Described {
+  description: string;
+}
+
+/** A single value. File values must have the TOML type; environment and command-line values are text. */
+export type KeySpec = Described &
+  (
+    | { type: 'string'; default: string }
+    | { type: 'integer'; default: number; min: number; max: number }
+    | { type: 'boolean'; default: boolean }
+    /** Bytes: an integer, or a size string such as "4MiB" (see parseSize). */
+    | { type: 'size'; default: number; min: number }
+    /** Resolved against the working directory; `is` tells ensureStorageDirectories what to create. */
+    | { type: 'path'; default: string; is: 'directory' | 'file' }
+    /** An http(s) URL stored without trailing slash, or "" for none. */
+    | { type: 'url'; default: string }
+    | { type: 'enum'; default: string; values: readonly string[] }
+  );
+
+/** A `[section]` of keys. */
+export interface SectionSpec extends Described {
+  type: 'section';
+  keys: Schema;
+}
+
+/** An array of tables, `[[section.key]]`; defaults to empty and is set only in the file. */
+export interface TableListSpec extends Described {
+  type: 'tables';
+  keys: Schema;
+}
+
+export type SchemaEntry = KeySpec | SectionSpec | TableListSpec;
+export type Schema = Readonly<Record<string, SchemaEntry>>;
+
+/** The entry kinds that can describe a field of type T, so the schema cannot drift from `Config`. */
+type EntryFor<T> = T extends readonly object[]
+  ? TableListSpec
+  : T extends object
+    ? SectionSpec
+    : T extends string
+      ? Extract<KeySpec, { type: 'string' | 'path' | 'url' | 'enum' }>
+      : T extends number
+        ? Extract<KeySpec, { type: 'integer' | 'size' }>
+        : Extract<KeySpec, { type: 'boolean' }>;
+
+export type SchemaOf<T> = { [K in keyof T]-?: EntryFor<T[K]> };
+
+const MiB = 1024 * 1024;
+
+export const CONFIG_SCHEMA = {
+  host: { type: 'string', default: '127.0.0.1', description: 'Address to listen on' },
+  port: { type: 'integer', default: 5000, min: 0, max: 65535, description: 'TCP port to listen on (0 picks a free port)' },
+  registry_storage: {
+    type: 'path',
+    is: 'directory',
+    default: 'storage/registry',
+    description: 'Directory for pushed blobs and manifests',
+  },
+  temporary_registry_storage: {
+    type: 'path',
+    is: 'directory',
+    default: 'storage/_tmp',
+    description: 'Directory for uploads in progress; must be on the same filesystem as registry_storage',
+  },
+  proxy_storage: {
+    type: 'path',
+    is: 'directory',
+    default: 'storage/proxy',
+    description: 'Directory for content cached from upstream registries',
+  },
+  database: { type: 'path', is: 'file', default: 'storage/index.db', description: 'SQLite index file' },
+  max_manifest_size: {
+    type: 'size',
+    default: 4 * MiB,
+    min: 1,
+    description: 'Largest manifest accepted, in bytes or as a size such as "4MiB"',
+  },
+  public_url: {
+    type: 'url',
+    default: '',
+    description: 'Public http(s) origin for absolute Location headers; empty means relative Locations',
+  },
+  log_level: {
+    type: 'enum',
+    default: 'info',
+    values: ['debug', 'info', 'warn', 'error', 'silent'],
+    description: 'One of debug, info, warn, error, silent',
+  },
+} as const satisfies SchemaOf<Config>;
+
+/** A key that the environment and the command line can set: not inside an array of tables. */
+export interface SettableKey {
+  /** Dotted TOML name, e.g. `port` or `proxy.timeout`; also the command-line override name. */
+  name: string;
+  path: readonly string[];
+  /** `REGISTRY_<SECTION>_<KEY>`, upper case. */
+  env: string;
+  spec: KeySpec;
+}
+
+/** Every settable key of a schema, depth first. Throws if two keys would share an environment variable. */
+export function settableKeys(schema: Schema): SettableKey[] {
+  const keys = collectKeys(schema, []);
+  // `proxy_storage` and `[proxy] storage` would both be REGISTRY_PROXY_STORAGE: refuse such a schema.
+  const seen = new Set<string>();
+  for (const { env, name } of keys) {
+    if (seen.has(env)) throw new Error(`config schema: ${name} shares the environment variable ${env} with another key`);
+    seen.add(env);
+  }
+  return keys;
+}
+
+function collectKeys(schema: Schema, path: readonly string[]): SettableKey[] {
+  return Object.entries(schema).flatMap(([key, entry]): SettableKey[] => {
+    const at = [...path, key];
+    if (entry.type === 'section') return collectKeys(entry.keys, at);
+    if (entry.type === 'tables') return [];
+    return [{ name: at.join('.'), path: at, env: `REGISTRY_${at.join('_').toUpperCase()}`, spec: entry }];
+  });
+}

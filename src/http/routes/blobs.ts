@@ -1,0 +1,51 @@
+import { RegistryError } from '../errors';
+import { parseByteRange, respondEmpty } from '../request';
+import { RegistryRouter, RouteDependencies } from './context';
+
+/** GET, HEAD and DELETE /v2/<name>/blobs/<digest> */
+export function blobRoutes(router: RegistryRouter, { registry }: RouteDependencies): void {
+  router.head('/v2/*name/blobs/:digest', async (ctx) => {
+    const { digest } = ctx.params;
+    const size = await registry.repository(ctx.params.name).blobSize(digest);
+    ctx.status = 200;
+    ctx.set(blobHeaders(digest, size));
+  });
+
+  router.get('/v2/*name/blobs/:digest', async (ctx) => {
+    const { digest } = ctx.params;
+    const repository = registry.repository(ctx.params.name);
+    const size = await repository.blobSize(digest);
+    const range = parseByteRange(ctx.get('Range'), size);
+    if (range === 'unsatisfiable') {
+      throw new RegistryError('RANGE_INVALID', {
+        message: `range ${ctx.get('Range')} is outside the blob's ${size} bytes`,
+        headers: { 'Content-Range': `bytes */${size}` },
+      });
+    }
+    const blob = await repository.openBlob(digest, range);
+    ctx.set(blobHeaders(digest, blob.size));
+    if (range) {
+      ctx.status = 206;
+      ctx.set('Content-Range', `bytes ${range.start}-${range.end}/${blob.size}`);
+    }
+    ctx.body = blob.stream;
+    ctx.length = range ? range.end - range.start + 1 : blob.size;
+  });
+
+  router.delete('/v2/*name/blobs/:digest', async (ctx) => {
+    await registry.repository(ctx.params.name).deleteBlob(ctx.params.digest);
+    respondEmpty(ctx, 202, { 'Docker-Content-Digest': ctx.params.digest });
+  });
+}
+
+function blobHeaders(digest: string, size: number): Record<string, string> {
+  return {
+    'Content-Type': 'application/octet-stream',
+    'Content-Length': String(size),
+    'Docker-Content-Digest': digest,
+    ETag: `"${digest}"`,
+    'Accept-Ranges': 'bytes',
+    // Content-addressed: a digest's bytes never change.
+    'Cache-Control': 'max-age=31536000',
+  };
+}

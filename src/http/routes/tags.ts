@@ -1,0 +1,13 @@
+import { pagination, setNextLink } from '../request';
+import { RegistryRouter, RouteDependencies } from './context';
+
+/** GET /v2/<name>/tags/list?n=&last= — lexically sorted, paginated with a Link header. */
+export function tagRoutes(router: RegistryRouter, { registry }: RouteDependencies): void {
+  router.get('/v2/*name/tags/list', async (ctx) => {
+    const repository = registry.repository(ctx.params.name);
+    const page = pagination(ctx);
+    const tags = await repository.listTags(page);
+    setNextLink(ctx, `/v2/${repository.name}/tags/list`, page.n, tags.next);
+    ctx.body = { name: repository.name, tags: tags.items };
+  });
+}

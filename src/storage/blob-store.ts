@@ -1,0 +1,139 @@
+import { randomUUID } from 'node:crypto';
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { DigestAlgorithm, createDigester } from '../oci/digest';
+import { RegistryError } from '../http/errors';
+import { blobPath, incomingDirectory } from './paths';
+
+export interface WrittenBlob {
+  digest: string;
+  size: number;
+}
+
+export interface ByteRange {
+  start: number;
+  /** Inclusive. */
+  end: number;
+}
+
+/**
+ * Content-addressed files under one root. Writes are hashed on the way in, fsynced, and renamed into
+ * place only once verified, so a crash never leaves a partial blob at a digest's path.
+ */
+export class BlobStore {
+  constructor(readonly root: string) {}
+
+  path(digest: string): string {
+    return blobPath(this.root, digest);
+  }
+
+  /** The blob's size, or null when it is not on disk. */
+  async size(digest: string): Promise<number | null> {
+    try {
+      return (await fsp.stat(this.path(digest))).size;
+    } catch (error) {
+      if (isNotFound(error)) return null;
+      throw error;
+    }
+  }
+
+  createReadStream(digest: string, range?: ByteRange): fs.ReadStream {
+    return fs.createReadStream(this.path(digest), range ? { start: range.start, end: range.end } : {});
+  }
+
+  async readAll(digest: string): Promise<Buffer> {
+    return fsp.readFile(this.path(digest));
+  }
+
+  /**
+   * Streams `source` into the store. With `expectedDigest`, content that hashes otherwise is
+   * discarded and DIGEST_INVALID thrown. `maxSize` bounds what is read (SIZE_INVALID past it).
+   */
+  async write(
+    source: Readable | Buffer,
+    options: { expectedDigest?: string; algorithm?: DigestAlgorithm; maxSize?: number } = {},
+  ): Promise<WrittenBlob> {
+    const algorithm = options.algorithm ?? algorithmOf(options.expectedDigest) ?? 'sha256';
+    const temporary = await this.createIncomingPath();
+    const hash = createDigester(algorithm);
+    let size = 0;
+    try {
+      const input = Buffer.isBuffer(source) ? Readable.from([source]) : source;
+      await pipeline(
+        input,
+        async function* (chunks: AsyncIterable<Buffer>) {
+          for await (const chunk of chunks) {
+            size += chunk.length;
+            if (options.maxSize !== undefined && size > options.maxSize) {
+              throw new RegistryError('SIZE_INVALID', { message: `content exceeds ${options.maxSize} bytes` });
+            }
+            hash.update(chunk);
+            yield chunk;
+          }
+        },
+        // flush: fsync before close, so what gets renamed into place is on disk.
+        fs.createWriteStream(temporary, { flush: true }),
+      );
+      const digest = `${algorithm}:${hash.digest('hex')}`;
+      if (options.expectedDigest !== undefined && digest !== options.expectedDigest) {
+        throw new RegistryError('DIGEST_INVALID', { detail: { expected: options.expectedDigest, actual: digest } });
+      }
+      await this.moveIntoPlace(temporary, digest);
+      return { digest, size };
+    } finally {
+      await fsp.rm(temporary, { force: true });
+    }
+  }
+
+  /**
+   * Moves a finished, already verified file (an upload's data) to the digest's path. Falls back to
+   * copy-then-rename when the file sits on another filesystem.
+   */
+  async adopt(file: string, digest: string): Promise<void> {
+    try {
+      await this.moveIntoPlace(file, digest);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EXDEV') throw error;
+      const temporary = await this.createIncomingPath();
+      try {
+        await fsp.copyFile(file, temporary);
+        const handle = await fsp.open(temporary, 'r+');
+        await handle.sync().finally(() => handle.close());
+        await this.moveIntoPlace(temporary, digest);
+      } finally {
+        await fsp.rm(temporary, { force: true });
+      }
+      await fsp.rm(file, { force: true });
+    }
+  }
+
+  async delete(digest: string): Promise<void> {
+    await fsp.rm(this.path(digest), { force: true });
+  }
+
+  private async moveIntoPlace(file: string, digest: string): Promise<void> {
+    const target = this.path(digest);
+    await fsp.mkdir(path.dirname(target), { recursive: true });
+    // Same digest means same bytes: an existing target is success, and rename replaces it atomically.
+    await fsp.rename(file, target);
+  }
+
+  private async createIncomingPath(): Promise<string> {
+    const directory = incomingDirectory(this.root);
+    await fsp.mkdir(directory, { recursive: true });
+    return path.join(directory, randomUUID());
+  }
+}
+
+function algorithmOf(digest: string | undefined): DigestAlgorithm | undefined {
+  if (digest?.startsWith('sha512:')) return 'sha512';
+  if (digest?.startsWith('sha256:')) return 'sha256';
+  return undefined;
+}
+
+export function isNotFound(error: unknown): boolean {
+  return (error as NodeJS.ErrnoException)?.code === 'ENOENT';
+}

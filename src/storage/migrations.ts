@@ -1,0 +1,75 @@
+/**
+ * Versioned schema of the SQLite index. Each entry runs once, in order, inside a transaction;
+ * `PRAGMA user_version` records how far a database has come. Append, never edit a shipped entry.
+ * Times are milliseconds since the epoch.
+ */
+export const MIGRATIONS: readonly string[] = [
+  `
+  CREATE TABLE repositories (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    created_at INTEGER NOT NULL
+  );
+
+  -- Every file in the blob store: layers, configs and manifests alike.
+  CREATE TABLE blobs (
+    digest TEXT PRIMARY KEY,
+    size INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    last_accessed_at INTEGER NOT NULL
+  ) WITHOUT ROWID;
+
+  -- Which blobs a repository may read: pushed or mounted there.
+  CREATE TABLE repository_blobs (
+    repository_id INTEGER NOT NULL REFERENCES repositories(id) ON DELETE CASCADE,
+    digest TEXT NOT NULL REFERENCES blobs(digest),
+    linked_at INTEGER NOT NULL,
+    PRIMARY KEY (repository_id, digest)
+  ) WITHOUT ROWID;
+  CREATE INDEX repository_blobs_by_digest ON repository_blobs(digest);
+
+  CREATE TABLE manifests (
+    repository_id INTEGER NOT NULL REFERENCES repositories(id) ON DELETE CASCADE,
+    digest TEXT NOT NULL REFERENCES blobs(digest),
+    media_type TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    subject_digest TEXT,
+    artifact_type TEXT,
+    annotations TEXT,
+    created_at INTEGER NOT NULL,
+    last_pulled_at INTEGER,
+    PRIMARY KEY (repository_id, digest)
+  ) WITHOUT ROWID;
+  CREATE INDEX manifests_by_subject ON manifests(repository_id, subject_digest) WHERE subject_digest IS NOT NULL;
+  CREATE INDEX manifests_by_digest ON manifests(digest);
+
+  -- What each manifest needs: config and layers ('blob'), or an index's children ('manifest').
+  CREATE TABLE manifest_references (
+    repository_id INTEGER NOT NULL,
+    manifest_digest TEXT NOT NULL,
+    child_digest TEXT NOT NULL,
+    child_kind TEXT NOT NULL CHECK (child_kind IN ('blob', 'manifest')),
+    PRIMARY KEY (repository_id, manifest_digest, child_digest),
+    FOREIGN KEY (repository_id, manifest_digest) REFERENCES manifests(repository_id, digest) ON DELETE CASCADE
+  ) WITHOUT ROWID;
+  CREATE INDEX manifest_references_by_child ON manifest_references(child_digest);
+
+  CREATE TABLE tags (
+    repository_id INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    manifest_digest TEXT NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (repository_id, name),
+    FOREIGN KEY (repository_id, manifest_digest) REFERENCES manifests(repository_id, digest) ON DELETE CASCADE
+  ) WITHOUT ROWID;
+
+  -- Open upload sessions; their bytes are in temporary_registry_storage/uploads/<id>.
+  CREATE TABLE uploads (
+    id TEXT PRIMARY KEY,
+    repository_name TEXT NOT NULL,
+    size INTEGER NOT NULL DEFAULT 0,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+  );
+  `,
+];

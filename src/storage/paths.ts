@@ -1,0 +1,37 @@
+import path from 'node:path';
+import { parseDigest } from '../oci/digest';
+
+/*
+ * On-disk layout. Every path is derived from a validated digest or a server-made upload id,
+ * never from a client's string, so nothing outside these roots can be named.
+ *
+ *   <registry_storage>/                  hosted content (blobs and manifests alike)
+ *     blobs/sha256/ab/abcdef…            one file per digest, shared by every repository
+ *     blobs/sha512/…
+ *     .incoming/<random>                 being written and hashed; renamed into blobs/ when verified
+ *   <proxy_storage>/                     cached upstream content, same shape as above
+ *   <temporary_registry_storage>/
+ *     uploads/<uploadId>                 data of an open upload session (its state is in SQLite)
+ *   <database>                           SQLite index: repositories, tags, manifests, references, uploads
+ */
+
+export function blobPath(root: string, digest: string): string {
+  const parsed = parseDigest(digest);
+  if (!parsed) throw new Error(`not a valid digest: ${JSON.stringify(digest)}`);
+  return path.join(root, 'blobs', parsed.algorithm, parsed.hex.slice(0, 2), parsed.hex);
+}
+
+export function incomingDirectory(root: string): string {
+  return path.join(root, '.incoming');
+}
+
+const UPLOAD_ID = /^[a-f0-9-]{36}$/;
+
+export function isUploadId(value: string): boolean {
+  return UPLOAD_ID.test(value);
+}
+
+export function uploadDataPath(temporaryRoot: string, uploadId: string): string {
+  if (!isUploadId(uploadId)) throw new Error(`not an upload id: ${JSON.stringify(uploadId)}`);
+  return path.join(temporaryRoot, 'uploads', uploadId);
+}

@@ -1,0 +1,311 @@
+import Database from 'better-sqlite3';
+import { MIGRATIONS } from './migrations';
+
+export interface ManifestRecord {
+  digest: string;
+  mediaType: string;
+  size: number;
+  subjectDigest: string | null;
+  artifactType: string | null;
+  annotations: Record<string, string> | null;
+}
+
+export interface NewManifest extends ManifestRecord {
+  repository: string;
+  /** Config and layer digests. */
+  blobDigests: string[];
+  /** Child manifest digests of an index. */
+  manifestDigests: string[];
+  tag?: string;
+}
+
+export interface UploadRecord {
+  id: string;
+  repository: string;
+  size: number;
+  createdAt: number;
+  updatedAt: number;
+}
+
+export interface Page<T> {
+  items: T[];
+  /** The last item returned when more follow it; absent on the last page. */
+  next?: string;
+}
+
+/**
+ * The SQLite index: repositories, tags, manifests and what they reference, which blobs each
+ * repository may read, and upload sessions. Every multi-row change is one transaction.
+ */
+export class RegistryIndex {
+  readonly db: Database.Database;
+  private readonly statements: ReturnType<typeof prepareStatements>;
+
+  constructor(file: string) {
+    this.db = new Database(file);
+    this.db.pragma('journal_mode = WAL');
+    // WAL with NORMAL is durable across application crashes; blob files are fsynced on their own.
+    this.db.pragma('synchronous = NORMAL');
+    this.db.pragma('foreign_keys = ON');
+    this.db.pragma('busy_timeout = 5000');
+    migrate(this.db);
+    this.statements = prepareStatements(this.db);
+  }
+
+  close(): void {
+    if (this.db.open) this.db.close();
+  }
+
+  repositoryExists(name: string): boolean {
+    return this.statements.repositoryByName.get(name) !== undefined;
+  }
+
+  // --- blobs -------------------------------------------------------------------------------
+
+  /** Records a blob file and makes it readable in `repository`. */
+  linkBlob(repository: string, digest: string, size: number, now = Date.now()): void {
+    this.db.transaction(() => {
+      this.statements.upsertBlob.run({ digest, size, now });
+      const repositoryId = this.ensureRepository(repository, now);
+      this.statements.linkBlob.run({ repositoryId, digest, now });
+    })();
+  }
+
+  /** The size of `digest` if `repository` may read it, else null. */
+  linkedBlobSize(repository: string, digest: string): number | null {
+    const row = this.statements.linkedBlob.get({ repository, digest }) as { size: number } | undefined;
+    return row?.size ?? null;
+  }
+
+  unlinkBlob(repository: string, digest: string): boolean {
+    return this.statements.unlinkBlob.run({ repository, digest }).changes > 0;
+  }
+
+  // --- manifests and tags ------------------------------------------------------------------
+
+  /** Stores a manifest, what it references, and optionally points a tag at it, atomically. */
+  putManifest(manifest: NewManifest, now = Date.now()): void {
+    this.db.transaction(() => {
+      const repositoryId = this.ensureRepository(manifest.repository, now);
+      this.statements.upsertBlob.run({ digest: manifest.digest, size: manifest.size, now });
+      this.statements.upsertManifest.run({
+        repositoryId,
+        digest: manifest.digest,
+        mediaType: manifest.mediaType,
+        size: manifest.size,
+        subjectDigest: manifest.subjectDigest,
+        artifactType: manifest.artifactType,
+        annotations: manifest.annotations ? JSON.stringify(manifest.annotations) : null,
+        now,
+      });
+      this.statements.deleteReferences.run({ repositoryId, digest: manifest.digest });
+      for (const child of new Set(manifest.blobDigests)) {
+        this.statements.insertReference.run({ repositoryId, digest: manifest.digest, child, kind: 'blob' });
+      }
+      for (const child of new Set(manifest.manifestDigests)) {
+        this.statements.insertReference.run({ repositoryId, digest: manifest.digest, child, kind: 'manifest' });
+      }
+      if (manifest.tag !== undefined) {
+        this.statements.upsertTag.run({ repositoryId, tag: manifest.tag, digest: manifest.digest, now });
+      }
+    })();
+  }
+
+  manifest(repository: string, digest: string): ManifestRecord | null {
+    const row = this.statements.manifestByDigest.get({ repository, digest }) as ManifestRow | undefined;
+    return row ? toManifestRecord(row) : null;
+  }
+
+  /** The digest a tag points at, or null. */
+  resolveTag(repository: string, tag: string): string | null {
+    const row = this.statements.tag.get({ repository, tag }) as { digest: string } | undefined;
+    return row?.digest ?? null;
+  }
+
+  /** Digests among `digests` that `repository` has no manifest for. */
+  missingManifests(repository: string, digests: string[]): string[] {
+    return digests.filter((digest) => this.statements.manifestByDigest.get({ repository, digest }) === undefined);
+  }
+
+  /** Digests among `digests` that `repository` may not read as blobs. */
+  missingBlobs(repository: string, digests: string[]): string[] {
+    return digests.filter((digest) => this.linkedBlobSize(repository, digest) === null);
+  }
+
+  /** Deletes a manifest and the tags pointing at it. */
+  deleteManifest(repository: string, digest: string): boolean {
+    return this.statements.deleteManifest.run({ repository, digest }).changes > 0;
+  }
+
+  deleteTag(repository: string, tag: string): boolean {
+    return this.statements.deleteTag.run({ repository, tag }).changes > 0;
+  }
+
+  listTags(repository: string, limit: number | undefined, last: string | undefined): Page<string> {
+    const rows = this.statements.tags.all({
+      repository,
+      last: last ?? '',
+      limit: limit === undefined ? -1 : limit + 1,
+    }) as Array<{ name: string }>;
+    return toPage(rows.map((row) => row.name), limit);
+  }
+
+  /** Repositories that hold at least one manifest or blob, sorted by name. */
+  listRepositories(limit: number | undefined, last: string | undefined): Page<string> {
+    const rows = this.statements.repositories.all({
+      last: last ?? '',
+      limit: limit === undefined ? -1 : limit + 1,
+    }) as Array<{ name: string }>;
+    return toPage(rows.map((row) => row.name), limit);
+  }
+
+  /** Manifests in `repository` whose subject is `digest`, oldest first. */
+  referrers(repository: string, digest: string): ManifestRecord[] {
+    return (this.statements.referrers.all({ repository, digest }) as ManifestRow[]).map(toManifestRecord);
+  }
+
+  /** Batched from the read path: when manifests were last pulled and blobs last read, for GC. */
+  recordAccess(manifestPulls: Iterable<[string, string, number]>, blobReads: Iterable<[string, number]>): void {
+    this.db.transaction(() => {
+      for (const [repository, digest, at] of manifestPulls) this.statements.touchManifest.run({ repository, digest, at });
+      for (const [digest, at] of blobReads) this.statements.touchBlob.run({ digest, at });
+    })();
+  }
+
+  // --- uploads -----------------------------------------------------------------------------
+
+  createUpload(id: string, repository: string, now = Date.now()): void {
+    this.statements.insertUpload.run({ id, repository, now });
+  }
+
+  upload(id: string): UploadRecord | null {
+    return (this.statements.upload.get({ id }) as UploadRecord | undefined) ?? null;
+  }
+
+  setUploadSize(id: string, size: number, now = Date.now()): void {
+    this.statements.setUploadSize.run({ id, size, now });
+  }
+
+  deleteUpload(id: string): void {
+    this.statements.deleteUpload.run({ id });
+  }
+
+  private ensureRepository(name: string, now: number): number {
+    const existing = this.statements.repositoryByName.get(name) as { id: number } | undefined;
+    if (existing) return existing.id;
+    return Number(this.statements.insertRepository.run({ name, now }).lastInsertRowid);
+  }
+}
+
+interface ManifestRow {
+  digest: string;
+  media_type: string;
+  size: number;
+  subject_digest: string | null;
+  artifact_type: string | null;
+  annotations: string | null;
+}
+
+function toManifestRecord(row: ManifestRow): ManifestRecord {
+  return {
+    digest: row.digest,
+    mediaType: row.media_type,
+    size: row.size,
+    subjectDigest: row.subject_digest,
+    artifactType: row.artifact_type,
+    annotations: row.annotations ? (JSON.parse(row.annotations) as Record<string, string>) : null,
+  };
+}
+
+function toPage(names: string[], limit: number | undefined): Page<string> {
+  if (limit === undefined || names.length <= limit) return { items: names };
+  const items = names.slice(0, limit);
+  return { items, next: items[items.length - 1] };
+}
+
+function migrate(db: Database.Database): void {
+  const version = db.pragma('user_version', { simple: true }) as number;
+  if (version > MIGRATIONS.length) {
+    throw new Error(`the index database is at schema version ${version}, newer than this server (${MIGRATIONS.length})`);
+  }
+  for (let next = version; next < MIGRATIONS.length; next++) {
+    db.transaction(() => {
+      db.exec(MIGRATIONS[next]);
+      db.pragma(`user_version = ${next + 1}`);
+    })();
+  }
+}
+
+const REPOSITORY_ID = '(SELECT id FROM repositories WHERE name = @repository)';
+
+function prepareStatements(db: Database.Database) {
+  return {
+    repositoryByName: db.prepare('SELECT id FROM repositories WHERE name = ?'),
+    insertRepository: db.prepare('INSERT INTO repositories (name, created_at) VALUES (@name, @now)'),
+    upsertBlob: db.prepare(
+      `INSERT INTO blobs (digest, size, created_at, last_accessed_at) VALUES (@digest, @size, @now, @now)
+       ON CONFLICT (digest) DO NOTHING`,
+    ),
+    linkBlob: db.prepare(
+      `INSERT INTO repository_blobs (repository_id, digest, linked_at) VALUES (@repositoryId, @digest, @now)
+       ON CONFLICT DO NOTHING`,
+    ),
+    linkedBlob: db.prepare(
+      `SELECT b.size FROM repository_blobs rb JOIN blobs b ON b.digest = rb.digest
+       WHERE rb.repository_id = ${REPOSITORY_ID} AND rb.digest = @digest`,
+    ),
+    unlinkBlob: db.prepare(`DELETE FROM repository_blobs WHERE repository_id = ${REPOSITORY_ID} AND digest = @digest`),
+    upsertManifest: db.prepare(
+      `INSERT INTO manifests (repository_id, digest, media_type, size, subject_digest, artifact_type, annotations, created_at)
+       VALUES (@repositoryId, @digest, @mediaType, @size, @subjectDigest, @artifactType, @annotations, @now)
+       ON CONFLICT (repository_id, digest) DO NOTHING`,
+    ),
+    deleteReferences: db.prepare(
+      'DELETE FROM manifest_references WHERE repository_id = @repositoryId AND manifest_digest = @digest',
+    ),
+    insertReference: db.prepare(
+      `INSERT INTO manifest_references (repository_id, manifest_digest, child_digest, child_kind)
+       VALUES (@repositoryId, @digest, @child, @kind)`,
+    ),
+    upsertTag: db.prepare(
+      `INSERT INTO tags (repository_id, name, manifest_digest, updated_at) VALUES (@repositoryId, @tag, @digest, @now)
+       ON CONFLICT (repository_id, name) DO UPDATE SET manifest_digest = excluded.manifest_digest, updated_at = excluded.updated_at`,
+    ),
+    manifestByDigest: db.prepare(
+      `SELECT digest, media_type, size, subject_digest, artifact_type, annotations FROM manifests
+       WHERE repository_id = ${REPOSITORY_ID} AND digest = @digest`,
+    ),
+    tag: db.prepare(
+      `SELECT manifest_digest AS digest FROM tags WHERE repository_id = ${REPOSITORY_ID} AND name = @tag`,
+    ),
+    deleteManifest: db.prepare(`DELETE FROM manifests WHERE repository_id = ${REPOSITORY_ID} AND digest = @digest`),
+    deleteTag: db.prepare(`DELETE FROM tags WHERE repository_id = ${REPOSITORY_ID} AND name = @tag`),
+    tags: db.prepare(
+      `SELECT name FROM tags WHERE repository_id = ${REPOSITORY_ID} AND name > @last ORDER BY name LIMIT @limit`,
+    ),
+    repositories: db.prepare(
+      `SELECT name FROM repositories r
+       WHERE name > @last
+         AND (EXISTS (SELECT 1 FROM manifests m WHERE m.repository_id = r.id)
+              OR EXISTS (SELECT 1 FROM repository_blobs rb WHERE rb.repository_id = r.id))
+       ORDER BY name LIMIT @limit`,
+    ),
+    referrers: db.prepare(
+      `SELECT digest, media_type, size, subject_digest, artifact_type, annotations FROM manifests
+       WHERE repository_id = ${REPOSITORY_ID} AND subject_digest = @digest ORDER BY created_at, digest`,
+    ),
+    touchManifest: db.prepare(
+      `UPDATE manifests SET last_pulled_at = @at WHERE repository_id = ${REPOSITORY_ID} AND digest = @digest`,
+    ),
+    touchBlob: db.prepare('UPDATE blobs SET last_accessed_at = @at WHERE digest = @digest AND last_accessed_at < @at'),
+    insertUpload: db.prepare(
+      `INSERT INTO uploads (id, repository_name, size, created_at, updated_at) VALUES (@id, @repository, 0, @now, @now)`,
+    ),
+    upload: db.prepare(
+      `SELECT id, repository_name AS repository, size, created_at AS createdAt, updated_at AS updatedAt
+       FROM uploads WHERE id = @id`,
+    ),
+    setUploadSize: db.prepare('UPDATE uploads SET size = @size, updated_at = @now WHERE id = @id'),
+    deleteUpload: db.prepare('DELETE FROM uploads WHERE id = @id'),
+  };
+}

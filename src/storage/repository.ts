@@ -1,0 +1,248 @@
+import fsp from 'node:fs/promises';
+import { Readable } from 'node:stream';
+import { RegistryError } from '../http/errors';
+import { digestOf, looksLikeDigest, parseDigest } from '../oci/digest';
+import { Descriptor, ManifestParseError, parseManifest } from '../oci/manifest';
+import { isValidTag } from '../oci/names';
+import { AccessLog } from './access-log';
+import { BlobStore, ByteRange, WrittenBlob, isNotFound } from './blob-store';
+import { ManifestRecord, Page, RegistryIndex, UploadRecord } from './registry-index';
+import { ChunkRange, UploadSessions } from './uploads';
+
+export interface BlobContent {
+  digest: string;
+  size: number;
+  /** Present when the blob is opened for reading; the range's bytes only, when a range was asked. */
+  stream: Readable;
+}
+
+export interface StoredManifest {
+  digest: string;
+  mediaType: string;
+  size: number;
+  content: Buffer;
+}
+
+export interface PutManifestResult {
+  digest: string;
+  subject?: string;
+}
+
+export interface Pagination {
+  n?: number;
+  last?: string;
+}
+
+/**
+ * One repository's content, as the HTTP routes see it. Hosted repositories and (later) proxied ones
+ * implement the same interface, so routes never branch on where content comes from.
+ */
+export interface Repository {
+  readonly name: string;
+  blobSize(digest: string): Promise<number>;
+  openBlob(digest: string, range?: ByteRange): Promise<BlobContent>;
+  deleteBlob(digest: string): Promise<void>;
+  /** Links a blob readable in `from` into this repository; false when it cannot be mounted. */
+  mountBlob(digest: string, from: string): Promise<boolean>;
+  writeBlob(body: Readable, digest: string): Promise<WrittenBlob>;
+
+  startUpload(): Promise<UploadRecord>;
+  uploadStatus(uploadId: string): Promise<UploadRecord>;
+  appendUpload(uploadId: string, body: Readable, range?: ChunkRange): Promise<UploadRecord>;
+  finishUpload(uploadId: string, digest: string, body?: Readable, range?: ChunkRange): Promise<WrittenBlob>;
+  cancelUpload(uploadId: string): Promise<void>;
+
+  getManifest(reference: string): Promise<StoredManifest>;
+  putManifest(reference: string, content: Buffer, contentType: string | undefined): Promise<PutManifestResult>;
+  deleteManifest(reference: string): Promise<void>;
+  listTags(page: Pagination): Promise<Page<string>>;
+  listReferrers(digest: string): Promise<Descriptor[]>;
+}
+
+export interface HostedContent {
+  index: RegistryIndex;
+  store: BlobStore;
+  uploads: UploadSessions;
+  accessLog: AccessLog;
+}
+
+/** A repository whose content is pushed to this registry. */
+export class HostedRepository implements Repository {
+  constructor(
+    readonly name: string,
+    private readonly content: HostedContent,
+  ) {}
+
+  async blobSize(digest: string): Promise<number> {
+    requireDigest(digest);
+    const size = this.content.index.linkedBlobSize(this.name, digest);
+    if (size === null) throw new RegistryError('BLOB_UNKNOWN', { detail: { digest } });
+    return size;
+  }
+
+  async openBlob(digest: string, range?: ByteRange): Promise<BlobContent> {
+    const size = await this.blobSize(digest);
+    let stream: Readable;
+    try {
+      stream = await openFile(this.content.store.path(digest), range);
+    } catch (error) {
+      if (isNotFound(error)) throw new RegistryError('BLOB_UNKNOWN', { detail: { digest } });
+      throw error;
+    }
+    this.content.accessLog.blobRead(digest);
+    return { digest, size, stream };
+  }
+
+  async deleteBlob(digest: string): Promise<void> {
+    requireDigest(digest);
+    // The file stays until garbage collection: other repositories may share it.
+    if (!this.content.index.unlinkBlob(this.name, digest)) {
+      throw new RegistryError('BLOB_UNKNOWN', { detail: { digest } });
+    }
+  }
+
+  async mountBlob(digest: string, from: string): Promise<boolean> {
+    requireDigest(digest);
+    const size = this.content.index.linkedBlobSize(from, digest);
+    if (size === null || (await this.content.store.size(digest)) === null) return false;
+    this.content.index.linkBlob(this.name, digest, size);
+    return true;
+  }
+
+  async writeBlob(body: Readable, digest: string): Promise<WrittenBlob> {
+    requireDigest(digest);
+    const written = await this.content.store.write(body, { expectedDigest: digest });
+    this.content.index.linkBlob(this.name, written.digest, written.size);
+    return written;
+  }
+
+  startUpload(): Promise<UploadRecord> {
+    return this.content.uploads.start(this.name);
+  }
+
+  uploadStatus(uploadId: string): Promise<UploadRecord> {
+    return this.content.uploads.status(this.name, uploadId);
+  }
+
+  appendUpload(uploadId: string, body: Readable, range?: ChunkRange): Promise<UploadRecord> {
+    return this.content.uploads.append(this.name, uploadId, body, range);
+  }
+
+  finishUpload(uploadId: string, digest: string, body?: Readable, range?: ChunkRange): Promise<WrittenBlob> {
+    return this.content.uploads.finish(this.name, uploadId, digest, body, range);
+  }
+
+  cancelUpload(uploadId: string): Promise<void> {
+    return this.content.uploads.cancel(this.name, uploadId);
+  }
+
+  async getManifest(reference: string): Promise<StoredManifest> {
+    const digest = this.resolve(reference);
+    const record = digest === null ? null : this.content.index.manifest(this.name, digest);
+    if (!record) throw new RegistryError('MANIFEST_UNKNOWN', { detail: { reference } });
+    let content: Buffer;
+    try {
+      content = await this.content.store.readAll(record.digest);
+    } catch (error) {
+      if (isNotFound(error)) throw new RegistryError('MANIFEST_UNKNOWN', { detail: { reference } });
+      throw error;
+    }
+    this.content.accessLog.manifestPulled(this.name, record.digest);
+    return { digest: record.digest, mediaType: record.mediaType, size: record.size, content };
+  }
+
+  async putManifest(reference: string, content: Buffer, contentType: string | undefined): Promise<PutManifestResult> {
+    const byDigest = looksLikeDigest(reference);
+    if (byDigest) requireDigest(reference);
+    else if (!isValidTag(reference)) throw new RegistryError('TAG_INVALID', { detail: { tag: reference } });
+
+    const digest = byDigest ? digestOf(content, parseDigest(reference)!.algorithm) : digestOf(content);
+    if (byDigest && digest !== reference) {
+      throw new RegistryError('DIGEST_INVALID', { detail: { expected: reference, actual: digest } });
+    }
+    let parsed;
+    try {
+      parsed = parseManifest(content, contentType);
+    } catch (error) {
+      if (error instanceof ManifestParseError) throw new RegistryError('MANIFEST_INVALID', { detail: error.message });
+      throw error;
+    }
+    const index = this.content.index;
+    const missingBlobs = index.missingBlobs(this.name, parsed.blobs.map((blob) => blob.digest));
+    const missingManifests = index.missingManifests(this.name, parsed.manifests.map((child) => child.digest));
+    const missing = [...missingBlobs, ...missingManifests];
+    if (missing.length > 0) {
+      throw new RegistryError('MANIFEST_BLOB_UNKNOWN', { detail: { digests: missing } });
+    }
+
+    await this.content.store.write(content, { expectedDigest: digest });
+    index.putManifest({
+      repository: this.name,
+      digest,
+      mediaType: parsed.mediaType,
+      size: content.length,
+      subjectDigest: parsed.subject?.digest ?? null,
+      artifactType: parsed.artifactType ?? null,
+      annotations: parsed.annotations ?? null,
+      blobDigests: parsed.blobs.map((blob) => blob.digest),
+      manifestDigests: parsed.manifests.map((child) => child.digest),
+      tag: byDigest ? undefined : reference,
+    });
+    return { digest, subject: parsed.subject?.digest };
+  }
+
+  async deleteManifest(reference: string): Promise<void> {
+    const index = this.content.index;
+    if (looksLikeDigest(reference)) {
+      requireDigest(reference);
+      if (!index.deleteManifest(this.name, reference)) {
+        throw new RegistryError('MANIFEST_UNKNOWN', { detail: { reference } });
+      }
+      return;
+    }
+    if (!isValidTag(reference) || !index.deleteTag(this.name, reference)) {
+      throw new RegistryError('MANIFEST_UNKNOWN', { detail: { reference } });
+    }
+  }
+
+  async listTags(page: Pagination): Promise<Page<string>> {
+    if (!this.content.index.repositoryExists(this.name)) {
+      throw new RegistryError('NAME_UNKNOWN', { detail: { name: this.name } });
+    }
+    return this.content.index.listTags(this.name, page.n, page.last);
+  }
+
+  async listReferrers(digest: string): Promise<Descriptor[]> {
+    requireDigest(digest);
+    return this.content.index.referrers(this.name, digest).map(toDescriptor);
+  }
+
+  /** The digest a reference names, or null when a tag is not set. */
+  private resolve(reference: string): string | null {
+    if (looksLikeDigest(reference)) {
+      requireDigest(reference);
+      return reference;
+    }
+    if (!isValidTag(reference)) return null;
+    return this.content.index.resolveTag(this.name, reference);
+  }
+}
+
+export function requireDigest(digest: string): void {
+  if (parseDigest(digest) === null) {
+    throw new RegistryError('DIGEST_INVALID', { message: 'invalid digest', detail: { digest } });
+  }
+}
+
+function toDescriptor(record: ManifestRecord): Descriptor {
+  const descriptor: Descriptor = { mediaType: record.mediaType, digest: record.digest, size: record.size };
+  if (record.artifactType) descriptor.artifactType = record.artifactType;
+  if (record.annotations) descriptor.annotations = record.annotations;
+  return descriptor;
+}
+
+/** Opens before answering, so a missing file is a clean 404 rather than a broken 200. */
+async function openFile(file: string, range?: ByteRange): Promise<Readable> {
+  const handle = await fsp.open(file, 'r');
+  return handle.createReadStream(range ? { start: range.start, end: range.end } : {});
+}

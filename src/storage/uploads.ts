@@ -1,0 +1,195 @@
+import { Hash, randomUUID } from 'node:crypto';
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { RegistryError } from '../http/errors';
+import { DigestAlgorithm, createDigester, parseDigest } from '../oci/digest';
+import { BlobStore, WrittenBlob, isNotFound } from './blob-store';
+import { RegistryIndex, UploadRecord } from './registry-index';
+import { isUploadId, uploadDataPath } from './paths';
+
+/** A client's claim about where a chunk goes (dist-spec PATCH `Content-Range: <start>-<end>`, inclusive). */
+export interface ChunkRange {
+  start: number;
+  end: number;
+}
+
+/**
+ * Upload sessions: state in SQLite, bytes in temporary_registry_storage/uploads/<id>, so a session
+ * survives a restart. A running sha256 per session avoids rereading the data at the end; after a
+ * restart (or for sha512) the file is hashed once more instead.
+ */
+export class UploadSessions {
+  private readonly runningHashes = new Map<string, { hash: Hash; size: number }>();
+  private readonly locks = new Map<string, Promise<unknown>>();
+
+  constructor(
+    private readonly index: RegistryIndex,
+    private readonly store: BlobStore,
+    private readonly temporaryRoot: string,
+  ) {}
+
+  async start(repository: string): Promise<UploadRecord> {
+    const id = randomUUID();
+    const file = uploadDataPath(this.temporaryRoot, id);
+    await fsp.mkdir(path.dirname(file), { recursive: true });
+    await fsp.writeFile(file, '');
+    this.index.createUpload(id, repository);
+    this.runningHashes.set(id, { hash: createDigester('sha256'), size: 0 });
+    return this.status(repository, id);
+  }
+
+  /** The session, with its size reconciled against the bytes actually on disk. */
+  async status(repository: string, id: string): Promise<UploadRecord> {
+    const upload = isUploadId(id) ? this.index.upload(id) : null;
+    if (!upload || upload.repository !== repository) {
+      throw new RegistryError('BLOB_UPLOAD_UNKNOWN', { detail: { uploadId: id } });
+    }
+    let onDisk: number;
+    try {
+      onDisk = (await fsp.stat(uploadDataPath(this.temporaryRoot, id))).size;
+    } catch (error) {
+      if (!isNotFound(error)) throw error;
+      this.forget(id);
+      throw new RegistryError('BLOB_UPLOAD_UNKNOWN', { detail: { uploadId: id }, message: 'upload data is gone' });
+    }
+    // Chunks are not fsynced one by one: after a crash the file may hold less than recorded.
+    if (onDisk < upload.size) {
+      this.index.setUploadSize(id, onDisk);
+      return { ...upload, size: onDisk };
+    }
+    return upload;
+  }
+
+  /** Appends a chunk. A chunk that fails midway is cut off again, leaving the session as it was. */
+  append(repository: string, id: string, body: Readable, range?: ChunkRange): Promise<UploadRecord> {
+    return this.exclusive(id, () => this.appendUnlocked(repository, id, body, range));
+  }
+
+  /** Appends the optional last chunk, verifies the digest and moves the blob into the store. */
+  finish(repository: string, id: string, digest: string, body?: Readable, range?: ChunkRange): Promise<WrittenBlob> {
+    return this.exclusive(id, async () => {
+      const parsed = parseDigest(digest);
+      if (!parsed) throw new RegistryError('DIGEST_INVALID', { message: 'invalid digest', detail: { digest } });
+      const upload = body
+        ? await this.appendUnlocked(repository, id, body, range)
+        : await this.status(repository, id);
+      const file = uploadDataPath(this.temporaryRoot, id);
+      const actual = await this.digestOf(id, file, upload.size, parsed.algorithm);
+      if (actual !== digest) {
+        // As the reference registry does: a session that produced the wrong content is dropped.
+        await this.discard(id);
+        throw new RegistryError('DIGEST_INVALID', { detail: { expected: digest, actual } });
+      }
+      await syncFile(file);
+      await this.store.adopt(file, digest);
+      this.index.linkBlob(repository, digest, upload.size);
+      this.index.deleteUpload(id);
+      this.forget(id);
+      return { digest, size: upload.size };
+    });
+  }
+
+  cancel(repository: string, id: string): Promise<void> {
+    return this.exclusive(id, async () => {
+      await this.status(repository, id);
+      await this.discard(id);
+    });
+  }
+
+  private async appendUnlocked(repository: string, id: string, body: Readable, range?: ChunkRange): Promise<UploadRecord> {
+    const upload = await this.status(repository, id);
+    if (range && range.start !== upload.size) {
+      throw new RegistryError('RANGE_INVALID', {
+        message: `chunk starts at ${range.start}, but the upload holds ${upload.size} bytes`,
+        detail: { uploadId: id, offset: upload.size },
+        headers: uploadHeaders(repository, id, upload.size),
+      });
+    }
+    const file = uploadDataPath(this.temporaryRoot, id);
+    await fsp.truncate(file, upload.size);
+    const running = this.runningHashes.get(id);
+    // Hash a copy: if the chunk fails, the session's hash must still be that of the kept bytes.
+    const hash = running && running.size === upload.size ? running.hash.copy() : null;
+    let written = 0;
+    try {
+      await pipeline(
+        body,
+        async function* (chunks: AsyncIterable<Buffer>) {
+          for await (const chunk of chunks) {
+            written += chunk.length;
+            hash?.update(chunk);
+            yield chunk;
+          }
+        },
+        fs.createWriteStream(file, { flags: 'r+', start: upload.size }),
+      );
+      if (range && written !== range.end - range.start + 1) {
+        throw new RegistryError('RANGE_INVALID', {
+          message: `Content-Range announced ${range.end - range.start + 1} bytes, the body had ${written}`,
+          headers: uploadHeaders(repository, id, upload.size),
+        });
+      }
+    } catch (error) {
+      await fsp.truncate(file, upload.size).catch(() => undefined);
+      throw error;
+    }
+    const size = upload.size + written;
+    this.index.setUploadSize(id, size);
+    if (hash) this.runningHashes.set(id, { hash, size });
+    else this.runningHashes.delete(id);
+    return { ...upload, size };
+  }
+
+  private async digestOf(id: string, file: string, size: number, algorithm: DigestAlgorithm): Promise<string> {
+    const running = this.runningHashes.get(id);
+    if (algorithm === 'sha256' && running && running.size === size) {
+      return `sha256:${running.hash.digest('hex')}`;
+    }
+    const hash = createDigester(algorithm);
+    await pipeline(fs.createReadStream(file), hash);
+    return `${algorithm}:${hash.digest('hex')}`;
+  }
+
+  private async discard(id: string): Promise<void> {
+    this.index.deleteUpload(id);
+    this.forget(id);
+    await fsp.rm(uploadDataPath(this.temporaryRoot, id), { force: true });
+  }
+
+  private forget(id: string): void {
+    this.runningHashes.delete(id);
+  }
+
+  /** Runs one operation at a time per session, in arrival order. */
+  private exclusive<T>(id: string, operation: () => Promise<T>): Promise<T> {
+    const previous = this.locks.get(id) ?? Promise.resolve();
+    const result = previous.then(operation, operation);
+    const settled = result.catch(() => undefined);
+    this.locks.set(id, settled);
+    void settled.then(() => {
+      if (this.locks.get(id) === settled) this.locks.delete(id);
+    });
+    return result;
+  }
+}
+
+/** dist-spec: upload responses carry Location, Docker-Upload-UUID and Range: 0-<last byte> ("0-0" when empty). */
+export function uploadHeaders(repository: string, id: string, size: number): Record<string, string> {
+  return {
+    Location: `/v2/${repository}/blobs/uploads/${id}`,
+    'Docker-Upload-UUID': id,
+    Range: `0-${Math.max(size - 1, 0)}`,
+  };
+}
+
+async function syncFile(file: string): Promise<void> {
+  const handle = await fsp.open(file, 'r+');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}

@@ -1,0 +1,83 @@
+import fs from 'node:fs';
+import { AddressInfo } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { Server } from 'node:http';
+import { createApp } from '../../src/app';
+import { Config } from '../../src/config/config';
+import { ensureStorageDirectories, loadConfig } from '../../src/config/load-config';
+import { createLogger } from '../../src/log';
+import { Registry } from '../../src/storage/registry';
+
+export interface TestApp {
+  /** `http://127.0.0.1:<port>` */
+  url: string;
+  /** `127.0.0.1:<port>`, for image references. */
+  host: string;
+  storageDir: string;
+  config: Config;
+  registry: Registry;
+  /** Stops the server (data stays) and starts a new one on the same storage and port. */
+  restart(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface TestAppOptions {
+  /** Reuse a storage directory; a fresh temp dir by default, removed on close. */
+  storageDir?: string;
+  /** configuration keys as on the command line (`max_manifest_size: '1KiB'`). */
+  overrides?: Record<string, string>;
+}
+
+/** A real server on a free loopback port, with real files and SQLite in a temp dir. */
+export async function createTestApp(options: TestAppOptions = {}): Promise<TestApp> {
+  const ownsStorage = options.storageDir === undefined;
+  const storageDir = options.storageDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'registry-test-'));
+  // cwd is the temp dir: relative default paths land there, and no configuration.toml is found.
+  const config = loadConfig({
+    cwd: storageDir,
+    env: {},
+    overrides: { port: '0', log_level: process.env.TEST_LOG_LEVEL ?? 'silent', ...options.overrides },
+  });
+  ensureStorageDirectories(config);
+
+  let registry: Registry;
+  let server: Server;
+  let port = 0;
+  const start = async () => {
+    registry = Registry.open(config);
+    const app = createApp({ config, registry, log: createLogger(config.log_level) });
+    server = app.listen(port, '127.0.0.1');
+    await new Promise<void>((resolve, reject) => server.once('listening', resolve).once('error', reject));
+    port = (server.address() as AddressInfo).port;
+  };
+  const stop = async () => {
+    server.closeAllConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    registry.close();
+  };
+  await start();
+
+  const testApp: TestApp = {
+    get url() {
+      return `http://127.0.0.1:${port}`;
+    },
+    get host() {
+      return `127.0.0.1:${port}`;
+    },
+    storageDir,
+    config,
+    get registry() {
+      return registry;
+    },
+    restart: async () => {
+      await stop();
+      await start();
+    },
+    close: async () => {
+      await stop();
+      if (ownsStorage) fs.rmSync(storageDir, { recursive: true, force: true });
+    },
+  };
+  return testApp;
+}
