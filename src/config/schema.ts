@@ -68,7 +68,7 @@ export const CONFIG_SCHEMA = {
     type: 'path',
     is: 'directory',
     default: 'storage/_tmp',
-    description: 'Directory for uploads in progress; must be on the same filesystem as registry_storage',
+    description: 'Directory for uploads in progress (renamed into registry_storage when finished, copied if on another filesystem)',
   },
   proxy_storage: {
     type: 'path',

@@ -55,7 +55,7 @@ export function parseManifest(content: Buffer, contentType?: string): ParsedMani
   if (json.mediaType !== undefined && typeof json.mediaType !== 'string') {
     throw new ManifestParseError('mediaType must be a string');
   }
-  const declared = json.mediaType;
+  const declared = json.mediaType as string | undefined;
   const header = contentType ? bareMediaType(contentType) : undefined;
   const headerNamesManifest = header !== undefined && isManifestMediaType(header);
   if (declared !== undefined && headerNamesManifest && declared !== header) {
