@@ -20,7 +20,7 @@ async function main(argv: string[]): Promise<void> {
   const config = loadConfig({ cwd: process.cwd(), env: process.env, configPath, overrides });
   ensureStorageDirectories(config);
   const log = createLogger(config.log_level);
-  const registry = Registry.open(config);
+  const registry = Registry.open(config, log);
   const app = createApp({ config, registry, log });
   const server = app.listen(config.port, config.host);
   server.requestTimeout = 0; // large blob uploads take as long as they take

@@ -120,6 +120,17 @@ export function ensureStorageDirectories(config: Config): void {
   }
 }
 
+/** Milliseconds from a number of seconds or a string such as "500ms", "30s", "5m", "1h", "1d"; null if not a duration. */
+export function parseDuration(value: string | number): number | null {
+  if (typeof value === 'number') return Number.isFinite(value) && value >= 0 ? Math.round(value * 1000) : null;
+  const match = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$/i.exec(value);
+  if (!match) return null;
+  const unit = DURATION_UNITS[(match[2] ?? 's').toLowerCase()];
+  return Math.round(Number(match[1]) * unit);
+}
+
+const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
 function readConfigFile(cwd: string, configPath: string | undefined): ConfigSources['file'] {
   const file = path.resolve(cwd, configPath ?? DEFAULT_CONFIG_FILE);
   let text: string;
@@ -167,6 +178,7 @@ function resolveTable(
       const items = (value ?? []) as Record<string, unknown>[];
       values[key] = items.map((item, index) => resolveTable(entry.keys, item, `${name}[${index}]`, origin, cwd));
     } else if (value === undefined) {
+      if ('required' in entry && entry.required) throw new ConfigError(`${name}: required, but not set (in ${origin})`);
       values[key] = coerce(entry, entry.default, { name, origin: 'defaults', text: false, cwd });
     } else {
       values[key] = coerce(entry, value, { name, origin, text: false, cwd });
@@ -216,6 +228,16 @@ function coerce(spec: KeySpec, value: unknown, source: ValueSource): unknown {
         throw fail('an http or https URL, or "" for none');
       }
       return value.replace(/\/+$/, '');
+    case 'duration': {
+      const milliseconds = typeof value === 'string' || typeof value === 'number' ? parseDuration(value) : null;
+      if (milliseconds === null) throw fail('a duration such as 30, "30s", "5m", "1h" or "500ms"');
+      return milliseconds;
+    }
+    case 'strings': {
+      const list = source.text && typeof value === 'string' ? value.split(',').map((item) => item.trim()).filter(Boolean) : value;
+      if (!Array.isArray(list) || !list.every((item) => typeof item === 'string')) throw fail('a list of strings');
+      return [...list];
+    }
     case 'enum':
       if (typeof value !== 'string' || !spec.values.includes(value)) throw fail(`one of ${spec.values.join(', ')}`);
       return value;

@@ -13,7 +13,11 @@ interface Described {
 /** A single value. File values must have the TOML type; environment and command-line values are text. */
 export type KeySpec = Described &
   (
-    | { type: 'string'; default: string }
+    | { type: 'string'; default: string; required?: boolean }
+    /** Milliseconds: an integer number of seconds, or a string such as "500ms", "30s", "5m", "1h". */
+    | { type: 'duration'; default: string }
+    /** A list of strings; in the environment, comma-separated. */
+    | { type: 'strings'; default: readonly string[] }
     | { type: 'integer'; default: number; min: number; max: number }
     | { type: 'boolean'; default: boolean }
     /** Bytes: an integer, or a size string such as "4MiB" (see parseSize). */
@@ -21,7 +25,7 @@ export type KeySpec = Described &
     /** Resolved against the working directory; `is` tells ensureStorageDirectories what to create. */
     | { type: 'path'; default: string; is: 'directory' | 'file' }
     /** An http(s) URL stored without trailing slash, or "" for none. */
-    | { type: 'url'; default: string }
+    | { type: 'url'; default: string; required?: boolean }
     | { type: 'enum'; default: string; values: readonly string[] }
   );
 
@@ -41,14 +45,16 @@ export type SchemaEntry = KeySpec | SectionSpec | TableListSpec;
 export type Schema = Readonly<Record<string, SchemaEntry>>;
 
 /** The entry kinds that can describe a field of type T, so the schema cannot drift from `Config`. */
-type EntryFor<T> = T extends readonly object[]
+type EntryFor<T> = T extends readonly string[]
+  ? Extract<KeySpec, { type: 'strings' }>
+  : T extends readonly object[]
   ? TableListSpec
   : T extends object
     ? SectionSpec
     : T extends string
       ? Extract<KeySpec, { type: 'string' | 'path' | 'url' | 'enum' }>
       : T extends number
-        ? Extract<KeySpec, { type: 'integer' | 'size' }>
+        ? Extract<KeySpec, { type: 'integer' | 'size' | 'duration' }>
         : Extract<KeySpec, { type: 'boolean' }>;
 
 export type SchemaOf<T> = { [K in keyof T]-?: EntryFor<T[K]> };
@@ -93,6 +99,36 @@ export const CONFIG_SCHEMA = {
     default: 'info',
     values: ['debug', 'info', 'warn', 'error', 'silent'],
     description: 'One of debug, info, warn, error, silent',
+  },
+  proxy: {
+    type: 'section',
+    description: 'The pull-through cache under /v2/proxy/<upstream>/<name>',
+    keys: {
+      enabled: { type: 'boolean', default: true, description: 'Serve /v2/proxy/… at all' },
+      allowed_upstreams: {
+        type: 'strings',
+        default: [],
+        description: 'Hosts reachable as proxy/<host>/… besides the configured upstreams; empty: any host, over https',
+      },
+      tag_ttl: {
+        type: 'duration',
+        default: '5m',
+        description: 'How long a cached tag is served before it is revalidated upstream (with a HEAD)',
+      },
+      timeout: { type: 'duration', default: '30s', description: "How long to wait for an upstream's response headers" },
+      concurrency: { type: 'integer', default: 8, min: 1, max: 1000, description: 'Requests in flight to one upstream at a time' },
+      upstreams: {
+        type: 'tables',
+        description: 'Upstream registries with their own URL, aliases or credentials',
+        keys: {
+          host: { type: 'string', default: '', required: true, description: 'Name used in the path: proxy/<host>/<image>' },
+          url: { type: 'url', default: '', required: true, description: 'Where the upstream is reached' },
+          aliases: { type: 'strings', default: [], description: 'Other names for the same upstream' },
+          username: { type: 'string', default: '', description: 'Upstream user (token auth or Basic)' },
+          password: { type: 'string', default: '', description: 'Upstream password or access token' },
+        },
+      },
+    },
   },
 } as const satisfies SchemaOf<Config>;
 

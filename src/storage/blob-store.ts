@@ -40,8 +40,10 @@ export class BlobStore {
     }
   }
 
-  createReadStream(digest: string, range?: ByteRange): fs.ReadStream {
-    return fs.createReadStream(this.path(digest), range ? { start: range.start, end: range.end } : {});
+  /** Opens before answering, so a missing file is a clean 404 rather than a broken 200 (ENOENT is thrown). */
+  async open(digest: string, range?: ByteRange): Promise<Readable> {
+    const handle = await fsp.open(this.path(digest), 'r');
+    return handle.createReadStream(range ? { start: range.start, end: range.end } : {});
   }
 
   async readAll(digest: string): Promise<Buffer> {

@@ -72,4 +72,16 @@ export const MIGRATIONS: readonly string[] = [
     updated_at INTEGER NOT NULL
   );
   `,
+  `
+  -- Pull-through cache. Cached repositories are named proxy/<upstream>/<name> and use the tables above.
+  -- When the upstream last confirmed what a cached tag points at (revalidation after tag_ttl).
+  ALTER TABLE tags ADD COLUMN checked_at INTEGER;
+
+  -- An upstream repository's whole tag list, served while the upstream is unreachable.
+  CREATE TABLE upstream_tag_lists (
+    repository_id INTEGER PRIMARY KEY REFERENCES repositories(id) ON DELETE CASCADE,
+    tags TEXT NOT NULL,
+    fetched_at INTEGER NOT NULL
+  );
+  `,
 ];

@@ -122,6 +122,28 @@ export class RegistryIndex {
     return row?.digest ?? null;
   }
 
+  /** A tag with when it was set or last confirmed upstream (pull-through cache), or null. */
+  checkedTag(repository: string, tag: string): { digest: string; checkedAt: number } | null {
+    return (this.statements.checkedTag.get({ repository, tag }) as { digest: string; checkedAt: number } | undefined) ?? null;
+  }
+
+  markTagChecked(repository: string, tag: string, now = Date.now()): void {
+    this.statements.markTagChecked.run({ repository, tag, now });
+  }
+
+  /** The upstream's tag list as last fetched, or null. */
+  upstreamTagList(repository: string): { tags: string[]; fetchedAt: number } | null {
+    const row = this.statements.upstreamTagList.get({ repository }) as { tags: string; fetchedAt: number } | undefined;
+    return row ? { tags: JSON.parse(row.tags) as string[], fetchedAt: row.fetchedAt } : null;
+  }
+
+  storeUpstreamTagList(repository: string, tags: string[], now = Date.now()): void {
+    this.db.transaction(() => {
+      const repositoryId = this.ensureRepository(repository, now);
+      this.statements.storeUpstreamTagList.run({ repositoryId, tags: JSON.stringify(tags), now });
+    })();
+  }
+
   /** Digests among `digests` that `repository` has no manifest for. */
   missingManifests(repository: string, digests: string[]): string[] {
     return digests.filter((digest) => this.statements.manifestByDigest.get({ repository, digest }) === undefined);
@@ -268,8 +290,24 @@ function prepareStatements(db: Database.Database) {
        VALUES (@repositoryId, @digest, @child, @kind)`,
     ),
     upsertTag: db.prepare(
-      `INSERT INTO tags (repository_id, name, manifest_digest, updated_at) VALUES (@repositoryId, @tag, @digest, @now)
-       ON CONFLICT (repository_id, name) DO UPDATE SET manifest_digest = excluded.manifest_digest, updated_at = excluded.updated_at`,
+      `INSERT INTO tags (repository_id, name, manifest_digest, updated_at, checked_at)
+       VALUES (@repositoryId, @tag, @digest, @now, @now)
+       ON CONFLICT (repository_id, name) DO UPDATE
+       SET manifest_digest = excluded.manifest_digest, updated_at = excluded.updated_at, checked_at = excluded.checked_at`,
+    ),
+    checkedTag: db.prepare(
+      `SELECT manifest_digest AS digest, coalesce(checked_at, updated_at) AS checkedAt FROM tags
+       WHERE repository_id = ${REPOSITORY_ID} AND name = @tag`,
+    ),
+    markTagChecked: db.prepare(
+      `UPDATE tags SET checked_at = @now WHERE repository_id = ${REPOSITORY_ID} AND name = @tag`,
+    ),
+    upstreamTagList: db.prepare(
+      `SELECT tags, fetched_at AS fetchedAt FROM upstream_tag_lists WHERE repository_id = ${REPOSITORY_ID}`,
+    ),
+    storeUpstreamTagList: db.prepare(
+      `INSERT INTO upstream_tag_lists (repository_id, tags, fetched_at) VALUES (@repositoryId, @tags, @now)
+       ON CONFLICT (repository_id) DO UPDATE SET tags = excluded.tags, fetched_at = excluded.fetched_at`,
     ),
     manifestByDigest: db.prepare(
       `SELECT digest, media_type, size, subject_digest, artifact_type, annotations FROM manifests

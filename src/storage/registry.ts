@@ -1,6 +1,9 @@
 import { Config } from '../config/config';
 import { RegistryError } from '../http/errors';
+import { Logger } from '../log';
 import { isValidName } from '../oci/names';
+import { PROXY_PREFIX } from '../proxy/upstreams';
+import { PullThroughCache } from '../proxy/pull-through-cache';
 import { AccessLog } from './access-log';
 import { BlobStore } from './blob-store';
 import { HostedContent, HostedRepository, Pagination, Repository } from './repository';
@@ -10,8 +13,9 @@ import { UploadSessions } from './uploads';
 /** The registry's content: hands out repositories by name and lists them. */
 export class Registry {
   private readonly hosted: HostedContent;
+  private readonly cache: PullThroughCache | null;
 
-  constructor(readonly index: RegistryIndex, config: Pick<Config, 'registry_storage' | 'temporary_registry_storage'>) {
+  constructor(readonly index: RegistryIndex, config: Config, log: Logger) {
     const store = new BlobStore(config.registry_storage);
     this.hosted = {
       index,
@@ -19,15 +23,23 @@ export class Registry {
       uploads: new UploadSessions(index, store, config.temporary_registry_storage),
       accessLog: new AccessLog(index),
     };
+    this.cache = config.proxy.enabled ? new PullThroughCache(index, config, log) : null;
   }
 
-  static open(config: Config): Registry {
-    return new Registry(new RegistryIndex(config.database), config);
+  static open(config: Config, log: Logger): Registry {
+    return new Registry(new RegistryIndex(config.database), config, log);
   }
 
-  /** The repository called `name`; NAME_INVALID when the name breaks the dist-spec grammar. */
+  /**
+   * The repository called `name`: cached from an upstream under proxy/, hosted otherwise. Routes use
+   * either the same way. NAME_INVALID when the name breaks the dist-spec grammar.
+   */
   repository(name: string): Repository {
     if (!isValidName(name)) throw new RegistryError('NAME_INVALID', { detail: { name } });
+    if (name.startsWith(PROXY_PREFIX)) {
+      if (!this.cache) throw new RegistryError('NAME_UNKNOWN', { message: 'the pull-through cache is disabled', detail: { name } });
+      return this.cache.repository(name);
+    }
     return new HostedRepository(name, this.hosted);
   }
 
@@ -36,6 +48,7 @@ export class Registry {
   }
 
   close(): void {
+    this.cache?.close();
     this.hosted.accessLog.close();
     this.index.close();
   }

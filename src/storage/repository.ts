@@ -1,4 +1,3 @@
-import fsp from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { RegistryError } from '../http/errors';
 import { digestOf, looksLikeDigest, parseDigest } from '../oci/digest';
@@ -84,7 +83,7 @@ export class HostedRepository implements Repository {
     const size = await this.blobSize(digest);
     let stream: Readable;
     try {
-      stream = await openFile(this.content.store.path(digest), range);
+      stream = await this.content.store.open(digest, range);
     } catch (error) {
       if (isNotFound(error)) throw new RegistryError('BLOB_UNKNOWN', { detail: { digest } });
       throw error;
@@ -239,10 +238,4 @@ function toDescriptor(record: ManifestRecord): Descriptor {
   if (record.artifactType) descriptor.artifactType = record.artifactType;
   if (record.annotations) descriptor.annotations = record.annotations;
   return descriptor;
-}
-
-/** Opens before answering, so a missing file is a clean 404 rather than a broken 200. */
-async function openFile(file: string, range?: ByteRange): Promise<Readable> {
-  const handle = await fsp.open(file, 'r');
-  return handle.createReadStream(range ? { start: range.start, end: range.end } : {});
 }

@@ -27,13 +27,18 @@ export interface TestAppOptions {
   storageDir?: string;
   /** configuration keys as on the command line (`max_manifest_size: '1KiB'`). */
   overrides?: Record<string, string>;
+  /** Text of a configuration.toml, for what only the file can say (`[[proxy.upstreams]]`). */
+  configuration?: string;
 }
 
 /** A real server on a free loopback port, with real files and SQLite in a temp dir. */
 export async function createTestApp(options: TestAppOptions = {}): Promise<TestApp> {
   const ownsStorage = options.storageDir === undefined;
   const storageDir = options.storageDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'registry-test-'));
-  // cwd is the temp dir: relative default paths land there, and no configuration.toml is found.
+  // cwd is the temp dir: relative default paths land there, and so does configuration.toml.
+  if (options.configuration !== undefined) {
+    fs.writeFileSync(path.join(storageDir, 'configuration.toml'), options.configuration);
+  }
   const config = loadConfig({
     cwd: storageDir,
     env: {},
@@ -45,8 +50,9 @@ export async function createTestApp(options: TestAppOptions = {}): Promise<TestA
   let server: Server;
   let port = 0;
   const start = async () => {
-    registry = Registry.open(config);
-    const app = createApp({ config, registry, log: createLogger(config.log_level) });
+    const log = createLogger(config.log_level);
+    registry = Registry.open(config, log);
+    const app = createApp({ config, registry, log });
     server = app.listen(port, '127.0.0.1');
     await new Promise<void>((resolve, reject) => server.once('listening', resolve).once('error', reject));
     port = (server.address() as AddressInfo).port;
@@ -72,6 +78,9 @@ export async function createTestApp(options: TestAppOptions = {}): Promise<TestA
     },
     restart: async () => {
       await stop();
+      // fetch keeps connections alive in a pool in this same process. It notices the server's close a
+      // few loop turns later; a request sent before that goes out on a dead socket ("other side closed").
+      await new Promise((resolve) => setTimeout(resolve, 25));
       await start();
     },
     close: async () => {

@@ -48,6 +48,7 @@ describe('loadConfig', () => {
       max_manifest_size: 4 * 1024 * 1024,
       public_url: '',
       log_level: 'info',
+      proxy: { enabled: true, allowed_upstreams: [], tag_ttl: 300_000, timeout: 30_000, concurrency: 8, upstreams: [] },
     });
   });
 
@@ -135,7 +136,10 @@ describe('loadConfig', () => {
   it('documents every key and its environment variable in configuration.toml.example', () => {
     const example = fs.readFileSync(EXAMPLE_FILE, 'utf8');
     for (const key of settableKeys(CONFIG_SCHEMA)) {
-      expect(example).toMatch(new RegExp(`^${key.name} = `, 'm'));
+      // A key of a [section] is written under that section's header, by its own name.
+      const section = key.path.slice(0, -1).join('.');
+      const scope = section ? example.slice(example.indexOf(`\n[${section}]\n`)) : example;
+      expect(scope).toMatch(new RegExp(`^${key.path[key.path.length - 1]} = `, 'm'));
       expect(example).toContain(`Env: ${key.env}\n`);
     }
   });

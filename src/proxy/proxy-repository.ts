@@ -1,0 +1,342 @@
+import { RegistryError } from '../http/errors';
+import { Logger } from '../log';
+import { digestOf, looksLikeDigest, parseDigest } from '../oci/digest';
+import { Descriptor, ManifestParseError, parseManifest } from '../oci/manifest';
+import { MANIFEST_MEDIA_TYPES } from '../oci/media-types';
+import { isValidTag } from '../oci/names';
+import { AccessLog } from '../storage/access-log';
+import { BlobStore, ByteRange, WrittenBlob, isNotFound } from '../storage/blob-store';
+import { Page, RegistryIndex, UploadRecord } from '../storage/registry-index';
+import { BlobContent, Pagination, PutManifestResult, Repository, StoredManifest, requireDigest } from '../storage/repository';
+import { BlobDownloads } from './blob-downloads';
+import { ProxiedName } from './upstreams';
+import { UpstreamUnavailableError } from './upstream-client';
+
+/** What every cached repository shares: the proxy store, the index, in-flight transfers. */
+export interface ProxyCache {
+  index: RegistryIndex;
+  store: BlobStore;
+  accessLog: AccessLog;
+  downloads: BlobDownloads;
+  /** In-flight manifest fetches by `<name>@<reference>`, shared by concurrent pulls. */
+  manifestFetches: Map<string, Promise<StoredManifest>>;
+  tagTtlMs: number;
+  maxManifestSize: number;
+  log: Logger;
+  now: () => number;
+}
+
+// Everything a pull may get: indexes first, as docker and containerd ask.
+const MANIFEST_ACCEPT = MANIFEST_MEDIA_TYPES.join(', ');
+const MAX_TAG_PAGES = 100;
+
+/**
+ * A read-only repository backed by an upstream registry: what is not cached is fetched, stored and
+ * served; what is cached is served without the upstream, also while the upstream is down.
+ */
+export class ProxyRepository implements Repository {
+  readonly name: string;
+
+  constructor(
+    private readonly target: ProxiedName,
+    private readonly cache: ProxyCache,
+  ) {
+    this.name = target.name;
+  }
+
+  // --- blobs ---------------------------------------------------------------------------------
+
+  async blobSize(digest: string): Promise<number> {
+    requireDigest(digest);
+    const cached = await this.cachedBlobSize(digest);
+    if (cached !== null) return cached;
+    const response = await this.upstream('HEAD', `blobs/${digest}`);
+    if (response.status === 200) return Number(response.headers.get('content-length') ?? 0);
+    throw this.upstreamFailure(response, 'BLOB_UNKNOWN', { digest });
+  }
+
+  async openBlob(digest: string, range?: ByteRange): Promise<BlobContent> {
+    requireDigest(digest);
+    const cached = await this.cachedBlobSize(digest);
+    if (cached !== null) {
+      const stream = await this.cache.store.open(digest, range);
+      this.cache.accessLog.blobRead(digest);
+      return { digest, size: cached, stream };
+    }
+    const download = await this.cache.downloads.join(digest, async () => {
+      const response = await this.upstream('GET', `blobs/${digest}`);
+      if (response.status !== 200 || !response.body) throw this.upstreamFailure(response, 'BLOB_UNKNOWN', { digest });
+      const length = response.headers.get('content-length');
+      return { body: response.body, size: length === null ? undefined : Number(length) };
+    });
+    // Every repository that pulled the blob through this download may read it once it is cached.
+    download.done.then(
+      () => this.cache.index.linkBlob(this.name, digest, download.size ?? 0),
+      (error: Error) => this.cache.log.warn('upstream blob transfer failed; nothing cached', { repository: this.name, digest, error: error.message }),
+    );
+    if (download.size === undefined) {
+      // Without a size the response cannot announce one, nor serve a range, before the end.
+      await download.done;
+      return this.openBlob(digest, range);
+    }
+    return { digest, size: download.size, stream: download.read(range) };
+  }
+
+  /** The size if this repository has the blob cached. */
+  private async cachedBlobSize(digest: string): Promise<number | null> {
+    const linked = this.cache.index.linkedBlobSize(this.name, digest);
+    if (linked !== null && (await this.cache.store.size(digest)) !== null) return linked;
+    return null;
+  }
+
+  // --- manifests -----------------------------------------------------------------------------
+
+  async getManifest(reference: string): Promise<StoredManifest> {
+    const byDigest = looksLikeDigest(reference);
+    if (byDigest) requireDigest(reference);
+    else if (!isValidTag(reference)) throw new RegistryError('MANIFEST_UNKNOWN', { detail: { reference } });
+
+    if (byDigest) {
+      // Content-addressed: once cached, never asked upstream again.
+      const cached = await this.readCached(reference);
+      if (cached) return cached;
+      return this.fetchManifestOnce(reference, undefined);
+    }
+
+    const tag = this.cache.index.checkedTag(this.name, reference);
+    const cached = tag ? await this.readCached(tag.digest) : null;
+    if (tag && cached && this.cache.now() - tag.checkedAt < this.cache.tagTtlMs) return cached;
+    try {
+      if (tag && cached) {
+        // Revalidate with a HEAD: Docker Hub does not count it against the pull limit.
+        const head = await this.upstream('HEAD', `manifests/${reference}`, { Accept: MANIFEST_ACCEPT });
+        if (head.status === 200 && head.headers.get('docker-content-digest') === tag.digest) {
+          this.cache.index.markTagChecked(this.name, reference, this.cache.now());
+          return cached;
+        }
+        if (head.status !== 200) throw this.upstreamFailure(head, 'MANIFEST_UNKNOWN', { reference });
+      }
+      return await this.fetchManifestOnce(reference, reference);
+    } catch (error) {
+      if (cached && isUpstreamTrouble(error)) {
+        this.cache.log.warn('upstream unusable; serving the cached manifest', {
+          repository: this.name,
+          reference,
+          error: (error as Error).message,
+        });
+        return cached;
+      }
+      throw error;
+    }
+  }
+
+  private async readCached(digest: string): Promise<StoredManifest | null> {
+    const record = this.cache.index.manifest(this.name, digest);
+    if (!record) return null;
+    try {
+      const content = await this.cache.store.readAll(digest);
+      this.cache.accessLog.manifestPulled(this.name, digest);
+      return { digest, mediaType: record.mediaType, size: record.size, content };
+    } catch (error) {
+      if (isNotFound(error)) return null;
+      throw error;
+    }
+  }
+
+  private fetchManifestOnce(reference: string, tag: string | undefined): Promise<StoredManifest> {
+    const key = `${this.name}@${reference}`;
+    const running = this.cache.manifestFetches.get(key);
+    if (running) return running;
+    const fetching = this.fetchManifest(reference, tag).finally(() => this.cache.manifestFetches.delete(key));
+    this.cache.manifestFetches.set(key, fetching);
+    return fetching;
+  }
+
+  private async fetchManifest(reference: string, tag: string | undefined): Promise<StoredManifest> {
+    const response = await this.upstream('GET', `manifests/${reference}`, { Accept: MANIFEST_ACCEPT });
+    if (response.status !== 200) throw this.upstreamFailure(response, 'MANIFEST_UNKNOWN', { reference });
+    const content = await readCapped(response, this.cache.maxManifestSize);
+    const algorithm = tag === undefined ? parseDigest(reference)!.algorithm : 'sha256';
+    const digest = digestOf(content, algorithm);
+    const announced = response.headers.get('docker-content-digest');
+    if ((tag === undefined && digest !== reference) || (announced?.startsWith(`${algorithm}:`) && announced !== digest)) {
+      throw new RegistryError('UNAVAILABLE', {
+        message: `upstream ${this.target.upstream.name} sent a manifest that does not match its digest`,
+        detail: { reference, expected: tag === undefined ? reference : announced, actual: digest },
+      });
+    }
+    let parsed;
+    try {
+      parsed = parseManifest(content, response.headers.get('content-type') ?? undefined);
+    } catch (error) {
+      if (error instanceof ManifestParseError) {
+        throw new RegistryError('MANIFEST_INVALID', { message: `upstream manifest not usable: ${error.message}`, detail: { reference } });
+      }
+      throw error;
+    }
+    await this.cache.store.write(content, { expectedDigest: digest });
+    this.cache.index.putManifest(
+      {
+        repository: this.name,
+        digest,
+        mediaType: parsed.mediaType,
+        size: content.length,
+        subjectDigest: parsed.subject?.digest ?? null,
+        artifactType: parsed.artifactType ?? null,
+        annotations: parsed.annotations ?? null,
+        blobDigests: parsed.blobs.map((blob) => blob.digest),
+        manifestDigests: parsed.manifests.map((child) => child.digest),
+        tag,
+      },
+      this.cache.now(),
+    );
+    this.cache.accessLog.manifestPulled(this.name, digest);
+    return { digest, mediaType: parsed.mediaType, size: content.length, content };
+  }
+
+  // --- tags and referrers --------------------------------------------------------------------
+
+  async listTags(page: Pagination): Promise<Page<string>> {
+    let tags: string[];
+    try {
+      tags = await this.fetchTagList();
+      this.cache.index.storeUpstreamTagList(this.name, tags, this.cache.now());
+    } catch (error) {
+      const stored = this.cache.index.upstreamTagList(this.name);
+      if (!stored || !isUpstreamTrouble(error)) throw error;
+      this.cache.log.warn('upstream unusable; serving the cached tag list', { repository: this.name, error: (error as Error).message });
+      tags = stored.tags;
+    }
+    const after = page.last === undefined ? tags : tags.filter((tag) => tag > page.last!);
+    if (page.n === undefined || after.length <= page.n) return { items: after };
+    const items = after.slice(0, page.n);
+    return { items, next: items[items.length - 1] };
+  }
+
+  /** The upstream's whole list, sorted, following its Link pages. */
+  private async fetchTagList(): Promise<string[]> {
+    const tags: string[] = [];
+    let path: string | null = 'tags/list';
+    for (let pages = 0; path !== null && pages < MAX_TAG_PAGES; pages++) {
+      const response = await this.upstream('GET', path);
+      if (response.status === 404) throw new RegistryError('NAME_UNKNOWN', { detail: { name: this.name } });
+      if (response.status !== 200) throw this.upstreamFailure(response, 'NAME_UNKNOWN', { name: this.name });
+      const body = (await response.json()) as { tags?: string[] | null };
+      tags.push(...(body.tags ?? []));
+      path = nextPagePath(response.headers.get('link'), this.target.remoteName);
+    }
+    return [...new Set(tags)].sort();
+  }
+
+  async listReferrers(digest: string): Promise<Descriptor[]> {
+    requireDigest(digest);
+    // Referrers of what is cached here; the upstream's own list is not consulted.
+    return this.cache.index.referrers(this.name, digest).map((record) => ({
+      mediaType: record.mediaType,
+      digest: record.digest,
+      size: record.size,
+      ...(record.artifactType ? { artifactType: record.artifactType } : {}),
+      ...(record.annotations ? { annotations: record.annotations } : {}),
+    }));
+  }
+
+  // --- writes are refused ------------------------------------------------------------------
+
+  deleteBlob(): Promise<void> {
+    return this.refuse();
+  }
+  async mountBlob(): Promise<boolean> {
+    return false;
+  }
+  writeBlob(): Promise<WrittenBlob> {
+    return this.refuse();
+  }
+  startUpload(): Promise<UploadRecord> {
+    return this.refuse();
+  }
+  uploadStatus(): Promise<UploadRecord> {
+    return this.refuse();
+  }
+  appendUpload(): Promise<UploadRecord> {
+    return this.refuse();
+  }
+  finishUpload(): Promise<WrittenBlob> {
+    return this.refuse();
+  }
+  cancelUpload(): Promise<void> {
+    return this.refuse();
+  }
+  putManifest(): Promise<PutManifestResult> {
+    return this.refuse();
+  }
+  deleteManifest(): Promise<void> {
+    return this.refuse();
+  }
+
+  private async refuse(): Promise<never> {
+    throw new RegistryError('UNSUPPORTED', {
+      message: `${this.name} is a read-only cache of ${this.target.upstream.name}; push to a repository outside proxy/`,
+    });
+  }
+
+  // --- upstream ------------------------------------------------------------------------------
+
+  private async upstream(method: 'GET' | 'HEAD', path: string, headers: Record<string, string> = {}): Promise<Response> {
+    try {
+      return await this.target.upstream.client.request(method, `${this.target.remoteName}/${path}`, {
+        repository: this.target.remoteName,
+        headers,
+      });
+    } catch (error) {
+      if (error instanceof UpstreamUnavailableError) {
+        throw new RegistryError('UNAVAILABLE', {
+          message: `upstream ${this.target.upstream.name} is unreachable`,
+          detail: { upstream: this.target.upstream.name },
+        });
+      }
+      throw error;
+    }
+  }
+
+  /** The client-facing error for an upstream answer other than 200; 404 passes on as `notFound`. */
+  private upstreamFailure(response: Response, notFound: 'BLOB_UNKNOWN' | 'MANIFEST_UNKNOWN' | 'NAME_UNKNOWN', detail: object): RegistryError {
+    void response.body?.cancel().catch(() => undefined);
+    const upstream = this.target.upstream.name;
+    if (response.status === 404) return new RegistryError(notFound, { detail });
+    if (response.status === 429) {
+      return new RegistryError('TOOMANYREQUESTS', { message: `upstream ${upstream} is rate-limiting`, detail });
+    }
+    if (response.status === 401 || response.status === 403) {
+      return new RegistryError('DENIED', { message: `upstream ${upstream} refused access (${response.status})`, detail });
+    }
+    return new RegistryError('UNAVAILABLE', { message: `upstream ${upstream} answered ${response.status}`, detail });
+  }
+}
+
+/** Unreachable, rate-limiting, refusing or failing upstreams: cases where cached content is served instead. */
+function isUpstreamTrouble(error: unknown): boolean {
+  return error instanceof RegistryError && ['UNAVAILABLE', 'TOOMANYREQUESTS', 'DENIED'].includes(error.code);
+}
+
+async function readCapped(response: Response, maxBytes: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
+    size += chunk.length;
+    if (size > maxBytes) {
+      throw new RegistryError('MANIFEST_INVALID', { status: 413, message: `upstream manifest exceeds ${maxBytes} bytes` });
+    }
+    chunks.push(Buffer.from(chunk));
+  }
+  return Buffer.concat(chunks);
+}
+
+/** The next page of an upstream tags/list, as a path under /v2/<name>/, from `Link: </v2/<name>/tags/list?…>; rel="next"`. */
+function nextPagePath(link: string | null, remoteName: string): string | null {
+  const match = link ? /<([^>]+)>\s*;\s*rel="?next"?/.exec(link) : null;
+  if (!match) return null;
+  const url = new URL(match[1], 'http://upstream.invalid');
+  const prefix = `/v2/${remoteName}/`;
+  return url.pathname.startsWith(prefix) ? url.pathname.slice(prefix.length) + url.search : null;
+}
+

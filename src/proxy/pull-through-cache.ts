@@ -1,0 +1,39 @@
+import { Config } from '../config/config';
+import { Logger } from '../log';
+import { AccessLog } from '../storage/access-log';
+import { BlobStore } from '../storage/blob-store';
+import { RegistryIndex } from '../storage/registry-index';
+import { BlobDownloads } from './blob-downloads';
+import { ProxyCache, ProxyRepository } from './proxy-repository';
+import { Upstreams } from './upstreams';
+
+/** The pull-through cache: repositories under proxy/<upstream>/… backed by proxy_storage and the index. */
+export class PullThroughCache {
+  private readonly upstreams: Upstreams;
+  private readonly cache: ProxyCache;
+
+  constructor(index: RegistryIndex, config: Pick<Config, 'proxy' | 'proxy_storage' | 'max_manifest_size'>, log: Logger) {
+    const store = new BlobStore(config.proxy_storage);
+    this.upstreams = new Upstreams(config.proxy, log);
+    this.cache = {
+      index,
+      store,
+      accessLog: new AccessLog(index),
+      downloads: new BlobDownloads(store),
+      manifestFetches: new Map(),
+      tagTtlMs: config.proxy.tag_ttl,
+      maxManifestSize: config.max_manifest_size,
+      log,
+      now: Date.now,
+    };
+  }
+
+  /** `proxy/<upstream>/<name>`, resolved to its upstream; the name must already be valid. */
+  repository(name: string): ProxyRepository {
+    return new ProxyRepository(this.upstreams.parse(name), this.cache);
+  }
+
+  close(): void {
+    this.cache.accessLog.close();
+  }
+}

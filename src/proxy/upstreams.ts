@@ -1,0 +1,95 @@
+import { ProxyConfig, UpstreamConfig } from '../config/config';
+import { RegistryError } from '../http/errors';
+import { Logger } from '../log';
+import { UpstreamClient } from './upstream-client';
+
+/** The prefix under which cached repositories live: proxy/<upstream>/<name>. */
+export const PROXY_PREFIX = 'proxy/';
+
+/** Docker Hub answers to several names; they are one upstream, cached once, under "docker.io". */
+const DOCKER_HUB_NAMES = ['docker.io', 'index.docker.io', 'registry-1.docker.io'];
+const DOCKER_HUB = 'docker.io';
+const DOCKER_HUB_URL = 'https://registry-1.docker.io';
+
+export interface Upstream {
+  /** Canonical name, the second component of cached repository names. */
+  name: string;
+  url: string;
+  client: UpstreamClient;
+}
+
+/** A proxied repository name taken apart: proxy/<upstream>/<remoteName>. */
+export interface ProxiedName {
+  upstream: Upstream;
+  /** The repository's name at the upstream, e.g. library/alpine. */
+  remoteName: string;
+  /** The canonical local name, e.g. proxy/docker.io/library/alpine. */
+  name: string;
+}
+
+/** Resolves the <upstream> part of proxy/<upstream>/<name>, with one client (and token cache) per upstream. */
+export class Upstreams {
+  private readonly clients = new Map<string, Upstream>();
+
+  constructor(
+    private readonly config: ProxyConfig,
+    private readonly log: Logger,
+  ) {}
+
+  /** Takes `proxy/<upstream>/<name>` apart; throws NAME_UNKNOWN or DENIED for upstreams that are not served. */
+  parse(fullName: string): ProxiedName {
+    const [, host, ...rest] = fullName.split('/');
+    if (!host || rest.length === 0) {
+      throw new RegistryError('NAME_UNKNOWN', {
+        message: 'proxied repositories are named proxy/<registry>/<image>',
+        detail: { name: fullName },
+      });
+    }
+    const upstream = this.upstream(host);
+    // Docker Hub's official images live under library/.
+    const remoteName = upstream.name === DOCKER_HUB && rest.length === 1 ? `library/${rest[0]}` : rest.join('/');
+    return { upstream, remoteName, name: `${PROXY_PREFIX}${upstream.name}/${remoteName}` };
+  }
+
+  private upstream(host: string): Upstream {
+    const known = this.clients.get(host);
+    if (known) return known;
+    const { name, settings } = this.lookUp(host);
+    const upstream = this.clients.get(name) ?? {
+      name,
+      url: settings.url,
+      client: new UpstreamClient({
+        url: settings.url,
+        credentials: settings.username ? { username: settings.username, password: settings.password } : undefined,
+        timeoutMs: this.config.timeout,
+        concurrency: this.config.concurrency,
+        log: this.log,
+      }),
+    };
+    this.clients.set(name, upstream);
+    this.clients.set(host, upstream);
+    return upstream;
+  }
+
+  private lookUp(host: string): { name: string; settings: Pick<UpstreamConfig, 'url' | 'username' | 'password'> } {
+    const isDockerHub = DOCKER_HUB_NAMES.includes(host);
+    const names = (entry: UpstreamConfig) => [entry.host, ...entry.aliases];
+    const configured = this.config.upstreams.find((entry) =>
+      names(entry).some((candidate) => candidate === host || (isDockerHub && DOCKER_HUB_NAMES.includes(candidate))),
+    );
+    if (isDockerHub) {
+      return { name: DOCKER_HUB, settings: configured ?? { url: DOCKER_HUB_URL, username: '', password: '' } };
+    }
+    if (configured) return { name: configured.host, settings: configured };
+
+    const allowed = this.config.allowed_upstreams;
+    if (allowed.length > 0 && !allowed.includes(host)) {
+      throw new RegistryError('DENIED', { message: `upstream ${host} is not allowed here`, detail: { upstream: host } });
+    }
+    // A registry host has a dot (ghcr.io, quay.io) or is localhost; anything else is a typo, not a host to dial.
+    if (!host.includes('.') && host !== 'localhost') {
+      throw new RegistryError('NAME_UNKNOWN', { message: `${host} is not a registry host name`, detail: { upstream: host } });
+    }
+    return { name: host, settings: { url: `https://${host}`, username: '', password: '' } };
+  }
+}
