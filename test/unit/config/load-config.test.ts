@@ -327,3 +327,46 @@ describe('ensureStorageDirectories', () => {
     );
   });
 });
+
+describe('[proxy] section', () => {
+  it('reads durations, lists and upstream tables from the file', () => {
+    writeConfig(`
+[proxy]
+tag_ttl = "90s"
+timeout = 12
+allowed_upstreams = ["ghcr.io", "quay.io"]
+
+[[proxy.upstreams]]
+host = "docker.io"
+url = "https://registry-1.docker.io/"
+aliases = ["hub"]
+username = "me"
+password = "secret"
+`);
+    const { proxy } = loadConfig({ cwd, env: {} });
+    expect(proxy.tag_ttl).toBe(90_000);
+    expect(proxy.timeout).toBe(12_000);
+    expect(proxy.allowed_upstreams).toEqual(['ghcr.io', 'quay.io']);
+    expect(proxy.upstreams).toEqual([
+      { host: 'docker.io', url: 'https://registry-1.docker.io', aliases: ['hub'], username: 'me', password: 'secret' },
+    ]);
+  });
+
+  it('takes section keys from REGISTRY_PROXY_<KEY>, lists comma-separated', () => {
+    const { proxy } = loadConfig({
+      cwd,
+      env: { REGISTRY_PROXY_TAG_TTL: '500ms', REGISTRY_PROXY_ALLOWED_UPSTREAMS: 'ghcr.io, quay.io', REGISTRY_PROXY_ENABLED: '0' },
+    });
+    expect(proxy).toMatchObject({ tag_ttl: 500, allowed_upstreams: ['ghcr.io', 'quay.io'], enabled: false });
+  });
+
+  it('names a bad duration and a missing upstream url in one line', () => {
+    expect(configErrorOf(() => loadConfig({ cwd, env: { REGISTRY_PROXY_TAG_TTL: 'soon' } }))).toBe(
+      'configuration error: proxy.tag_ttl: expected a duration such as 30, "30s", "5m", "1h" or "500ms", got "soon" (from REGISTRY_PROXY_TAG_TTL)',
+    );
+    const file = writeConfig('[[proxy.upstreams]]\nhost = "upstream.test"\n');
+    expect(configErrorOf(() => loadConfig({ cwd, env: {} }))).toBe(
+      `configuration error: proxy.upstreams[0].url: required, but not set (in ${file})`,
+    );
+  });
+});

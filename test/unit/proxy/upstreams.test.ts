@@ -1,0 +1,79 @@
+import { ProxyConfig } from '../../../src/config/config';
+import { RegistryError } from '../../../src/http/errors';
+import { createLogger } from '../../../src/log';
+import { Upstreams } from '../../../src/proxy/upstreams';
+
+function upstreams(overrides: Partial<ProxyConfig> = {}): Upstreams {
+  const config: ProxyConfig = {
+    enabled: true,
+    allowed_upstreams: [],
+    tag_ttl: 300_000,
+    timeout: 30_000,
+    concurrency: 8,
+    upstreams: [],
+    ...overrides,
+  };
+  return new Upstreams(config, createLogger('silent'));
+}
+
+function errorCode(action: () => unknown): string | undefined {
+  try {
+    action();
+  } catch (error) {
+    if (error instanceof RegistryError) return error.code;
+    throw error;
+  }
+  return undefined;
+}
+
+describe('Upstreams.parse: proxy/<upstream>/<name>', () => {
+  test('Docker Hub names are one upstream, and one-component names get library/', () => {
+    const hub = upstreams();
+    for (const name of ['proxy/docker.io/alpine', 'proxy/index.docker.io/library/alpine', 'proxy/registry-1.docker.io/library/alpine']) {
+      const parsed = hub.parse(name);
+      expect(parsed.name).toBe('proxy/docker.io/library/alpine');
+      expect(parsed.remoteName).toBe('library/alpine');
+      expect(parsed.upstream.url).toBe('https://registry-1.docker.io');
+    }
+    expect(hub.parse('proxy/docker.io/alpine').upstream).toBe(hub.parse('proxy/registry-1.docker.io/x/y').upstream);
+  });
+
+  test('other hosts keep their names as they are, many segments included', () => {
+    const parsed = upstreams().parse('proxy/ghcr.io/owner/team/some_image-name.x');
+    expect(parsed).toMatchObject({ name: 'proxy/ghcr.io/owner/team/some_image-name.x', remoteName: 'owner/team/some_image-name.x' });
+    expect(parsed.upstream.url).toBe('https://ghcr.io');
+    // A one-component name is not Docker Hub's library/ convention elsewhere.
+    expect(upstreams().parse('proxy/quay.io/app').remoteName).toBe('app');
+  });
+
+  test('a configured upstream is reached at its url, under its host and its aliases', () => {
+    const configured = upstreams({
+      upstreams: [{ host: 'upstream.test', url: 'http://127.0.0.1:5056', aliases: ['up'], username: '', password: '' }],
+    });
+    expect(configured.parse('proxy/upstream.test/a/b').upstream.url).toBe('http://127.0.0.1:5056');
+    expect(configured.parse('proxy/up/a/b').name).toBe('proxy/upstream.test/a/b');
+  });
+
+  test('configuring any Docker Hub name configures all of them', () => {
+    const configured = upstreams({
+      upstreams: [{ host: 'registry-1.docker.io', url: 'http://127.0.0.1:5057', aliases: [], username: '', password: '' }],
+    });
+    expect(configured.parse('proxy/docker.io/alpine').upstream.url).toBe('http://127.0.0.1:5057');
+    expect(configured.parse('proxy/docker.io/alpine').name).toBe('proxy/docker.io/library/alpine');
+  });
+
+  test('an allow-list refuses other hosts with DENIED; configured upstreams stay allowed', () => {
+    const restricted = upstreams({
+      allowed_upstreams: ['ghcr.io'],
+      upstreams: [{ host: 'mine.test', url: 'http://127.0.0.1:1', aliases: [], username: '', password: '' }],
+    });
+    expect(restricted.parse('proxy/ghcr.io/a/b').upstream.url).toBe('https://ghcr.io');
+    expect(restricted.parse('proxy/mine.test/a').upstream.url).toBe('http://127.0.0.1:1');
+    expect(errorCode(() => restricted.parse('proxy/quay.io/a/b'))).toBe('DENIED');
+  });
+
+  test('names that do not name an upstream and an image are NAME_UNKNOWN', () => {
+    expect(errorCode(() => upstreams().parse('proxy/ghcr.io'))).toBe('NAME_UNKNOWN');
+    expect(errorCode(() => upstreams().parse('proxy/notahost/image'))).toBe('NAME_UNKNOWN');
+  });
+});
