@@ -182,7 +182,7 @@ describe.each(['htpasswd', 'token'] as const)('pull-through cache in front of an
 
   beforeAll(async () => {
     work = fs.mkdtempSync(path.join(os.tmpdir(), `proxy-${auth}-`));
-    upstream = await startUpstreamRegistry({ auth });
+    upstream = await startUpstreamRegistry({ auth, anonymousPull: false });
     const image = await buildImageLayout(path.join(work, 'private'), { tag: '1', layers: 2, layerSize: 20_000, seed: auth });
     const { username, password } = upstream.credentials!;
     await skopeoCopy(image.reference, `docker://${upstream.host}/team/private:1`, ['--dest-creds', `${username}:${password}`]);
