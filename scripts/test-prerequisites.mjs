@@ -6,7 +6,7 @@ import { delimiter, join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 
 // command on PATH → Debian package that provides it
-const REQUIRED = { skopeo: 'skopeo', podman: 'podman', 'docker-registry': 'docker-registry', openssl: 'openssl', htpasswd: 'apache2-utils' };
+const REQUIRED = { skopeo: 'skopeo', podman: 'podman', containerd: 'containerd', ctr: 'containerd', 'docker-registry': 'docker-registry', openssl: 'openssl', htpasswd: 'apache2-utils' };
 
 function onPath(command) {
   return (process.env.PATH ?? '').split(delimiter).some((dir) => {

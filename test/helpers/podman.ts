@@ -16,12 +16,13 @@ export interface Podman {
   cleanup(): Promise<void>;
 }
 
-export function createPodman(): Podman {
+/** `registriesConf`: the text of registries.conf (mirrors); by default, no search registries and no mirrors. */
+export function createPodman(options: { registriesConf?: string } = {}): Podman {
   const home = fs.mkdtempSync(path.join(os.tmpdir(), 'podman-test-'));
   const policy = path.join(home, 'policy.json');
   const registriesConf = path.join(home, 'registries.conf');
   fs.writeFileSync(policy, JSON.stringify({ default: [{ type: 'insecureAcceptAnything' }] }));
-  fs.writeFileSync(registriesConf, 'unqualified-search-registries = []\n');
+  fs.writeFileSync(registriesConf, options.registriesConf ?? 'unqualified-search-registries = []\n');
   fs.writeFileSync(path.join(home, 'auth.json'), '{"auths":{}}');
   const globalFlags = ['--storage-driver', 'vfs', '--root', path.join(home, 'root'), '--runroot', path.join(home, 'run')];
   const env = { ...process.env, CONTAINERS_REGISTRIES_CONF: registriesConf, REGISTRY_AUTH_FILE: path.join(home, 'auth.json') };
