@@ -40,8 +40,9 @@ export function createApp({ config, registry, log }: AppDependencies): Koa {
   app.use(apiVersion);
   app.use(absoluteLocation(config.public_url));
   app.use(renderErrors(log));
-  // Before the routes: it looks at what they left, and turns a path known under another method into 405.
-  app.use(router.allowedMethods({ throw: true }));
+  // Before the routes: it looks at what they left, and marks a path known under another method 405 with
+  // Allow (or an unknown method 501); renderErrors writes the body. Throwing would lose Allow.
+  app.use(router.allowedMethods());
   app.use(router.routes());
   return app;
 }

@@ -1,4 +1,4 @@
-import { Middleware } from 'koa';
+import { Context, Middleware } from 'koa';
 import { Logger } from '../../log';
 import { RegistryError } from '../errors';
 
@@ -10,9 +10,7 @@ export function renderErrors(log: Logger): Middleware {
   return async (ctx, next) => {
     try {
       await next();
-      if (ctx.status === 404 && ctx.body == null) {
-        throw new RegistryError('UNSUPPORTED', { status: 404, message: `no route for ${ctx.method} ${ctx.path}` });
-      }
+      if (ctx.body == null) unanswered(ctx);
     } catch (caught) {
       const error = toRegistryError(caught);
       if (error.status >= 500) log.error('request failed', { method: ctx.method, path: ctx.path, error: describe(caught) });
@@ -35,6 +33,24 @@ export const apiVersion: Middleware = async (ctx, next) => {
   ctx.set(API_VERSION_HEADER, API_VERSION);
   await next();
 };
+
+/**
+ * What the router left without an answer: no route (404), a path known under other methods (405),
+ * or a method no route has (501). RFC 9110: 405 and 501 name the allowed methods in Allow.
+ */
+function unanswered(ctx: Context): void {
+  if (ctx.status === 404) {
+    throw new RegistryError('UNSUPPORTED', { status: 404, message: `no route for ${ctx.method} ${ctx.path}` });
+  }
+  if (ctx.status === 405 || ctx.status === 501) {
+    const allow = ctx.response.get('Allow');
+    throw new RegistryError('UNSUPPORTED', {
+      status: ctx.status,
+      message: `${ctx.method} is not allowed on ${ctx.path}`,
+      headers: allow ? { Allow: allow } : {},
+    });
+  }
+}
 
 function toRegistryError(caught: unknown): RegistryError {
   if (caught instanceof RegistryError) return caught;

@@ -5,6 +5,9 @@ import { Logger } from '../../log';
 export function requestLog(log: Logger): Middleware {
   return async (ctx, next) => {
     const started = process.hrtime.bigint();
+    // Read now: by 'finish' the socket may already be detached (a 413 sent before the body was read),
+    // and ctx.ip would throw inside an event handler, taking the process down.
+    const client = ctx.ip;
     ctx.res.once('finish', () => {
       log.info('request', {
         method: ctx.method,
@@ -12,7 +15,7 @@ export function requestLog(log: Logger): Middleware {
         status: ctx.status,
         bytes: ctx.response.length,
         ms: Number(process.hrtime.bigint() - started) / 1e6,
-        client: ctx.ip,
+        client,
       });
     });
     await next();
