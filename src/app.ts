@@ -4,6 +4,7 @@ import { Config } from './config/config';
 import { Logger } from './log';
 import { apiVersion, renderErrors } from './http/middleware/errors';
 import { absoluteLocation } from './http/middleware/location';
+import { Endpoint, namespace } from './http/middleware/namespace';
 import { requestLog } from './http/middleware/request-log';
 import { baseRoutes } from './http/routes/base';
 import { blobRoutes } from './http/routes/blobs';
@@ -18,11 +19,15 @@ export interface AppDependencies {
   config: Config;
   registry: Registry;
   log: Logger;
+  /** What this listener serves; the main endpoint unless it is a `[[mirror]] listen`. */
+  endpoint?: Endpoint;
 }
 
 /** Builds the Koa application: middleware order and routes. It never listens. */
-export function createApp({ config, registry, log }: AppDependencies): Koa {
+export function createApp({ config, registry, log, endpoint = { kind: 'main' } }: AppDependencies): Koa {
   const app = new Koa();
+  // Koa reads X-Forwarded-Host (host mirrors), -For and -Proto only when told the proxy is trusted.
+  app.proxy = config.trust_proxy;
   // Errors are rendered by renderErrors; what still reaches Koa is a client gone mid-stream.
   app.on('error', (error: Error) => log.debug('response stream ended early', { error: error.message }));
 
@@ -40,6 +45,8 @@ export function createApp({ config, registry, log }: AppDependencies): Koa {
   app.use(apiVersion);
   app.use(absoluteLocation(config.public_url));
   app.use(renderErrors(log));
+  // Rewrites mirror and ?ns= names to proxy/<upstream>/… before anything routes on the path.
+  app.use(namespace(config, endpoint));
   // Before the routes: it looks at what they left, and marks a path known under another method 405 with
   // Allow (or an unknown method 501); renderErrors writes the body. Throwing would lose Allow.
   app.use(router.allowedMethods());

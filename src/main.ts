@@ -1,11 +1,17 @@
-import { createApp } from './app';
 import { ConfigError, ensureStorageDirectories, loadConfig } from './config/load-config';
 import { createLogger } from './log';
+import { startListeners, stopListeners } from './listeners';
+import { describeGc, describeVerify, scheduleGarbageCollection } from './storage/gc-runs';
 import { Registry } from './storage/registry';
 
-const USAGE = `usage: registry [serve] [--config <file>] [--<key> <value> …]
+const USAGE = `usage: registry [command] [--config <file>] [--<key> <value> …]
 
-Starts the registry. Keys are those of configuration.toml (e.g. --port 5001, --host 0.0.0.0).`;
+commands:
+  serve              start the registry (the default)
+  gc [--dry-run]     collect garbage and evict the cache now; --dry-run only reports
+  verify             re-hash every stored blob; quarantine corrupt ones
+
+Keys are those of configuration.toml (e.g. --port 5001, --host 0.0.0.0, --gc.grace 10m).`;
 
 async function main(argv: string[]): Promise<void> {
   const args = [...argv];
@@ -14,33 +20,54 @@ async function main(argv: string[]): Promise<void> {
     process.stdout.write(`${USAGE}\n`);
     return;
   }
-  if (command !== 'serve') throw new ConfigError(`unknown command ${JSON.stringify(command)}\n${USAGE}`);
+  if (!['serve', 'gc', 'verify'].includes(command)) throw new ConfigError(`unknown command ${JSON.stringify(command)}\n${USAGE}`);
+  const dryRun = removeFlag(args, '--dry-run');
+  if (dryRun && command !== 'gc') throw new ConfigError('--dry-run goes with the gc command');
 
   const { configPath, overrides } = parseFlags(args);
   const config = loadConfig({ cwd: process.cwd(), env: process.env, configPath, overrides });
   ensureStorageDirectories(config);
   const log = createLogger(config.log_level);
   const registry = Registry.open(config, log);
-  const app = createApp({ config, registry, log });
-  const server = app.listen(config.port, config.host);
-  server.requestTimeout = 0; // large blob uploads take as long as they take
-  await new Promise<void>((resolve, reject) => server.once('listening', resolve).once('error', reject));
-  const address = server.address();
-  const port = typeof address === 'object' && address ? address.port : config.port;
+  if (command === 'gc') {
+    process.stdout.write(describeGc(await registry.collectGarbage({ dryRun })));
+    return registry.close();
+  }
+  if (command === 'verify') {
+    const report = await registry.verify();
+    process.stdout.write(describeVerify(report));
+    registry.close();
+    if (report.corrupt.length > 0 || report.missing.length > 0) process.exitCode = 2;
+    return;
+  }
+
+  const listeners = await startListeners({ config, registry, log });
+  const [mainListener, ...mirrors] = listeners;
+  const listenMirrors = config.mirror.filter((mirror) => mirror.listen);
+  const hostMirrors = config.mirror.filter((mirror) => mirror.host);
   process.stdout.write(
-    `registry listening on http://${config.host}:${port}\n` +
+    `registry listening on http://${mainListener.host}:${mainListener.port}\n` +
+      mirrors.map(({ host, port }, index) => `  mirror of ${listenMirrors[index].upstream} on http://${host}:${port}\n`).join('') +
+      hostMirrors.map((mirror) => `  mirror of ${mirror.upstream} for Host: ${mirror.host}\n`).join('') +
       `  registry_storage: ${config.registry_storage}\n  database: ${config.database}\n`,
   );
 
+  const collection = scheduleGarbageCollection(registry, config.gc.interval, log);
   const stop = () => {
-    server.close(() => {
+    collection.stop();
+    void stopListeners(listeners, { force: false }).then(() => {
       registry.close();
       process.exit(0);
     });
-    server.closeIdleConnections();
   };
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
+}
+
+function removeFlag(args: string[], flag: string): boolean {
+  const at = args.indexOf(flag);
+  if (at >= 0) args.splice(at, 1);
+  return at >= 0;
 }
 
 function parseFlags(args: string[]): { configPath?: string; overrides: Record<string, string> } {

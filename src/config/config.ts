@@ -15,7 +15,24 @@ export interface Config {
   /** Origin used in absolute Location headers; empty means Locations are relative paths. */
   public_url: string;
   log_level: 'debug' | 'info' | 'warn' | 'error' | 'silent';
+  /** Believe X-Forwarded-Host (matched by `[[mirror]] host`), -For and -Proto: a reverse proxy sets them. */
+  trust_proxy: boolean;
   proxy: ProxyConfig;
+  mirror: MirrorConfig[];
+  gc: GcConfig;
+}
+
+/**
+ * `[[mirror]]`: an endpoint whose root namespace is one upstream's, read-only, for clients that take only a
+ * host as a mirror (Docker Engine's registry-mirrors). Exactly one of `listen` and `host` is set.
+ */
+export interface MirrorConfig {
+  /** An upstream name as in proxy/<upstream>/, e.g. "docker.io". */
+  upstream: string;
+  /** `host:port` of a listener of its own; "" when matched by `host`. */
+  listen: string;
+  /** Requests whose Host (or trusted X-Forwarded-Host) is this name; "" when it has a listener. */
+  host: string;
 }
 
 /** `[proxy]`: the pull-through cache under /v2/proxy/<upstream>/<name>. */
@@ -29,6 +46,10 @@ export interface ProxyConfig {
   timeout: number;
   /** Requests in flight to one upstream at a time. */
   concurrency: number;
+  /** Cached images not pulled for this long are evicted, in ms; 0: no limit. */
+  max_age: number;
+  /** The cache is kept under this many bytes, least recently pulled images evicted first; 0: no limit. */
+  max_size: number;
   upstreams: UpstreamConfig[];
 }
 
@@ -41,4 +62,16 @@ export interface UpstreamConfig {
   aliases: string[];
   username: string;
   password: string;
+}
+
+/** `[gc]`: garbage collection of hosted content, cache eviction and upload expiry. */
+export interface GcConfig {
+  /** How often the server collects, in ms; 0: only on demand (`gc` command). */
+  interval: number;
+  /** A blob written or linked this recently is never collected, even if nothing references it yet, in ms. */
+  grace: number;
+  /** Upload sessions untouched this long are dropped, in ms. */
+  upload_ttl: number;
+  /** Also delete manifests that no tag, index or live subject keeps. */
+  delete_untagged: boolean;
 }

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { parse as parseToml, TomlError } from 'smol-toml';
 import type { Config } from './config';
 import { CONFIG_SCHEMA, KeySpec, Schema, settableKeys } from './schema';
+import { mirrorProblem } from './mirrors';
 
 /** Stops the start. The message is one line: the key, what is wrong, and where the value came from. */
 export class ConfigError extends Error {
@@ -36,6 +37,9 @@ export function loadConfig(options: LoadConfigOptions): Config {
     env: options.env,
     overrides: options.overrides ?? {},
   });
+  // [[mirror]] is set in the file only, so that is where a problem with it comes from.
+  const problem = mirrorProblem(values as unknown as Config);
+  if (problem) throw new ConfigError(`${problem} (from ${file?.origin ?? 'defaults'})`);
   return deepFreeze(values) as unknown as Config;
 }
 

@@ -100,6 +100,11 @@ export const CONFIG_SCHEMA = {
     values: ['debug', 'info', 'warn', 'error', 'silent'],
     description: 'One of debug, info, warn, error, silent',
   },
+  trust_proxy: {
+    type: 'boolean',
+    default: false,
+    description: 'Believe X-Forwarded-Host, -For and -Proto: only behind a reverse proxy that sets them',
+  },
   proxy: {
     type: 'section',
     description: 'The pull-through cache under /v2/proxy/<upstream>/<name>',
@@ -117,6 +122,17 @@ export const CONFIG_SCHEMA = {
       },
       timeout: { type: 'duration', default: '30s', description: "How long to wait for an upstream's response headers" },
       concurrency: { type: 'integer', default: 8, min: 1, max: 1000, description: 'Requests in flight to one upstream at a time' },
+      max_age: {
+        type: 'duration',
+        default: '0',
+        description: 'Cached images not pulled for this long are evicted; 0: no limit',
+      },
+      max_size: {
+        type: 'size',
+        default: 0,
+        min: 0,
+        description: 'Cache size limit, least recently pulled images evicted first; 0: no limit',
+      },
       upstreams: {
         type: 'tables',
         description: 'Upstream registries with their own URL, aliases or credentials',
@@ -127,6 +143,33 @@ export const CONFIG_SCHEMA = {
           username: { type: 'string', default: '', description: 'Upstream user (token auth or Basic)' },
           password: { type: 'string', default: '', description: 'Upstream password or access token' },
         },
+      },
+    },
+  },
+  mirror: {
+    type: 'tables',
+    description: "Read-only endpoints whose root namespace is one upstream's (Docker Engine registry-mirrors)",
+    keys: {
+      upstream: { type: 'string', default: '', required: true, description: 'The upstream mirrored, as in proxy/<upstream>/' },
+      listen: { type: 'string', default: '', description: 'host:port of a listener of its own' },
+      host: { type: 'string', default: '', description: 'Or: requests with this Host (X-Forwarded-Host with trust_proxy)' },
+    },
+  },
+  gc: {
+    type: 'section',
+    description: 'Garbage collection, cache eviction and upload expiry',
+    keys: {
+      interval: { type: 'duration', default: '1h', description: 'How often the server collects; 0: only with the gc command' },
+      grace: {
+        type: 'duration',
+        default: '1h',
+        description: 'A blob written or linked this recently is kept even if nothing references it yet',
+      },
+      upload_ttl: { type: 'duration', default: '24h', description: 'Upload sessions untouched this long are dropped' },
+      delete_untagged: {
+        type: 'boolean',
+        default: false,
+        description: 'Also delete manifests no tag, index or live subject keeps',
       },
     },
   },

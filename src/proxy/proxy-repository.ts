@@ -7,7 +7,16 @@ import { isValidTag } from '../oci/names';
 import { AccessLog } from '../storage/access-log';
 import { BlobStore, ByteRange, WrittenBlob, isNotFound } from '../storage/blob-store';
 import { Page, RegistryIndex, UploadRecord } from '../storage/registry-index';
-import { BlobContent, Pagination, PutManifestResult, Repository, StoredManifest, requireDigest } from '../storage/repository';
+import {
+  BlobContent,
+  Pagination,
+  PutManifestResult,
+  Repository,
+  StoredManifest,
+  newManifest,
+  requireDigest,
+  toDescriptor,
+} from '../storage/repository';
 import { BlobDownloads } from './blob-downloads';
 import { ProxiedName } from './upstreams';
 import { UpstreamUnavailableError } from './upstream-client';
@@ -175,21 +184,7 @@ export class ProxyRepository implements Repository {
       throw error;
     }
     await this.cache.store.write(content, { expectedDigest: digest });
-    this.cache.index.putManifest(
-      {
-        repository: this.name,
-        digest,
-        mediaType: parsed.mediaType,
-        size: content.length,
-        subjectDigest: parsed.subject?.digest ?? null,
-        artifactType: parsed.artifactType ?? null,
-        annotations: parsed.annotations ?? null,
-        blobDigests: parsed.blobs.map((blob) => blob.digest),
-        manifestDigests: parsed.manifests.map((child) => child.digest),
-        tag,
-      },
-      this.cache.now(),
-    );
+    this.cache.index.putManifest(newManifest(this.name, digest, content, parsed, tag), this.cache.now());
     this.cache.accessLog.manifestPulled(this.name, digest);
     return { digest, mediaType: parsed.mediaType, size: content.length, content };
   }
@@ -231,13 +226,7 @@ export class ProxyRepository implements Repository {
   async listReferrers(digest: string): Promise<Descriptor[]> {
     requireDigest(digest);
     // Referrers of what is cached here; the upstream's own list is not consulted.
-    return this.cache.index.referrers(this.name, digest).map((record) => ({
-      mediaType: record.mediaType,
-      digest: record.digest,
-      size: record.size,
-      ...(record.artifactType ? { artifactType: record.artifactType } : {}),
-      ...(record.annotations ? { annotations: record.annotations } : {}),
-    }));
+    return this.cache.index.referrers(this.name, digest).map(toDescriptor);
   }
 
   // --- writes are refused ------------------------------------------------------------------

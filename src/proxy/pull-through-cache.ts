@@ -12,8 +12,7 @@ export class PullThroughCache {
   private readonly upstreams: Upstreams;
   private readonly cache: ProxyCache;
 
-  constructor(index: RegistryIndex, config: Pick<Config, 'proxy' | 'proxy_storage' | 'max_manifest_size'>, log: Logger) {
-    const store = new BlobStore(config.proxy_storage);
+  constructor(index: RegistryIndex, store: BlobStore, config: Pick<Config, 'proxy' | 'max_manifest_size'>, log: Logger) {
     this.upstreams = new Upstreams(config.proxy, log);
     this.cache = {
       index,
@@ -31,6 +30,14 @@ export class PullThroughCache {
   /** `proxy/<upstream>/<name>`, resolved to its upstream; the name must already be valid. */
   repository(name: string): ProxyRepository {
     return new ProxyRepository(this.upstreams.parse(name), this.cache);
+  }
+
+  flushAccess(): void {
+    this.cache.accessLog.flush();
+  }
+
+  purgeExpiredTokens(): void {
+    this.upstreams.purgeExpiredTokens();
   }
 
   close(): void {

@@ -36,6 +36,10 @@ export class Upstreams {
     private readonly log: Logger,
   ) {}
 
+  purgeExpiredTokens(): void {
+    for (const upstream of new Set(this.clients.values())) upstream.client.purgeExpiredTokens();
+  }
+
   /** Takes `proxy/<upstream>/<name>` apart; throws NAME_UNKNOWN or DENIED for upstreams that are not served. */
   parse(fullName: string): ProxiedName {
     const [, host, ...rest] = fullName.split('/');
@@ -54,7 +58,7 @@ export class Upstreams {
   private upstream(host: string): Upstream {
     const known = this.clients.get(host);
     if (known) return known;
-    const { name, settings } = this.lookUp(host);
+    const { name, settings } = lookUpUpstream(this.config, host);
     const upstream = this.clients.get(name) ?? {
       name,
       url: settings.url,
@@ -70,26 +74,34 @@ export class Upstreams {
     this.clients.set(host, upstream);
     return upstream;
   }
+}
 
-  private lookUp(host: string): { name: string; settings: Pick<UpstreamConfig, 'url' | 'username' | 'password'> } {
-    const isDockerHub = DOCKER_HUB_NAMES.includes(host);
-    const names = (entry: UpstreamConfig) => [entry.host, ...entry.aliases];
-    const configured = this.config.upstreams.find((entry) =>
-      names(entry).some((candidate) => candidate === host || (isDockerHub && DOCKER_HUB_NAMES.includes(candidate))),
-    );
-    if (isDockerHub) {
-      return { name: DOCKER_HUB, settings: configured ?? { url: DOCKER_HUB_URL, username: '', password: '' } };
-    }
-    if (configured) return { name: configured.host, settings: configured };
-
-    const allowed = this.config.allowed_upstreams;
-    if (allowed.length > 0 && !allowed.includes(host)) {
-      throw new RegistryError('DENIED', { message: `upstream ${host} is not allowed here`, detail: { upstream: host } });
-    }
-    // A registry host has a dot (ghcr.io, quay.io) or is localhost; anything else is a typo, not a host to dial.
-    if (!host.includes('.') && host !== 'localhost') {
-      throw new RegistryError('NAME_UNKNOWN', { message: `${host} is not a registry host name`, detail: { upstream: host } });
-    }
-    return { name: host, settings: { url: `https://${host}`, username: '', password: '' } };
+/**
+ * The canonical name and connection settings of the upstream called `host` (a Docker Hub alias, a configured
+ * host or alias, or any allowed registry host); throws NAME_UNKNOWN or DENIED for hosts that are not served.
+ * Mirror endpoints and `?ns=` use it too, so every way into the cache names upstreams alike.
+ */
+export function lookUpUpstream(
+  config: ProxyConfig,
+  host: string,
+): { name: string; settings: Pick<UpstreamConfig, 'url' | 'username' | 'password'> } {
+  const isDockerHub = DOCKER_HUB_NAMES.includes(host);
+  const names = (entry: UpstreamConfig) => [entry.host, ...entry.aliases];
+  const configured = config.upstreams.find((entry) =>
+    names(entry).some((candidate) => candidate === host || (isDockerHub && DOCKER_HUB_NAMES.includes(candidate))),
+  );
+  if (isDockerHub) {
+    return { name: DOCKER_HUB, settings: configured ?? { url: DOCKER_HUB_URL, username: '', password: '' } };
   }
+  if (configured) return { name: configured.host, settings: configured };
+
+  const allowed = config.allowed_upstreams;
+  if (allowed.length > 0 && !allowed.includes(host)) {
+    throw new RegistryError('DENIED', { message: `upstream ${host} is not allowed here`, detail: { upstream: host } });
+  }
+  // A registry host has a dot (ghcr.io, quay.io) or is localhost; anything else is a typo, not a host to dial.
+  if (!host.includes('.') && host !== 'localhost') {
+    throw new RegistryError('NAME_UNKNOWN', { message: `${host} is not a registry host name`, detail: { upstream: host } });
+  }
+  return { name: host, settings: { url: `https://${host}`, username: '', password: '' } };
 }

@@ -24,7 +24,14 @@ export interface ByteRange {
  * place only once verified, so a crash never leaves a partial blob at a digest's path.
  */
 export class BlobStore {
-  constructor(readonly root: string) {}
+  /**
+   * `beforeCommit` runs just before a file is renamed to a digest's path. The index records the write
+   * there, so the garbage collector's re-check sees every file that appeared under its feet (see gc.ts).
+   */
+  constructor(
+    readonly root: string,
+    private readonly beforeCommit: (digest: string, size: number) => void = () => undefined,
+  ) {}
 
   path(digest: string): string {
     return blobPath(this.root, digest);
@@ -119,6 +126,7 @@ export class BlobStore {
   private async moveIntoPlace(file: string, digest: string): Promise<void> {
     const target = this.path(digest);
     await fsp.mkdir(path.dirname(target), { recursive: true });
+    this.beforeCommit(digest, (await fsp.stat(file)).size);
     // Same digest means same bytes: an existing target is success, and rename replaces it atomically.
     await fsp.rename(file, target);
   }

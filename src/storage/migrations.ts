@@ -84,4 +84,10 @@ export const MIGRATIONS: readonly string[] = [
     fetched_at INTEGER NOT NULL
   );
   `,
+  `
+  -- Garbage collection: when a blob file was last written into a store. Set before the file is renamed
+  -- into place, so a sweep can tell a blob that reappeared while it ran from one that is garbage.
+  ALTER TABLE blobs ADD COLUMN written_at INTEGER NOT NULL DEFAULT 0;
+  UPDATE blobs SET written_at = created_at;
+  `,
 ];

@@ -9,6 +9,8 @@ import { parseDigest } from '../oci/digest';
  *     blobs/sha256/ab/abcdef…            one file per digest, shared by every repository
  *     blobs/sha512/…
  *     .incoming/<random>                 being written and hashed; renamed into blobs/ when verified
+ *     .trash/<random>                    moved aside by garbage collection, deleted or put back (gc.ts)
+ *     quarantine/<algorithm>-<hex>-<t>   corrupt files found by verify, never served
  *   <proxy_storage>/                     cached upstream content, same shape as above
  *   <temporary_registry_storage>/
  *     uploads/<uploadId>                 data of an open upload session (its state is in SQLite)
@@ -23,6 +25,14 @@ export function blobPath(root: string, digest: string): string {
 
 export function incomingDirectory(root: string): string {
   return path.join(root, '.incoming');
+}
+
+export function trashDirectory(root: string): string {
+  return path.join(root, '.trash');
+}
+
+export function quarantineDirectory(root: string): string {
+  return path.join(root, 'quarantine');
 }
 
 const UPLOAD_ID = /^[a-f0-9-]{36}$/;

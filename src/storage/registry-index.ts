@@ -1,4 +1,5 @@
 import Database from 'better-sqlite3';
+import { RegistryError } from '../http/errors';
 import { MIGRATIONS } from './migrations';
 
 export interface ManifestRecord {
@@ -71,6 +72,11 @@ export class RegistryIndex {
     })();
   }
 
+  /** Records that a blob file is being written into a store now (before it is renamed into place). */
+  recordBlobWrite(digest: string, size: number, now = Date.now()): void {
+    this.statements.recordBlobWrite.run({ digest, size, now });
+  }
+
   /** The size of `digest` if `repository` may read it, else null. */
   linkedBlobSize(repository: string, digest: string): number | null {
     const row = this.statements.linkedBlob.get({ repository, digest }) as { size: number } | undefined;
@@ -83,9 +89,20 @@ export class RegistryIndex {
 
   // --- manifests and tags ------------------------------------------------------------------
 
-  /** Stores a manifest, what it references, and optionally points a tag at it, atomically. */
-  putManifest(manifest: NewManifest, now = Date.now()): void {
+  /**
+   * Stores a manifest, what it references, and optionally points a tag at it, atomically. With
+   * `requireChildren`, its blobs and child manifests must be in the repository, checked in the same
+   * transaction: a check made earlier, before an await, could be undone by a garbage collection.
+   */
+  putManifest(manifest: NewManifest, now = Date.now(), options: { requireChildren?: boolean } = {}): void {
     this.db.transaction(() => {
+      if (options.requireChildren) {
+        const missing = [
+          ...this.missingBlobs(manifest.repository, manifest.blobDigests),
+          ...this.missingManifests(manifest.repository, manifest.manifestDigests),
+        ];
+        if (missing.length > 0) throw new RegistryError('MANIFEST_BLOB_UNKNOWN', { detail: { digests: missing } });
+      }
       const repositoryId = this.ensureRepository(manifest.repository, now);
       this.statements.upsertBlob.run({ digest: manifest.digest, size: manifest.size, now });
       this.statements.upsertManifest.run({
@@ -265,8 +282,12 @@ function prepareStatements(db: Database.Database) {
     repositoryByName: db.prepare('SELECT id FROM repositories WHERE name = ?'),
     insertRepository: db.prepare('INSERT INTO repositories (name, created_at) VALUES (@name, @now)'),
     upsertBlob: db.prepare(
-      `INSERT INTO blobs (digest, size, created_at, last_accessed_at) VALUES (@digest, @size, @now, @now)
+      `INSERT INTO blobs (digest, size, created_at, last_accessed_at, written_at) VALUES (@digest, @size, @now, @now, @now)
        ON CONFLICT (digest) DO NOTHING`,
+    ),
+    recordBlobWrite: db.prepare(
+      `INSERT INTO blobs (digest, size, created_at, last_accessed_at, written_at) VALUES (@digest, @size, @now, @now, @now)
+       ON CONFLICT (digest) DO UPDATE SET written_at = excluded.written_at`,
     ),
     linkBlob: db.prepare(
       `INSERT INTO repository_blobs (repository_id, digest, linked_at) VALUES (@repositoryId, @digest, @now)

@@ -6,6 +6,7 @@ import { PROXY_PREFIX } from '../proxy/upstreams';
 import { PullThroughCache } from '../proxy/pull-through-cache';
 import { AccessLog } from './access-log';
 import { BlobStore } from './blob-store';
+import { GarbageCollector, GcReport, VerifyReport } from './gc';
 import { HostedContent, HostedRepository, Pagination, Repository } from './repository';
 import { Page, RegistryIndex } from './registry-index';
 import { UploadSessions } from './uploads';
@@ -14,16 +15,32 @@ import { UploadSessions } from './uploads';
 export class Registry {
   private readonly hosted: HostedContent;
   private readonly cache: PullThroughCache | null;
+  private readonly collector: GarbageCollector;
 
   constructor(readonly index: RegistryIndex, config: Config, log: Logger) {
-    const store = new BlobStore(config.registry_storage);
+    const recordWrite = (digest: string, size: number) => index.recordBlobWrite(digest, size);
+    const hostedStore = new BlobStore(config.registry_storage, recordWrite);
+    // The cache's store exists even with the cache disabled: what it holds is still collected.
+    const proxyStore = new BlobStore(config.proxy_storage, recordWrite);
     this.hosted = {
       index,
-      store,
-      uploads: new UploadSessions(index, store, config.temporary_registry_storage),
+      store: hostedStore,
+      uploads: new UploadSessions(index, hostedStore, config.temporary_registry_storage),
       accessLog: new AccessLog(index),
     };
-    this.cache = config.proxy.enabled ? new PullThroughCache(index, config, log) : null;
+    this.cache = config.proxy.enabled ? new PullThroughCache(index, proxyStore, config, log) : null;
+    this.collector = new GarbageCollector({
+      index,
+      stores: { hosted: hostedStore, proxy: proxyStore },
+      temporaryRoot: config.temporary_registry_storage,
+      gc: config.gc,
+      proxy: config.proxy,
+      log,
+      flushAccess: () => {
+        this.hosted.accessLog.flush();
+        this.cache?.flushAccess();
+      },
+    });
   }
 
   static open(config: Config, log: Logger): Registry {
@@ -43,8 +60,27 @@ export class Registry {
     return new HostedRepository(name, this.hosted);
   }
 
-  async listRepositories(page: Pagination): Promise<Page<string>> {
-    return this.index.listRepositories(page.n, page.last);
+  /** Repositories by name; with a `prefix` (a mirror's proxy/<upstream>/), only those under it, named without it. */
+  async listRepositories(page: Pagination, prefix = ''): Promise<Page<string>> {
+    if (prefix === '') return this.index.listRepositories(page.n, page.last);
+    // The names under a prefix are one run of the sorted list, right after the prefix itself. One more than
+    // asked for tells whether that run goes on past this page (the index's own `next` may lie beyond it).
+    const listed = this.index.listRepositories(page.n === undefined ? undefined : page.n + 1, prefix + (page.last ?? ''));
+    const names = listed.items.filter((name) => name.startsWith(prefix)).map((name) => name.slice(prefix.length));
+    if (page.n === undefined || names.length <= page.n) return { items: names };
+    const items = names.slice(0, page.n);
+    return { items, next: items[items.length - 1] };
+  }
+
+  /** Deletes what nothing uses, evicts the cache to its limits, expires uploads and upstream tokens. */
+  async collectGarbage(options: { dryRun?: boolean } = {}): Promise<GcReport> {
+    if (!options.dryRun) this.cache?.purgeExpiredTokens();
+    return this.collector.collect(options);
+  }
+
+  /** Re-hashes every stored file; corrupt ones are quarantined and never served again. */
+  verify(): Promise<VerifyReport> {
+    return this.collector.verify();
   }
 
   close(): void {

@@ -1,11 +1,11 @@
 import { Readable } from 'node:stream';
 import { RegistryError } from '../http/errors';
 import { digestOf, looksLikeDigest, parseDigest } from '../oci/digest';
-import { Descriptor, ManifestParseError, parseManifest } from '../oci/manifest';
+import { Descriptor, ManifestParseError, ParsedManifest, parseManifest } from '../oci/manifest';
 import { isValidTag } from '../oci/names';
 import { AccessLog } from './access-log';
 import { BlobStore, ByteRange, WrittenBlob, isNotFound } from './blob-store';
-import { ManifestRecord, Page, RegistryIndex, UploadRecord } from './registry-index';
+import { ManifestRecord, NewManifest, Page, RegistryIndex, UploadRecord } from './registry-index';
 import { ChunkRange, UploadSessions } from './uploads';
 
 export interface BlobContent {
@@ -166,27 +166,16 @@ export class HostedRepository implements Repository {
       if (error instanceof ManifestParseError) throw new RegistryError('MANIFEST_INVALID', { detail: error.message });
       throw error;
     }
+    const record = newManifest(this.name, digest, content, parsed, byDigest ? undefined : reference);
     const index = this.content.index;
-    const missingBlobs = index.missingBlobs(this.name, parsed.blobs.map((blob) => blob.digest));
-    const missingManifests = index.missingManifests(this.name, parsed.manifests.map((child) => child.digest));
-    const missing = [...missingBlobs, ...missingManifests];
+    // Checked before the file is written, so a refused manifest stores nothing; and again by
+    // putManifest in its transaction, so a collection in between cannot leave it incomplete.
+    const missing = [...index.missingBlobs(this.name, record.blobDigests), ...index.missingManifests(this.name, record.manifestDigests)];
     if (missing.length > 0) {
       throw new RegistryError('MANIFEST_BLOB_UNKNOWN', { detail: { digests: missing } });
     }
-
     await this.content.store.write(content, { expectedDigest: digest });
-    index.putManifest({
-      repository: this.name,
-      digest,
-      mediaType: parsed.mediaType,
-      size: content.length,
-      subjectDigest: parsed.subject?.digest ?? null,
-      artifactType: parsed.artifactType ?? null,
-      annotations: parsed.annotations ?? null,
-      blobDigests: parsed.blobs.map((blob) => blob.digest),
-      manifestDigests: parsed.manifests.map((child) => child.digest),
-      tag: byDigest ? undefined : reference,
-    });
+    index.putManifest(record, Date.now(), { requireChildren: true });
     return { digest, subject: parsed.subject?.digest };
   }
 
@@ -233,7 +222,24 @@ export function requireDigest(digest: string): void {
   }
 }
 
-function toDescriptor(record: ManifestRecord): Descriptor {
+/** The index record of a parsed manifest, as hosted and cached repositories store it. */
+export function newManifest(repository: string, digest: string, content: Buffer, parsed: ParsedManifest, tag?: string): NewManifest {
+  return {
+    repository,
+    digest,
+    mediaType: parsed.mediaType,
+    size: content.length,
+    subjectDigest: parsed.subject?.digest ?? null,
+    artifactType: parsed.artifactType ?? null,
+    annotations: parsed.annotations ?? null,
+    blobDigests: parsed.blobs.map((blob) => blob.digest),
+    manifestDigests: parsed.manifests.map((child) => child.digest),
+    tag,
+  };
+}
+
+/** A referrer as the referrers API lists it. */
+export function toDescriptor(record: ManifestRecord): Descriptor {
   const descriptor: Descriptor = { mediaType: record.mediaType, digest: record.digest, size: record.size };
   if (record.artifactType) descriptor.artifactType = record.artifactType;
   if (record.annotations) descriptor.annotations = record.annotations;

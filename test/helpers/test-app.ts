@@ -1,11 +1,9 @@
 import fs from 'node:fs';
-import { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { Server } from 'node:http';
-import { createApp } from '../../src/app';
 import { Config } from '../../src/config/config';
 import { ensureStorageDirectories, loadConfig } from '../../src/config/load-config';
+import { Listener, ListenAddress, listenAddresses, startListeners, stopListeners } from '../../src/listeners';
 import { createLogger } from '../../src/log';
 import { Registry } from '../../src/storage/registry';
 
@@ -14,6 +12,10 @@ export interface TestApp {
   url: string;
   /** `127.0.0.1:<port>`, for image references. */
   host: string;
+  /** `http://<listen>` of the index-th `[[mirror]]` with `listen` (write `listen = "127.0.0.1:0"` in the configuration). */
+  mirrorUrl(index?: number): string;
+  /** `<host>:<port>` of that mirror, for image references and client configuration. */
+  mirrorHost(index?: number): string;
   storageDir: string;
   config: Config;
   registry: Registry;
@@ -47,30 +49,37 @@ export async function createTestApp(options: TestAppOptions = {}): Promise<TestA
   ensureStorageDirectories(config);
 
   let registry: Registry;
-  let server: Server;
-  let port = 0;
+  let listeners: Listener[];
+  // As the server starts them (main, then each [[mirror]] listen), on loopback; a restart reuses the ports.
+  let addresses: ListenAddress[] = listenAddresses(config).map((address, index) =>
+    index === 0 ? { ...address, host: '127.0.0.1', port: 0 } : address,
+  );
   const start = async () => {
     const log = createLogger(config.log_level);
     registry = Registry.open(config, log);
-    const app = createApp({ config, registry, log });
-    server = app.listen(port, '127.0.0.1');
-    await new Promise<void>((resolve, reject) => server.once('listening', resolve).once('error', reject));
-    port = (server.address() as AddressInfo).port;
+    listeners = await startListeners({ config, registry, log }, addresses);
+    addresses = listeners.map(({ host, port, endpoint }) => ({ host, port, endpoint }));
   };
   const stop = async () => {
-    server.closeAllConnections();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
+    await stopListeners(listeners, { force: true });
     registry.close();
+  };
+  const mirror = (index = 0) => {
+    const listener = listeners[index + 1];
+    if (!listener) throw new Error(`no [[mirror]] listen number ${index} in the configuration`);
+    return `${listener.host}:${listener.port}`;
   };
   await start();
 
   const testApp: TestApp = {
     get url() {
-      return `http://127.0.0.1:${port}`;
+      return `http://127.0.0.1:${listeners[0].port}`;
     },
     get host() {
-      return `127.0.0.1:${port}`;
+      return `127.0.0.1:${listeners[0].port}`;
     },
+    mirrorUrl: (index) => `http://${mirror(index)}`,
+    mirrorHost: mirror,
     storageDir,
     config,
     get registry() {

@@ -7,7 +7,8 @@ import { Middleware } from 'koa';
 export function absoluteLocation(publicUrl: string): Middleware {
   return async (ctx, next) => {
     await next();
-    const location = ctx.response.get('Location');
-    if (publicUrl && location.startsWith('/')) ctx.set('Location', publicUrl + location);
+    // Koa 3's response.get is the raw header: undefined when there is none.
+    const location: unknown = ctx.response.get('Location');
+    if (publicUrl && typeof location === 'string' && location.startsWith('/')) ctx.set('Location', publicUrl + location);
   };
 }

@@ -1,3 +1,4 @@
+import { shownName } from '../middleware/namespace';
 import { pagination, setNextLink } from '../request';
 import { RegistryRouter, RouteDependencies } from './context';
 
@@ -7,7 +8,9 @@ export function tagRoutes(router: RegistryRouter, { registry }: RouteDependencie
     const repository = registry.repository(ctx.params.name);
     const page = pagination(ctx);
     const tags = await repository.listTags(page);
-    setNextLink(ctx, `/v2/${repository.name}/tags/list`, page.n, tags.next);
-    ctx.body = { name: repository.name, tags: tags.items };
+    // On a mirror, proxy/docker.io/library/alpine is library/alpine, as the client asked for it.
+    const name = shownName(ctx, repository.name);
+    setNextLink(ctx, `/v2/${name}/tags/list`, page.n, tags.next);
+    ctx.body = { name, tags: tags.items };
   });
 }

@@ -48,7 +48,19 @@ describe('loadConfig', () => {
       max_manifest_size: 4 * 1024 * 1024,
       public_url: '',
       log_level: 'info',
-      proxy: { enabled: true, allowed_upstreams: [], tag_ttl: 300_000, timeout: 30_000, concurrency: 8, upstreams: [] },
+      trust_proxy: false,
+      proxy: {
+        enabled: true,
+        allowed_upstreams: [],
+        tag_ttl: 300_000,
+        timeout: 30_000,
+        concurrency: 8,
+        max_age: 0,
+        max_size: 0,
+        upstreams: [],
+      },
+      mirror: [],
+      gc: { interval: 3_600_000, grace: 3_600_000, upload_ttl: 86_400_000, delete_untagged: false },
     });
   });
 

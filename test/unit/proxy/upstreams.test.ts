@@ -10,6 +10,8 @@ function upstreams(overrides: Partial<ProxyConfig> = {}): Upstreams {
     tag_ttl: 300_000,
     timeout: 30_000,
     concurrency: 8,
+    max_age: 0,
+    max_size: 0,
     upstreams: [],
     ...overrides,
   };

@@ -1,0 +1,70 @@
+import { Server } from 'node:http';
+import { AddressInfo } from 'node:net';
+import { AppDependencies, createApp } from './app';
+import { Config } from './config/config';
+import { parseListen } from './config/mirrors';
+import { Endpoint } from './http/middleware/namespace';
+
+/** Where a listener listens and what it serves. */
+export interface ListenAddress {
+  host: string;
+  /** 0 picks a free port. */
+  port: number;
+  endpoint: Endpoint;
+}
+
+/** A started listener; `port` is the one it got. */
+export interface Listener extends ListenAddress {
+  server: Server;
+}
+
+/** The main address, then one per `[[mirror]] listen`, in configuration order. Host mirrors need no listener. */
+export function listenAddresses(config: Config): ListenAddress[] {
+  const mirrors = config.mirror.flatMap((mirror): ListenAddress[] => {
+    const address = mirror.listen ? parseListen(mirror.listen) : null;
+    return address ? [{ ...address, endpoint: { kind: 'mirror', upstream: mirror.upstream } }] : [];
+  });
+  return [{ host: config.host, port: config.port, endpoint: { kind: 'main' } }, ...mirrors];
+}
+
+/**
+ * Starts one listener per address, all over the one Registry: a mirror port is another view of the same
+ * storage, cache and in-flight downloads, never a second registry (two would download a blob twice and
+ * each hold the SQLite index). The main listener starts first, so mirrors know its port when refusing a push.
+ * The server (main.ts) and the tests (createTestApp) both start here.
+ */
+export async function startListeners(
+  dependencies: Omit<AppDependencies, 'endpoint'>,
+  addresses: ListenAddress[] = listenAddresses(dependencies.config),
+): Promise<Listener[]> {
+  const listeners: Listener[] = [];
+  try {
+    for (const address of addresses) {
+      const mainPort = listeners[0]?.port;
+      const endpoint: Endpoint = address.endpoint.kind === 'mirror' ? { ...address.endpoint, mainPort } : address.endpoint;
+      const server = createApp({ ...dependencies, endpoint }).listen(address.port, address.host);
+      server.requestTimeout = 0; // large blob uploads take as long as they take
+      await new Promise<void>((resolve, reject) => server.once('listening', resolve).once('error', reject)).catch((error: Error) => {
+        const what = endpoint.kind === 'mirror' ? `the mirror of ${endpoint.upstream}` : 'the registry';
+        throw new Error(`cannot listen on ${address.host}:${address.port} for ${what}: ${error.message}`);
+      });
+      listeners.push({ host: address.host, port: (server.address() as AddressInfo).port, endpoint, server });
+    }
+  } catch (error) {
+    await stopListeners(listeners, { force: true });
+    throw error;
+  }
+  return listeners;
+}
+
+/** Stops accepting connections; `force` also ends those in use (tests), otherwise only idle ones (a signal). */
+export async function stopListeners(listeners: Listener[], { force }: { force: boolean }): Promise<void> {
+  await Promise.all(
+    listeners.map(({ server }) => {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      if (force) server.closeAllConnections();
+      else server.closeIdleConnections();
+      return closed;
+    }),
+  );
+}

@@ -1,0 +1,53 @@
+import { Logger } from '../log';
+import { GcReport, VerifyReport } from './gc';
+import { Registry } from './registry';
+
+/** Runs garbage collection every `intervalMs` inside the server (0: never); runs never overlap. */
+export function scheduleGarbageCollection(registry: Registry, intervalMs: number, log: Logger): { stop(): void } {
+  if (intervalMs <= 0) return { stop: () => undefined };
+  let running = false;
+  const timer = setInterval(() => {
+    if (running) return;
+    running = true;
+    registry
+      .collectGarbage()
+      .catch((error: Error) => log.error('garbage collection failed', { error: error.stack ?? error.message }))
+      .finally(() => (running = false));
+  }, intervalMs);
+  timer.unref();
+  return { stop: () => clearInterval(timer) };
+}
+
+/** The `gc` command's report: what went (or would go), and how much space it frees. */
+export function describeGc(report: GcReport): string {
+  const verb = report.dryRun ? 'would delete' : 'deleted';
+  const lines = [
+    ...report.manifests.map((m) => `${verb} manifest ${m.repository}@${m.digest} (${m.reason})`),
+    ...report.blobs.map((b) => `${verb} ${b.store} blob ${b.digest} (${formatBytes(b.size)})`),
+    `${report.dryRun ? 'dry run: ' : ''}${report.manifests.length} manifests, ${report.blobs.length} blobs, ` +
+      `${formatBytes(report.bytesFreed)} ${report.dryRun ? 'to free' : 'freed'}, ${report.uploadsExpired} uploads expired, ` +
+      `${report.durationMs} ms`,
+  ];
+  return `${lines.join('\n')}\n`;
+}
+
+export function describeVerify(report: VerifyReport): string {
+  const lines = [
+    ...report.missing.map((b) => `missing ${b.store} blob ${b.digest}`),
+    ...report.corrupt.map((b) => `corrupt ${b.store} blob ${b.digest}: ${b.reason} (quarantined)`),
+    ...report.unindexed.map((b) => `unindexed ${b.store} blob ${b.digest}`),
+    `${report.missing.length} missing, ${report.corrupt.length} corrupt, ${report.unindexed.length} unindexed`,
+  ];
+  return `${lines.join('\n')}\n`;
+}
+
+function formatBytes(bytes: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return `${unit === 0 ? value : value.toFixed(1)} ${units[unit]}`;
+}

@@ -1,0 +1,425 @@
+import { randomUUID } from 'node:crypto';
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { GcConfig, ProxyConfig } from '../config/config';
+import { Logger } from '../log';
+import { createDigester, parseDigest } from '../oci/digest';
+import { BlobStore, isNotFound } from './blob-store';
+import { incomingDirectory, quarantineDirectory, trashDirectory } from './paths';
+import { RegistryIndex } from './registry-index';
+
+/** Which store a sweep works on: hosted content, or the pull-through cache. */
+export type StoreKind = 'hosted' | 'proxy';
+
+export interface GcReport {
+  dryRun: boolean;
+  /** Untagged hosted manifests deleted and cached manifests evicted. */
+  manifests: Array<{ repository: string; digest: string; reason: 'untagged' | 'max_age' | 'max_size' }>;
+  blobs: Array<{ store: StoreKind; digest: string; size: number }>;
+  bytesFreed: number;
+  uploadsExpired: number;
+  durationMs: number;
+}
+
+export interface VerifyReport {
+  /** Indexed content whose file is gone. */
+  missing: Array<{ store: StoreKind; digest: string }>;
+  /** Files whose bytes do not match their digest or indexed size; moved to <store>/quarantine/. */
+  corrupt: Array<{ store: StoreKind; digest: string; reason: string }>;
+  /** Files no repository references (garbage collection removes them after the grace period). */
+  unindexed: Array<{ store: StoreKind; digest: string }>;
+}
+
+export interface GarbageCollectorOptions {
+  index: RegistryIndex;
+  stores: Record<StoreKind, BlobStore>;
+  temporaryRoot: string;
+  gc: GcConfig;
+  proxy: Pick<ProxyConfig, 'max_age' | 'max_size'>;
+  log: Logger;
+  /** Writes batched access times to the index first, so eviction sees the latest pulls. */
+  flushAccess?: () => void;
+  now?: () => number;
+}
+
+// Repositories under proxy/ are the cache; the rest are hosted. (A range, so SQLite can use the name index.)
+const IS_PROXY = `(r.name >= 'proxy/' AND r.name < 'proxy0')`;
+const OF_KIND: Record<StoreKind, string> = { hosted: `NOT ${IS_PROXY}`, proxy: IS_PROXY };
+
+/**
+ * Online mark and sweep, driven by the index.
+ *
+ * Safe while pushes go on:
+ *  1. Every write into a store records `blobs.written_at = now` in the index *before* renaming the file
+ *     into place (BlobStore's beforeCommit hook).
+ *  2. A sweep selects, in one transaction, files whose digest no repository of the store's kind uses
+ *     and whose last write is older than `grace`, and deletes their index rows.
+ *  3. It moves each selected file to a trash name, then re-checks each digest in a second transaction:
+ *     if a repository uses it again or it was written since the cutoff, the file is moved back.
+ *     A writer's index update precedes its rename, which precedes our move of that file, which precedes
+ *     the re-check: a blob that became referenced or re-pushed while the sweep ran is never deleted,
+ *     whether the writer is this process or another one.
+ *  4. Only the files still selected are deleted.
+ * Blobs pushed but not yet referenced (a push uploads layers before its manifest) are protected by
+ * the same grace period, through their link time.
+ */
+export class GarbageCollector {
+  private readonly now: () => number;
+
+  constructor(private readonly options: GarbageCollectorOptions) {
+    this.now = options.now ?? Date.now;
+  }
+
+  async collect({ dryRun = false } = {}): Promise<GcReport> {
+    const started = this.now();
+    const cutoff = started - this.options.gc.grace;
+    this.options.flushAccess?.();
+
+    // Files present now; what appears later is newer than the cutoff anyway.
+    const files = { hosted: await listBlobFiles(this.options.stores.hosted), proxy: await listBlobFiles(this.options.stores.proxy) };
+    const { manifests, selected } = this.plan(files, started, cutoff, dryRun);
+    const blobs: GcReport['blobs'] = [];
+    for (const kind of ['hosted', 'proxy'] as const) {
+      blobs.push(...(dryRun ? selected[kind].map((file) => ({ store: kind, ...file })) : await this.sweep(kind, selected[kind], cutoff)));
+    }
+    if (!dryRun) this.removeEmptyRows(cutoff);
+    const uploadsExpired = await this.expireUploads(started, dryRun);
+    if (!dryRun) {
+      for (const store of Object.values(this.options.stores)) await removeOlderThan(incomingDirectory(store.root), cutoff);
+    }
+
+    const report: GcReport = {
+      dryRun,
+      manifests,
+      blobs,
+      bytesFreed: blobs.reduce((sum, blob) => sum + blob.size, 0),
+      uploadsExpired,
+      durationMs: this.now() - started,
+    };
+    this.options.log.info(dryRun ? 'garbage collection (dry run)' : 'garbage collection', {
+      manifests: manifests.length,
+      blobs: blobs.length,
+      bytesFreed: report.bytesFreed,
+      uploadsExpired,
+      durationMs: report.durationMs,
+    });
+    return report;
+  }
+
+  /**
+   * The index work, in one transaction (steps 1–2 of the class comment): untagged hosted manifests,
+   * cache eviction, stale links, then the files no repository uses any more. A dry run does the same
+   * and rolls it back, so what it reports is what a real run would do.
+   */
+  private plan(
+    files: Record<StoreKind, StoredFile[]>,
+    now: number,
+    cutoff: number,
+    dryRun: boolean,
+  ): { manifests: GcReport['manifests']; selected: Record<StoreKind, StoredFile[]> } {
+    const db = this.options.index.db;
+    const manifests: GcReport['manifests'] = [];
+    const selected: Record<StoreKind, StoredFile[]> = { hosted: [], proxy: [] };
+    const rollback = new Error('dry run');
+    const run = db.transaction(() => {
+      if (this.options.gc.delete_untagged) {
+        for (const row of db.prepare(UNKEPT_HOSTED_MANIFESTS).all({ cutoff }) as ManifestKey[]) {
+          deleteManifest(db, row);
+          manifests.push({ repository: row.repository, digest: row.digest, reason: 'untagged' });
+        }
+      }
+      const { max_age: maxAge, max_size: maxSize } = this.options.proxy;
+      if (maxAge > 0) {
+        for (const row of db.prepare(CACHED_MANIFESTS_PULLED_BEFORE).all({ before: now - maxAge }) as ManifestKey[]) {
+          evict(db, row);
+          manifests.push({ repository: row.repository, digest: row.digest, reason: 'max_age' });
+        }
+      }
+      if (maxSize > 0) {
+        const cacheSize = db.prepare(CACHE_SIZE).pluck();
+        const leastRecentlyPulled = db.prepare(LEAST_RECENTLY_PULLED_CACHED_MANIFEST);
+        while ((cacheSize.get() as number) > maxSize) {
+          const row = leastRecentlyPulled.get() as ManifestKey | undefined;
+          if (!row) break;
+          evict(db, row);
+          manifests.push({ repository: row.repository, digest: row.digest, reason: 'max_size' });
+        }
+      }
+      // Links nothing uses any more: blobs pushed (or cached) more than `grace` ago that no manifest of
+      // their repository references.
+      db.prepare(DELETE_STALE_LINKS).run({ cutoff });
+      for (const kind of ['hosted', 'proxy'] as const) {
+        const isGarbage = this.isGarbage(kind, cutoff);
+        selected[kind] = files[kind].filter((file) => file.mtimeMs < cutoff && isGarbage(file.digest));
+        for (const { digest } of selected[kind]) db.prepare(DELETE_UNUSED_BLOB_ROW).run({ digest });
+      }
+      if (dryRun) throw rollback;
+    });
+    try {
+      run();
+    } catch (error) {
+      if (error !== rollback) throw error;
+    }
+    return { manifests, selected };
+  }
+
+  /** No repository of the store's kind uses the digest, and it was not written since the cutoff. */
+  private isGarbage(kind: StoreKind, cutoff: number): (digest: string) => boolean {
+    const db = this.options.index.db;
+    const used = db.prepare(usedByKind(kind)).pluck();
+    const writtenAt = db.prepare('SELECT written_at FROM blobs WHERE digest = ?').pluck();
+    return (digest) => used.get({ digest }) === undefined && ((writtenAt.get(digest) as number | undefined) ?? 0) < cutoff;
+  }
+
+  /** Steps 3–4: move aside, re-check, move back what came back, delete the rest. */
+  private async sweep(kind: StoreKind, selected: StoredFile[], cutoff: number): Promise<GcReport['blobs']> {
+    const store = this.options.stores[kind];
+    const trash = trashDirectory(store.root);
+    await fsp.mkdir(trash, { recursive: true });
+    const moved: Array<StoredFile & { trashed: string }> = [];
+    for (const file of selected) {
+      const trashed = path.join(trash, randomUUID());
+      try {
+        await fsp.rename(store.path(file.digest), trashed);
+        moved.push({ ...file, trashed });
+      } catch (error) {
+        if (!isNotFound(error)) throw error;
+      }
+    }
+    const isGarbage = this.isGarbage(kind, cutoff);
+    const restore: typeof moved = [];
+    const doomed: typeof moved = [];
+    this.options.index.db.transaction(() => {
+      for (const file of moved) (isGarbage(file.digest) ? doomed : restore).push(file);
+    })();
+    for (const file of restore) await fsp.rename(file.trashed, store.path(file.digest));
+    for (const file of doomed) await fsp.rm(file.trashed, { force: true });
+    if (restore.length > 0) this.options.log.info('garbage collection kept blobs written during the sweep', { count: restore.length });
+    return doomed.map(({ digest, size }) => ({ store: kind, digest, size }));
+  }
+
+  /** Rows nothing points at any more: repositories left empty, blobs neither used nor recently written. */
+  private removeEmptyRows(cutoff: number): void {
+    const db = this.options.index.db;
+    db.transaction(() => {
+      db.prepare(DELETE_EMPTY_REPOSITORIES).run();
+      db.prepare(DELETE_UNUSED_BLOB_ROWS).run({ cutoff });
+    })();
+  }
+
+  /** Upload sessions untouched for upload_ttl, and upload files no session owns. */
+  private async expireUploads(now: number, dryRun: boolean): Promise<number> {
+    const db = this.options.index.db;
+    const before = now - this.options.gc.upload_ttl;
+    const directory = path.join(this.options.temporaryRoot, 'uploads');
+    const sessions = new Set((db.prepare('SELECT id FROM uploads').pluck().all() as string[]));
+    let expired = 0;
+    for (const entry of await readDirectory(directory)) {
+      const file = path.join(directory, entry);
+      const stat = await fsp.stat(file).catch(() => null);
+      const session = db.prepare('SELECT updated_at FROM uploads WHERE id = ?').pluck().get(entry) as number | undefined;
+      const lastTouched = Math.max(stat?.mtimeMs ?? 0, session ?? 0);
+      if (lastTouched >= before) continue;
+      expired++;
+      sessions.delete(entry);
+      if (dryRun) continue;
+      db.prepare('DELETE FROM uploads WHERE id = ?').run(entry);
+      await fsp.rm(file, { force: true });
+    }
+    // Sessions whose file is gone cannot be resumed.
+    for (const id of sessions) {
+      const updatedAt = db.prepare('SELECT updated_at FROM uploads WHERE id = ?').pluck().get(id) as number;
+      if (updatedAt >= before) continue;
+      expired++;
+      if (!dryRun) db.prepare('DELETE FROM uploads WHERE id = ?').run(id);
+    }
+    return expired;
+  }
+
+  /** Re-hashes every file of both stores against the index; corrupt files are quarantined. */
+  async verify(): Promise<VerifyReport> {
+    const report: VerifyReport = { missing: [], corrupt: [], unindexed: [] };
+    const db = this.options.index.db;
+    for (const kind of ['hosted', 'proxy'] as const) {
+      const store = this.options.stores[kind];
+      const used = new Set(db.prepare(USED_DIGESTS[kind]).pluck().all() as string[]);
+      const indexedSize = db.prepare('SELECT size FROM blobs WHERE digest = ?').pluck();
+      const onDisk = new Set<string>();
+      for (const file of await listBlobFiles(store)) {
+        onDisk.add(file.digest);
+        if (!used.has(file.digest)) report.unindexed.push({ store: kind, digest: file.digest });
+        const expectedSize = indexedSize.get(file.digest) as number | undefined;
+        const actual = await hashFile(store.path(file.digest), parseDigest(file.digest)!.algorithm);
+        const reason =
+          actual !== file.digest
+            ? `content hashes to ${actual}`
+            : expectedSize !== undefined && expectedSize !== file.size
+              ? `size ${file.size}, indexed as ${expectedSize}`
+              : null;
+        if (reason) {
+          report.corrupt.push({ store: kind, digest: file.digest, reason });
+          await quarantine(store, file.digest);
+        }
+      }
+      for (const digest of used) if (!onDisk.has(digest)) report.missing.push({ store: kind, digest });
+    }
+    this.options.log.info('verify', {
+      missing: report.missing.length,
+      corrupt: report.corrupt.length,
+      unindexed: report.unindexed.length,
+    });
+    return report;
+  }
+}
+
+interface StoredFile {
+  digest: string;
+  size: number;
+  mtimeMs: number;
+}
+
+interface ManifestKey {
+  repository: string;
+  repositoryId: number;
+  digest: string;
+}
+
+function deleteManifest(db: RegistryIndex['db'], row: ManifestKey): void {
+  db.prepare('DELETE FROM manifests WHERE repository_id = ? AND digest = ?').run(row.repositoryId, row.digest);
+}
+
+/** Evicts a cached manifest and unlinks the blobs no other manifest of its repository needs. */
+function evict(db: RegistryIndex['db'], row: ManifestKey): void {
+  deleteManifest(db, row);
+  db.prepare(
+    `DELETE FROM repository_blobs WHERE repository_id = @repositoryId AND digest NOT IN (
+       SELECT child_digest FROM manifest_references WHERE repository_id = @repositoryId)`,
+  ).run({ repositoryId: row.repositoryId });
+  // A repository with nothing cached left forgets its upstream tag list too.
+  db.prepare(
+    `DELETE FROM upstream_tag_lists WHERE repository_id = @repositoryId
+       AND NOT EXISTS (SELECT 1 FROM manifests WHERE repository_id = @repositoryId)`,
+  ).run({ repositoryId: row.repositoryId });
+}
+
+/** Digests a repository of `kind` stores a file for: its manifests and the blobs it may read. */
+const USED_DIGESTS: Record<StoreKind, string> = {
+  hosted: usedDigests('hosted'),
+  proxy: usedDigests('proxy'),
+};
+
+function usedDigests(kind: StoreKind): string {
+  return `SELECT m.digest FROM manifests m JOIN repositories r ON r.id = m.repository_id WHERE ${OF_KIND[kind]}
+          UNION SELECT rb.digest FROM repository_blobs rb JOIN repositories r ON r.id = rb.repository_id WHERE ${OF_KIND[kind]}`;
+}
+
+/** One digest at a time, through the digest indexes. */
+function usedByKind(kind: StoreKind): string {
+  return `SELECT 1 WHERE
+    EXISTS (SELECT 1 FROM manifests m JOIN repositories r ON r.id = m.repository_id WHERE m.digest = @digest AND ${OF_KIND[kind]})
+    OR EXISTS (SELECT 1 FROM repository_blobs rb JOIN repositories r ON r.id = rb.repository_id
+               WHERE rb.digest = @digest AND ${OF_KIND[kind]})`;
+}
+
+// Live hosted manifests: tagged ones, the children of live indexes and the referrers of live manifests.
+const UNKEPT_HOSTED_MANIFESTS = `
+  WITH RECURSIVE live(repository_id, digest) AS (
+    SELECT repository_id, manifest_digest FROM tags
+    UNION
+    SELECT mr.repository_id, mr.child_digest FROM manifest_references mr
+      JOIN live ON live.repository_id = mr.repository_id AND live.digest = mr.manifest_digest
+      WHERE mr.child_kind = 'manifest'
+    UNION
+    SELECT m.repository_id, m.digest FROM manifests m
+      JOIN live ON live.repository_id = m.repository_id AND live.digest = m.subject_digest
+  )
+  SELECT r.name AS repository, m.repository_id AS repositoryId, m.digest FROM manifests m
+  JOIN repositories r ON r.id = m.repository_id
+  WHERE NOT ${IS_PROXY} AND m.created_at < @cutoff
+    AND NOT EXISTS (SELECT 1 FROM live WHERE live.repository_id = m.repository_id AND live.digest = m.digest)`;
+
+const LAST_PULLED = 'coalesce(m.last_pulled_at, m.created_at)';
+
+const CACHED_MANIFESTS_PULLED_BEFORE = `
+  SELECT r.name AS repository, m.repository_id AS repositoryId, m.digest FROM manifests m
+  JOIN repositories r ON r.id = m.repository_id
+  WHERE ${IS_PROXY} AND ${LAST_PULLED} < @before`;
+
+const LEAST_RECENTLY_PULLED_CACHED_MANIFEST = `
+  SELECT r.name AS repository, m.repository_id AS repositoryId, m.digest FROM manifests m
+  JOIN repositories r ON r.id = m.repository_id
+  WHERE ${IS_PROXY} ORDER BY ${LAST_PULLED}, m.digest LIMIT 1`;
+
+// A blob shared by several cached images counts once.
+const CACHE_SIZE = `SELECT coalesce(sum(size), 0) FROM blobs WHERE digest IN (${usedDigests('proxy')})`;
+
+const DELETE_STALE_LINKS = `
+  DELETE FROM repository_blobs WHERE linked_at < @cutoff
+    AND NOT EXISTS (SELECT 1 FROM manifest_references mr
+                    WHERE mr.repository_id = repository_blobs.repository_id AND mr.child_digest = repository_blobs.digest)`;
+
+const DELETE_UNUSED_BLOB_ROW = `
+  DELETE FROM blobs WHERE digest = @digest
+    AND NOT EXISTS (SELECT 1 FROM manifests WHERE digest = @digest)
+    AND NOT EXISTS (SELECT 1 FROM repository_blobs WHERE digest = @digest)`;
+
+const DELETE_UNUSED_BLOB_ROWS = `
+  DELETE FROM blobs WHERE written_at < @cutoff
+    AND NOT EXISTS (SELECT 1 FROM manifests WHERE manifests.digest = blobs.digest)
+    AND NOT EXISTS (SELECT 1 FROM repository_blobs WHERE repository_blobs.digest = blobs.digest)`;
+
+const DELETE_EMPTY_REPOSITORIES = `
+  DELETE FROM repositories WHERE
+    NOT EXISTS (SELECT 1 FROM manifests WHERE repository_id = repositories.id)
+    AND NOT EXISTS (SELECT 1 FROM repository_blobs WHERE repository_id = repositories.id)
+    AND NOT EXISTS (SELECT 1 FROM upstream_tag_lists WHERE repository_id = repositories.id)`;
+
+/** Every file under <root>/blobs/<algorithm>/<xx>/<hex>, with the digest its path names. */
+async function listBlobFiles(store: BlobStore): Promise<StoredFile[]> {
+  const files: StoredFile[] = [];
+  const blobs = path.join(store.root, 'blobs');
+  for (const algorithm of await readDirectory(blobs)) {
+    for (const prefix of await readDirectory(path.join(blobs, algorithm))) {
+      for (const hex of await readDirectory(path.join(blobs, algorithm, prefix))) {
+        const digest = `${algorithm}:${hex}`;
+        if (parseDigest(digest) === null || store.path(digest) !== path.join(blobs, algorithm, prefix, hex)) continue;
+        const stat = await fsp.stat(store.path(digest)).catch(() => null);
+        if (stat?.isFile()) files.push({ digest, size: stat.size, mtimeMs: stat.mtimeMs });
+      }
+    }
+  }
+  return files;
+}
+
+async function readDirectory(directory: string): Promise<string[]> {
+  try {
+    return await fsp.readdir(directory);
+  } catch (error) {
+    if (isNotFound(error)) return [];
+    throw error;
+  }
+}
+
+/** Leftovers of interrupted writes: files not modified since `before`. */
+async function removeOlderThan(directory: string, before: number): Promise<void> {
+  for (const entry of await readDirectory(directory)) {
+    const file = path.join(directory, entry);
+    const stat = await fsp.stat(file).catch(() => null);
+    if (stat && stat.mtimeMs < before) await fsp.rm(file, { force: true });
+  }
+}
+
+async function hashFile(file: string, algorithm: 'sha256' | 'sha512'): Promise<string> {
+  const hash = createDigester(algorithm);
+  await pipeline(fs.createReadStream(file), hash);
+  return `${algorithm}:${hash.digest('hex')}`;
+}
+
+/** A corrupt blob is never served again: moved out of the store, kept for inspection. */
+async function quarantine(store: BlobStore, digest: string): Promise<void> {
+  const directory = quarantineDirectory(store.root);
+  await fsp.mkdir(directory, { recursive: true });
+  await fsp.rename(store.path(digest), path.join(directory, `${digest.replace(':', '-')}-${Date.now()}`));
+}
