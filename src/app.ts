@@ -1,8 +1,10 @@
 import Router from '@koa/router';
 import Koa from 'koa';
+import { AccessControl } from './auth/access-control';
 import { Config } from './config/config';
 import { Logger } from './log';
 import { apiVersion, renderErrors } from './http/middleware/errors';
+import { authorize, requireAuthorizedName } from './http/middleware/authorize';
 import { absoluteLocation } from './http/middleware/location';
 import { Endpoint, namespace } from './http/middleware/namespace';
 import { requestLog } from './http/middleware/request-log';
@@ -12,7 +14,9 @@ import { blobUploadRoutes } from './http/routes/blob-uploads';
 import { catalogRoutes } from './http/routes/catalog';
 import { manifestRoutes } from './http/routes/manifests';
 import { referrerRoutes } from './http/routes/referrers';
+import { searchRoutes } from './http/routes/search';
 import { tagRoutes } from './http/routes/tags';
+import { tokenRoutes } from './http/routes/token';
 import { Registry } from './storage/registry';
 
 export interface AppDependencies {
@@ -21,10 +25,13 @@ export interface AppDependencies {
   log: Logger;
   /** What this listener serves; the main endpoint unless it is a `[[mirror]] listen`. */
   endpoint?: Endpoint;
+  /** Authentication and rules, shared by every listener; built from `[auth]` when not given; null: open. */
+  access?: AccessControl | null;
 }
 
 /** Builds the Koa application: middleware order and routes. It never listens. */
-export function createApp({ config, registry, log, endpoint = { kind: 'main' } }: AppDependencies): Koa {
+export function createApp({ config, registry, log, endpoint = { kind: 'main' }, ...rest }: AppDependencies): Koa {
+  const access = rest.access !== undefined ? rest.access : AccessControl.fromConfig(config.auth, log);
   const app = new Koa();
   // Koa reads X-Forwarded-Host (host mirrors), -For and -Proto only when told the proxy is trusted.
   app.proxy = config.trust_proxy;
@@ -32,7 +39,7 @@ export function createApp({ config, registry, log, endpoint = { kind: 'main' } }
   app.on('error', (error: Error) => log.debug('response stream ended early', { error: error.message }));
 
   const router = new Router();
-  const dependencies = { config, registry };
+  const dependencies = { config, registry, access };
   baseRoutes(router);
   catalogRoutes(router, dependencies);
   blobUploadRoutes(router, dependencies);
@@ -40,6 +47,10 @@ export function createApp({ config, registry, log, endpoint = { kind: 'main' } }
   manifestRoutes(router, dependencies);
   tagRoutes(router, dependencies);
   referrerRoutes(router, dependencies);
+  searchRoutes(router, dependencies);
+  if (access) tokenRoutes(router, access);
+  // A safety net under authorize(): a route's repository name must be the one that was authorized.
+  router.param('name', requireAuthorizedName(access));
 
   app.use(requestLog(log));
   app.use(apiVersion);
@@ -47,6 +58,8 @@ export function createApp({ config, registry, log, endpoint = { kind: 'main' } }
   app.use(renderErrors(log));
   // Rewrites mirror and ?ns= names to proxy/<upstream>/… before anything routes on the path.
   app.use(namespace(config, endpoint));
+  // Authentication and rules, on the names as mapped above; the one place that decides who may do what.
+  app.use(authorize(access, config.public_url));
   // Before the routes: it looks at what they left, and marks a path known under another method 405 with
   // Allow (or an unknown method 501); renderErrors writes the body. Throwing would lose Allow.
   app.use(router.allowedMethods());

@@ -1,6 +1,7 @@
 import { Server } from 'node:http';
 import { AddressInfo } from 'node:net';
 import { AppDependencies, createApp } from './app';
+import { AccessControl } from './auth/access-control';
 import { Config } from './config/config';
 import { parseListen } from './config/mirrors';
 import { Endpoint } from './http/middleware/namespace';
@@ -38,11 +39,14 @@ export async function startListeners(
   addresses: ListenAddress[] = listenAddresses(dependencies.config),
 ): Promise<Listener[]> {
   const listeners: Listener[] = [];
+  // One AccessControl for all listeners: failed-login counts and upload owners are per server.
+  const access =
+    dependencies.access !== undefined ? dependencies.access : AccessControl.fromConfig(dependencies.config.auth, dependencies.log);
   try {
     for (const address of addresses) {
       const mainPort = listeners[0]?.port;
       const endpoint: Endpoint = address.endpoint.kind === 'mirror' ? { ...address.endpoint, mainPort } : address.endpoint;
-      const server = createApp({ ...dependencies, endpoint }).listen(address.port, address.host);
+      const server = createApp({ ...dependencies, access, endpoint }).listen(address.port, address.host);
       server.requestTimeout = 0; // large blob uploads take as long as they take
       await new Promise<void>((resolve, reject) => server.once('listening', resolve).once('error', reject)).catch((error: Error) => {
         const what = endpoint.kind === 'mirror' ? `the mirror of ${endpoint.upstream}` : 'the registry';

@@ -51,6 +51,16 @@ async function main(argv: string[]): Promise<void> {
       hostMirrors.map((mirror) => `  mirror of ${mirror.upstream} for Host: ${mirror.host}\n`).join('') +
       `  registry_storage: ${config.registry_storage}\n  database: ${config.database}\n`,
   );
+  if (config.auth.htpasswd === '') {
+    process.stdout.write(
+      'WARNING: no [auth] htpasswd configured: anyone who can reach this registry may pull, push and delete (see "Access control" in README.md)\n',
+    );
+  } else {
+    const { htpasswd, anonymous, token, rules } = config.auth;
+    process.stdout.write(
+      `  auth: users from ${htpasswd}, ${rules.length} rule(s), anonymous ${anonymous}${token ? ', token service at /token' : ''}\n`,
+    );
+  }
 
   const collection = scheduleGarbageCollection(registry, config.gc.interval, log);
   const stop = () => {

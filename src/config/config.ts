@@ -20,6 +20,8 @@ export interface Config {
   proxy: ProxyConfig;
   mirror: MirrorConfig[];
   gc: GcConfig;
+  github: GithubConfig;
+  auth: AuthConfig;
 }
 
 /**
@@ -74,4 +76,56 @@ export interface GcConfig {
   upload_ttl: number;
   /** Also delete manifests that no tag, index or live subject keeps. */
   delete_untagged: boolean;
+}
+
+/**
+ * `[github]`: GitHub's Packages REST API, which lists the container packages ghcr.io's registry API cannot
+ * (it has no /v2/_catalog). The token is also the upstream credential for proxy/ghcr.io/….
+ */
+export interface GithubConfig {
+  /** A classic token with read:packages; "" lists nothing and pulls from ghcr.io anonymously. */
+  token: string;
+  /** GitHub's REST API root, without trailing slash. */
+  api_url: string;
+  /** Users whose container packages are listed. */
+  users: string[];
+  /** Organisations whose container packages are listed. */
+  orgs: string[];
+  /** How long a REST answer (package list, version tags) is reused before it is asked again, in ms. */
+  cache_ttl: number;
+}
+
+/**
+ * `[auth]`: who may pull, push and delete. With `htpasswd` empty the registry is open to anyone who reaches it.
+ * Rule lists name users, groups, "*" (any logged-in user) and "anonymous".
+ */
+export interface AuthConfig {
+  /** An htpasswd file of bcrypt hashes (`htpasswd -Bbn`), reloaded when it changes; "" turns auth off. */
+  htpasswd: string;
+  /** What requests without credentials may do: nothing, or pull where the rules allow it. */
+  anonymous: 'none' | 'pull';
+  /** Shown in the Basic challenge, and the token service's name. */
+  realm: string;
+  /** Serve a token endpoint at /token and challenge with Bearer instead of Basic. */
+  token: boolean;
+  /** How long an issued token is valid, in ms. */
+  token_ttl: number;
+  /** Open upload sessions one user may have at a time; 0: no limit. */
+  max_uploads: number;
+  groups: AuthGroupConfig[];
+  rules: AuthRuleConfig[];
+}
+
+/** `[[auth.groups]]`: a name usable in rules, for a list of users. */
+export interface AuthGroupConfig {
+  name: string;
+  members: string[];
+}
+
+/** `[[auth.rules]]`: who may do what under a repository prefix; the longest matching prefix decides. */
+export interface AuthRuleConfig {
+  prefix: string;
+  pull: string[];
+  push: string[];
+  delete: string[];
 }

@@ -34,13 +34,28 @@ export function loadConfig(options: LoadConfigOptions): Config {
   const values = resolveSchema(CONFIG_SCHEMA, {
     cwd: options.cwd,
     file,
-    env: options.env,
+    env: withEnvAliases(options.env),
     overrides: options.overrides ?? {},
   });
   // [[mirror]] is set in the file only, so that is where a problem with it comes from.
   const problem = mirrorProblem(values as unknown as Config);
   if (problem) throw new ConfigError(`${problem} (from ${file?.origin ?? 'defaults'})`);
   return deepFreeze(values) as unknown as Config;
+}
+
+/**
+ * Conventional variables honoured as if they were REGISTRY_* ones, when those are not set. The one place
+ * where a variable outside REGISTRY_* is read: GITHUB_TOKEN is how GitHub's tools, CI and container
+ * setups (Synology's Container Manager) hand out a token, so it counts as REGISTRY_GITHUB_TOKEN.
+ */
+const ENV_ALIASES: Readonly<Record<string, string>> = { REGISTRY_GITHUB_TOKEN: 'GITHUB_TOKEN' };
+
+function withEnvAliases(env: Env): Env {
+  const aliased: Record<string, string | undefined> = { ...env };
+  for (const [name, alias] of Object.entries(ENV_ALIASES)) {
+    if (aliased[name] === undefined && env[alias] !== undefined) aliased[name] = env[alias];
+  }
+  return aliased;
 }
 
 export interface ConfigSources {
@@ -105,7 +120,7 @@ const SIZE_UNITS = new Map<string, number>([
  */
 export function ensureStorageDirectories(config: Config): void {
   for (const key of settableKeys(CONFIG_SCHEMA)) {
-    if (key.spec.type !== 'path') continue;
+    if (key.spec.type !== 'path' || key.spec.is === 'input') continue;
     const target = getAt(config, key.path) as string;
     const directory = key.spec.is === 'directory' ? target : path.dirname(target);
     try {
@@ -223,6 +238,7 @@ function coerce(spec: KeySpec, value: unknown, source: ValueSource): unknown {
       return bytes;
     }
     case 'path':
+      if (spec.is === 'input' && value === '') return value;
       if (typeof value !== 'string' || value === '' || value.includes('\0')) throw fail('a non-empty path');
       return path.resolve(source.cwd, value);
     case 'url':

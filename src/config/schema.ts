@@ -22,8 +22,11 @@ export type KeySpec = Described &
     | { type: 'boolean'; default: boolean }
     /** Bytes: an integer, or a size string such as "4MiB" (see parseSize). */
     | { type: 'size'; default: number; min: number }
-    /** Resolved against the working directory; `is` tells ensureStorageDirectories what to create. */
-    | { type: 'path'; default: string; is: 'directory' | 'file' }
+    /**
+     * Resolved against the working directory; `is` tells ensureStorageDirectories what to create
+     * (`input`: a file that is only read, never created, and may be "" for none).
+     */
+    | { type: 'path'; default: string; is: 'directory' | 'file' | 'input' }
     /** An http(s) URL stored without trailing slash, or "" for none. */
     | { type: 'url'; default: string; required?: boolean }
     | { type: 'enum'; default: string; values: readonly string[] }
@@ -170,6 +173,63 @@ export const CONFIG_SCHEMA = {
         type: 'boolean',
         default: false,
         description: 'Also delete manifests no tag, index or live subject keeps',
+      },
+    },
+  },
+  github: {
+    type: 'section',
+    description: "GitHub's Packages REST API: ghcr.io packages in /v2/_catalog, and the token for pulls from ghcr.io",
+    keys: {
+      token: { type: 'string', default: '', description: 'Classic token with read:packages (also from GITHUB_TOKEN)' },
+      api_url: { type: 'url', default: 'https://api.github.com', description: "GitHub's REST API root" },
+      users: { type: 'strings', default: [], description: 'Users whose container packages are listed' },
+      orgs: { type: 'strings', default: [], description: 'Organisations whose container packages are listed' },
+      cache_ttl: { type: 'duration', default: '10m', description: 'How long a REST answer is reused (GitHub rate-limits)' },
+    },
+  },
+  auth: {
+    type: 'section',
+    description: 'Access control: users from an htpasswd file, rules per repository prefix',
+    keys: {
+      htpasswd: {
+        type: 'path',
+        is: 'input',
+        default: '',
+        description: 'htpasswd file with bcrypt hashes (htpasswd -Bbn); "" means no auth: open to anyone',
+      },
+      anonymous: {
+        type: 'enum',
+        default: 'none',
+        values: ['none', 'pull'],
+        description: 'Requests without credentials: refused (none), or may pull where the rules allow (pull)',
+      },
+      realm: { type: 'string', default: 'registry', description: 'Realm of the Basic challenge; service name of tokens' },
+      token: { type: 'boolean', default: false, description: 'Serve /token and challenge with Bearer instead of Basic' },
+      token_ttl: { type: 'duration', default: '5m', description: 'How long an issued token is valid' },
+      max_uploads: {
+        type: 'integer',
+        default: 32,
+        min: 0,
+        max: 100000,
+        description: 'Upload sessions one user may have open at a time; 0: no limit',
+      },
+      groups: {
+        type: 'tables',
+        description: 'Named lists of users, usable in rules',
+        keys: {
+          name: { type: 'string', default: '', required: true, description: 'Group name' },
+          members: { type: 'strings', default: [], description: 'User names' },
+        },
+      },
+      rules: {
+        type: 'tables',
+        description: 'Who may pull, push and delete under a repository prefix; the longest matching prefix decides',
+        keys: {
+          prefix: { type: 'string', default: '', description: 'Repository prefix, whole components ("team/" or "team")' },
+          pull: { type: 'strings', default: [], description: 'Users, groups, "*" (any logged-in user), "anonymous"' },
+          push: { type: 'strings', default: [], description: 'Users, groups, "*"' },
+          delete: { type: 'strings', default: [], description: 'Users, groups, "*"' },
+        },
       },
     },
   },

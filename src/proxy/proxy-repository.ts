@@ -31,6 +31,11 @@ export interface ProxyCache {
   manifestFetches: Map<string, Promise<StoredManifest>>;
   tagTtlMs: number;
   maxManifestSize: number;
+  /**
+   * Another source of a repository's tags when its upstream's tags/list cannot be had (GitHub's REST API
+   * for ghcr.io); null when it knows nothing of this repository.
+   */
+  alternativeTagList?: (target: ProxiedName) => Promise<string[] | null>;
   log: Logger;
   now: () => number;
 }
@@ -197,15 +202,26 @@ export class ProxyRepository implements Repository {
       tags = await this.fetchTagList();
       this.cache.index.storeUpstreamTagList(this.name, tags, this.cache.now());
     } catch (error) {
-      const stored = this.cache.index.upstreamTagList(this.name);
-      if (!stored || !isUpstreamTrouble(error)) throw error;
-      this.cache.log.warn('upstream unusable; serving the cached tag list', { repository: this.name, error: (error as Error).message });
-      tags = stored.tags;
+      tags = await this.tagsWithoutUpstream(error);
     }
     const after = page.last === undefined ? tags : tags.filter((tag) => tag > page.last!);
     if (page.n === undefined || after.length <= page.n) return { items: after };
     const items = after.slice(0, page.n);
     return { items, next: items[items.length - 1] };
+  }
+
+  /** When the upstream's list cannot be had: the alternative source, else the last list fetched, else the error. */
+  private async tagsWithoutUpstream(error: unknown): Promise<string[]> {
+    const reason = (error as Error).message;
+    const alternative = await this.cache.alternativeTagList?.(this.target).catch(() => null);
+    if (alternative) {
+      this.cache.log.info('upstream tag list unusable; serving the alternative list', { repository: this.name, error: reason });
+      return alternative;
+    }
+    const stored = this.cache.index.upstreamTagList(this.name);
+    if (!stored || !isUpstreamTrouble(error)) throw error;
+    this.cache.log.warn('upstream unusable; serving the cached tag list', { repository: this.name, error: reason });
+    return stored.tags;
   }
 
   /** The upstream's whole list, sorted, following its Link pages. */

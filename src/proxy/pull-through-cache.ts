@@ -12,7 +12,13 @@ export class PullThroughCache {
   private readonly upstreams: Upstreams;
   private readonly cache: ProxyCache;
 
-  constructor(index: RegistryIndex, store: BlobStore, config: Pick<Config, 'proxy' | 'max_manifest_size'>, log: Logger) {
+  constructor(
+    index: RegistryIndex,
+    store: BlobStore,
+    config: Pick<Config, 'proxy' | 'max_manifest_size'>,
+    log: Logger,
+    alternativeTagList?: ProxyCache['alternativeTagList'],
+  ) {
     this.upstreams = new Upstreams(config.proxy, log);
     this.cache = {
       index,
@@ -24,6 +30,7 @@ export class PullThroughCache {
       maxManifestSize: config.max_manifest_size,
       log,
       now: Date.now,
+      alternativeTagList,
     };
   }
 

@@ -44,6 +44,8 @@ export interface GarbageCollectorOptions {
   now?: () => number;
 }
 
+const GITHUB_ANSWER_MAX_AGE_MS = 7 * 24 * 3_600_000;
+
 // Repositories under proxy/ are the cache; the rest are hosted. (A range, so SQLite can use the name index.)
 const IS_PROXY = `(r.name >= 'proxy/' AND r.name < 'proxy0')`;
 const OF_KIND: Record<StoreKind, string> = { hosted: `NOT ${IS_PROXY}`, proxy: IS_PROXY };
@@ -84,7 +86,7 @@ export class GarbageCollector {
     for (const kind of ['hosted', 'proxy'] as const) {
       blobs.push(...(dryRun ? selected[kind].map((file) => ({ store: kind, ...file })) : await this.sweep(kind, selected[kind], cutoff)));
     }
-    if (!dryRun) this.removeEmptyRows(cutoff);
+    if (!dryRun) this.removeEmptyRows(started, cutoff);
     const uploadsExpired = await this.expireUploads(started, dryRun);
     if (!dryRun) {
       for (const store of Object.values(this.options.stores)) await removeOlderThan(incomingDirectory(store.root), cutoff);
@@ -200,12 +202,17 @@ export class GarbageCollector {
     return doomed.map(({ digest, size }) => ({ store: kind, digest, size }));
   }
 
-  /** Rows nothing points at any more: repositories left empty, blobs neither used nor recently written. */
-  private removeEmptyRows(cutoff: number): void {
+  /**
+   * Rows nothing points at any more: repositories left empty, blobs neither used nor recently written,
+   * and GitHub REST answers no catalog has refreshed for a week (owners no longer configured; live ones
+   * refresh every `[github] cache_ttl` and stay, as the fallback while GitHub is down).
+   */
+  private removeEmptyRows(now: number, cutoff: number): void {
     const db = this.options.index.db;
     db.transaction(() => {
       db.prepare(DELETE_EMPTY_REPOSITORIES).run();
       db.prepare(DELETE_UNUSED_BLOB_ROWS).run({ cutoff });
+      db.prepare('DELETE FROM github_rest_cache WHERE fetched_at < ?').run(now - GITHUB_ANSWER_MAX_AGE_MS);
     })();
   }
 

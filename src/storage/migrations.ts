@@ -90,4 +90,13 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE blobs ADD COLUMN written_at INTEGER NOT NULL DEFAULT 0;
   UPDATE blobs SET written_at = created_at;
   `,
+  `
+  -- GitHub's Packages REST API answers (src/ghcr/), reused for [github] cache_ttl and whenever GitHub fails.
+  -- key: 'packages:<source>' or 'tags:<owner>/<package>'; value: a JSON array of names.
+  CREATE TABLE github_rest_cache (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL,
+    fetched_at INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  `,
 ];

@@ -1,5 +1,6 @@
 import { Config } from '../config/config';
 import { RegistryError } from '../http/errors';
+import { GhcrCatalog, mergeRepositoryPages, withGhcrToken } from '../ghcr/ghcr-catalog';
 import { Logger } from '../log';
 import { isValidName } from '../oci/names';
 import { PROXY_PREFIX } from '../proxy/upstreams';
@@ -15,6 +16,8 @@ import { UploadSessions } from './uploads';
 export class Registry {
   private readonly hosted: HostedContent;
   private readonly cache: PullThroughCache | null;
+  /** ghcr.io's packages from GitHub's REST API (`[github]`), listed beside what is stored here. */
+  private readonly ghcr: GhcrCatalog | null;
   private readonly collector: GarbageCollector;
 
   constructor(readonly index: RegistryIndex, config: Config, log: Logger) {
@@ -28,7 +31,12 @@ export class Registry {
       uploads: new UploadSessions(index, hostedStore, config.temporary_registry_storage),
       accessLog: new AccessLog(index),
     };
-    this.cache = config.proxy.enabled ? new PullThroughCache(index, proxyStore, config, log) : null;
+    this.ghcr = GhcrCatalog.fromConfig(config, index.db, log);
+    // [github] token is ghcr.io's upstream credential; its REST API stands in when ghcr.io's tags/list fails.
+    const proxyConfig = { ...config, proxy: withGhcrToken(config.proxy, config.github) };
+    this.cache = config.proxy.enabled
+      ? new PullThroughCache(index, proxyStore, proxyConfig, log, this.ghcr?.alternativeTagList)
+      : null;
     this.collector = new GarbageCollector({
       index,
       stores: { hosted: hostedStore, proxy: proxyStore },
@@ -60,8 +68,18 @@ export class Registry {
     return new HostedRepository(name, this.hosted);
   }
 
-  /** Repositories by name; with a `prefix` (a mirror's proxy/<upstream>/), only those under it, named without it. */
+  /**
+   * Repositories by name, hosted and cached, and ghcr.io's packages with `[github]`; with a `prefix` (a
+   * mirror's proxy/<upstream>/), only those under it, named without it.
+   */
   async listRepositories(page: Pagination, prefix = ''): Promise<Page<string>> {
+    const local = await this.listStoredRepositories(page, prefix);
+    if (!this.ghcr) return local;
+    const packages = (await this.ghcr.repositoryNames()).filter((name) => name.startsWith(prefix));
+    return mergeRepositoryPages(local, packages.map((name) => name.slice(prefix.length)), page);
+  }
+
+  private async listStoredRepositories(page: Pagination, prefix: string): Promise<Page<string>> {
     if (prefix === '') return this.index.listRepositories(page.n, page.last);
     // The names under a prefix are one run of the sorted list, right after the prefix itself. One more than
     // asked for tells whether that run goes on past this page (the index's own `next` may lie beyond it).

@@ -37,14 +37,18 @@ type StreamingRequestInit = RequestInit & { duplex?: 'half' };
  * across `app.restart()`.
  */
 export class RegistryClient {
-  constructor(private readonly app: { url: string }) {}
+  /** `headers` go with every request (e.g. an Authorization header); a request's own headers win. */
+  constructor(
+    private readonly app: { url: string },
+    private readonly headers: Record<string, string> = {},
+  ) {}
 
   url(pathOrLocation: string): string {
     return new URL(pathOrLocation, this.app.url).toString();
   }
 
   fetch(pathOrLocation: string, init: StreamingRequestInit = {}): Promise<Response> {
-    return fetch(this.url(pathOrLocation), init);
+    return fetch(this.url(pathOrLocation), { ...init, headers: { ...this.headers, ...(init.headers as Record<string, string>) } });
   }
 
   // --- blob uploads -------------------------------------------------------------------------
@@ -86,7 +90,7 @@ export class RegistryClient {
     if (lastChunk && lastChunk.length > 0) {
       headers['Content-Range'] = `${session.offset}-${session.offset + lastChunk.length - 1}`;
     }
-    return fetch(url, { method: 'PUT', headers, body: lastChunk ?? new Uint8Array(0) });
+    return this.fetch(url.toString(), { method: 'PUT', headers, body: lastChunk ?? new Uint8Array(0) });
   }
 
   /** Closes an upload that must succeed: 201, Location of the blob and its Docker-Content-Digest. */
@@ -102,7 +106,7 @@ export class RegistryClient {
   pushBlobMonolithic(name: string, content: Buffer, digest = digestOf(content)): Promise<Response> {
     const url = new URL(this.url(`/v2/${name}/blobs/uploads/`));
     url.searchParams.set('digest', digest);
-    return fetch(url, { method: 'POST', headers: { 'Content-Type': 'application/octet-stream' }, body: content });
+    return this.fetch(url.toString(), { method: 'POST', headers: { 'Content-Type': 'application/octet-stream' }, body: content });
   }
 
   /** Pushes a blob that must be accepted (monolithic POST, 201) and returns its descriptor. */

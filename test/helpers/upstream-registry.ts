@@ -71,6 +71,8 @@ export interface UpstreamRegistryOptions {
   tokenExpiresIn?: number;
   /** Token mode: issue pull-only tokens to anonymous requests, as Docker Hub does (default true). */
   anonymousPull?: boolean;
+  /** htpasswd and token modes: the user's name and password (default upstream-user and a random one). */
+  credentials?: { username: string; password: string };
 }
 
 const SERVICE = 'test-registry';
@@ -113,7 +115,9 @@ export async function startUpstreamRegistry(options: UpstreamRegistryOptions = {
     const host = `127.0.0.1:${port}`;
     const url = `http://${host}`;
     const credentials =
-      auth === 'none' ? undefined : { username: 'upstream-user', password: `pw-${randomBytes(6).toString('hex')}` };
+      auth === 'none'
+        ? undefined
+        : (options.credentials ?? { username: 'upstream-user', password: `pw-${randomBytes(6).toString('hex')}` });
 
     let authYaml = '';
     let tokenServer: TokenServer | undefined;

@@ -123,6 +123,15 @@ describe('garbage collection of hosted content', () => {
     fs.rmSync(storageDir, { recursive: true, force: true });
   });
 
+  test('GitHub REST answers not refreshed for a week are dropped; recent ones stay', async () => {
+    const db = app.registry.index.db;
+    const insert = db.prepare('INSERT INTO github_rest_cache (key, value, fetched_at) VALUES (?, ?, ?)');
+    insert.run('packages:user:gone', '[]', Date.now() - 8 * 24 * 3_600_000);
+    insert.run('packages:user:live', '[]', Date.now() - 3_600_000);
+    await app.registry.collectGarbage();
+    expect(db.prepare('SELECT key FROM github_rest_cache').pluck().all()).toEqual(['packages:user:live']);
+  });
+
   test('abandoned upload sessions expire with their data', async () => {
     await app.close();
     app = await createTestApp({ overrides: { 'gc.grace': '0', 'gc.interval': '0', 'gc.upload_ttl': '0' } });

@@ -1,4 +1,5 @@
 import Router from '@koa/router';
+import { AccessControl } from '../../auth/access-control';
 import { Config } from '../../config/config';
 import { Registry } from '../../storage/registry';
 
@@ -6,6 +7,8 @@ import { Registry } from '../../storage/registry';
 export interface RouteDependencies {
   registry: Registry;
   config: Config;
+  /** null (or absent) when auth is off: everything is listed. */
+  access?: AccessControl | null;
 }
 
 export type RegistryRouter = Router;

@@ -61,6 +61,17 @@ describe('loadConfig', () => {
       },
       mirror: [],
       gc: { interval: 3_600_000, grace: 3_600_000, upload_ttl: 86_400_000, delete_untagged: false },
+      github: { token: '', api_url: 'https://api.github.com', users: [], orgs: [], cache_ttl: 600_000 },
+      auth: {
+        htpasswd: '',
+        anonymous: 'none',
+        realm: 'registry',
+        token: false,
+        token_ttl: 300_000,
+        max_uploads: 32,
+        groups: [],
+        rules: [],
+      },
     });
   });
 
@@ -139,6 +150,21 @@ describe('loadConfig', () => {
     expect(() => {
       (config as { port: number }).port = 1;
     }).toThrow(TypeError);
+  });
+
+  it('takes the GitHub token from GITHUB_TOKEN unless REGISTRY_GITHUB_TOKEN is set', () => {
+    expect(loadConfig({ cwd, env: { GITHUB_TOKEN: 'ghp_a' } }).github.token).toBe('ghp_a');
+    expect(loadConfig({ cwd, env: { GITHUB_TOKEN: 'ghp_a', REGISTRY_GITHUB_TOKEN: 'ghp_b' } }).github.token).toBe('ghp_b');
+    writeConfig('[github]\ntoken = "ghp_file"\n');
+    expect(loadConfig({ cwd, env: {} }).github.token).toBe('ghp_file');
+  });
+
+  it('resolves [auth] htpasswd against the working directory, and keeps "" as no auth', () => {
+    writeConfig('[auth]\nhtpasswd = "users.htpasswd"\n[[auth.rules]]\nprefix = "team/"\npush = ["alice"]\n');
+    const config = loadConfig({ cwd, env: {} });
+    expect(config.auth.htpasswd).toBe(path.join(cwd, 'users.htpasswd'));
+    expect(config.auth.rules).toEqual([{ prefix: 'team/', pull: [], push: ['alice'], delete: [] }]);
+    expect(loadConfig({ cwd, env: { REGISTRY_AUTH_HTPASSWD: '' } }).auth.htpasswd).toBe('');
   });
 
   it('treats configuration.toml.example as the defaults', () => {

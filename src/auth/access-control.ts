@@ -1,0 +1,170 @@
+import { createHash } from 'node:crypto';
+import { AuthConfig } from '../config/config';
+import { ConfigError } from '../config/load-config';
+import { Logger } from '../log';
+import { HtpasswdFile } from './htpasswd';
+import { AccessPolicy, ANONYMOUS, Principal } from './policy';
+import { TokenClaims, TokenSigner } from './token';
+
+/** A verified Basic header is trusted this long without another bcrypt comparison (GET manifest is a hot path). */
+const VERIFIED_TTL_MS = 60_000;
+const VERIFIED_MAX = 10_000;
+/** Failed logins one client address may make per window before it is refused with TOOMANYREQUESTS. */
+export const FAILURE_LIMIT = 10;
+const FAILURE_WINDOW_MS = 60_000;
+const FAILURE_CLIENTS_MAX = 10_000;
+/** An upload session not touched this long no longer counts against its user's cap (its data stays until gc). */
+const UPLOAD_IDLE_MS = 15 * 60_000;
+
+/** Who made a request, and how. */
+export interface Caller {
+  principal: Principal;
+  /** The request carried an Authorization header (empty Basic credentials, `Og==`, included). */
+  presented: boolean;
+  /** Set when the request carried a Bearer token: its access list bounds what the request may do. */
+  token?: TokenClaims;
+}
+
+export type Authentication = { ok: true; caller: Caller } | { ok: false; throttled: false } | { ok: false; throttled: true; retryAfter: number };
+
+/**
+ * Inbound authentication and the access policy, shared by every listener of one server. Credentials are
+ * never logged, and only a hash of a verified header is kept.
+ */
+export class AccessControl {
+  readonly policy: AccessPolicy;
+  readonly signer: TokenSigner | null;
+  readonly uploads: UploadOwners;
+  private readonly users: HtpasswdFile;
+  private readonly verified = new Map<string, { user: string; expires: number; generation: number }>();
+  private readonly failures = new Map<string, { count: number; windowStart: number }>();
+
+  constructor(
+    readonly config: AuthConfig,
+    private readonly log: Logger,
+  ) {
+    config.rules.forEach((rule, index) => {
+      if (rule.push.includes('anonymous') || rule.delete.includes('anonymous')) {
+        throw new ConfigError(`auth.rules[${index}]: "anonymous" may only pull (prefix ${JSON.stringify(rule.prefix)})`);
+      }
+    });
+    this.users = new HtpasswdFile(config.htpasswd, log);
+    this.policy = new AccessPolicy(config);
+    this.signer = config.token ? new TokenSigner(config.realm, config.token_ttl) : null;
+    this.uploads = new UploadOwners(config.max_uploads);
+  }
+
+  /** Built when `[auth] htpasswd` names a file; null means the registry is open. */
+  static fromConfig(config: AuthConfig, log: Logger): AccessControl | null {
+    return config.htpasswd === '' ? null : new AccessControl(config, log);
+  }
+
+  /** Reads an Authorization header. `client` is the address failures are counted against. */
+  async authenticate(header: string, client: string, now = Date.now()): Promise<Authentication> {
+    if (header === '') return { ok: true, caller: { principal: ANONYMOUS, presented: false } };
+    const space = header.indexOf(' ');
+    const scheme = (space > 0 ? header.slice(0, space) : header).toLowerCase();
+    const credentials = space > 0 ? header.slice(space + 1).trim() : '';
+    if (scheme === 'bearer' && this.signer) {
+      const claims = this.signer.verify(credentials, now);
+      // Not a failed login: an expired token is routine (the client fetches another), and HMACs cannot be guessed.
+      if (!claims) return { ok: false, throttled: false };
+      const principal: Principal = claims.sub === '' ? ANONYMOUS : { kind: 'user', name: claims.sub };
+      return { ok: true, caller: { principal, presented: true, token: claims } };
+    }
+    if (scheme !== 'basic') return this.fail(client, now);
+    const user = await this.verifyBasic(credentials, client, now);
+    if (typeof user !== 'string') return user;
+    return { ok: true, caller: { principal: user === '' ? ANONYMOUS : { kind: 'user', name: user }, presented: true } };
+  }
+
+  /** The user a Basic header's credentials belong to; "" for empty credentials (anonymous skopeo sends `Og==`). */
+  async verifyBasic(credentials: string, client: string, now = Date.now()): Promise<string | Exclude<Authentication, { ok: true }>> {
+    const decoded = Buffer.from(credentials, 'base64').toString('utf8');
+    if (decoded === ':') return '';
+    this.users.refresh();
+    const key = createHash('sha256').update(credentials).digest('base64');
+    const known = this.verified.get(key);
+    if (known && known.expires > now && known.generation === this.users.generation) return known.user;
+
+    const blocked = this.blockedFor(client, now);
+    if (blocked > 0) return { ok: false, throttled: true, retryAfter: blocked };
+    const colon = decoded.indexOf(':');
+    const user = colon > 0 ? decoded.slice(0, colon) : '';
+    if (user === '' || !(await this.users.verify(user, decoded.slice(colon + 1)))) {
+      this.log.info('login failed', { user: user.slice(0, 64), client });
+      return this.fail(client, now);
+    }
+    if (this.verified.size >= VERIFIED_MAX) this.verified.clear();
+    this.verified.set(key, { user, expires: now + VERIFIED_TTL_MS, generation: this.users.generation });
+    return user;
+  }
+
+  private fail(client: string, now: number): Exclude<Authentication, { ok: true }> {
+    let entry = this.failures.get(client);
+    if (!entry || now - entry.windowStart >= FAILURE_WINDOW_MS) {
+      if (this.failures.size >= FAILURE_CLIENTS_MAX) this.failures.clear();
+      entry = { count: 0, windowStart: now };
+      this.failures.set(client, entry);
+    }
+    entry.count++;
+    const blocked = this.blockedFor(client, now);
+    return blocked > 0 ? { ok: false, throttled: true, retryAfter: blocked } : { ok: false, throttled: false };
+  }
+
+  /** Seconds until `client` may try a password again; 0 when it may now. */
+  private blockedFor(client: string, now: number): number {
+    const entry = this.failures.get(client);
+    if (!entry || entry.count < FAILURE_LIMIT) return 0;
+    const left = entry.windowStart + FAILURE_WINDOW_MS - now;
+    return left > 0 ? Math.ceil(left / 1000) : 0;
+  }
+}
+
+/**
+ * Which user opened which upload session, so that only they continue it, and how many each has open.
+ * Held in memory: after a restart, sessions opened before it can be continued by anyone who may push
+ * to their repository (the session ids are random UUIDs, known only to whoever opened them).
+ */
+export class UploadOwners {
+  private readonly sessions = new Map<string, { owner: string; touched: number; active: number }>();
+
+  constructor(private readonly maxPerUser: number) {}
+
+  /** Whether `user` may open another session now. */
+  mayOpen(user: string, now = Date.now()): boolean {
+    if (this.maxPerUser === 0) return true;
+    let open = 0;
+    for (const [id, session] of this.sessions) {
+      if (session.active === 0 && now - session.touched > UPLOAD_IDLE_MS) this.sessions.delete(id);
+      else if (session.owner === user) open++;
+    }
+    return open < this.maxPerUser;
+  }
+
+  opened(uploadId: string, owner: string, now = Date.now()): void {
+    this.sessions.set(uploadId, { owner, touched: now, active: 0 });
+  }
+
+  /** Whether `user` may use the session: they opened it, or it is not known here (opened before a restart). */
+  mayUse(uploadId: string, user: string): boolean {
+    const session = this.sessions.get(uploadId);
+    return session === undefined || session.owner === user;
+  }
+
+  /** Marks a request on the session as running, so a long PATCH keeps counting; returns its end. */
+  begin(uploadId: string, now = Date.now()): () => void {
+    const session = this.sessions.get(uploadId);
+    if (!session) return () => {};
+    session.active++;
+    session.touched = now;
+    return () => {
+      session.active--;
+      session.touched = Date.now();
+    };
+  }
+
+  closed(uploadId: string): void {
+    this.sessions.delete(uploadId);
+  }
+}

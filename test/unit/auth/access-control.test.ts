@@ -1,0 +1,106 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { AccessControl, FAILURE_LIMIT, UploadOwners } from '../../../src/auth/access-control';
+import { AuthConfig } from '../../../src/config/config';
+import { createLogger } from '../../../src/log';
+import { addUsers } from '../../helpers/auth';
+
+const log = createLogger('silent');
+const header = (credentials: string) => `Basic ${Buffer.from(credentials).toString('base64')}`;
+
+describe('AccessControl.authenticate', () => {
+  let dir: string;
+  let access: AccessControl;
+
+  beforeAll(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'access-control-'));
+    const htpasswd = path.join(dir, 'users.htpasswd');
+    addUsers(htpasswd, { alice: 'pw' });
+    const config: AuthConfig = {
+      htpasswd,
+      anonymous: 'pull',
+      realm: 'registry',
+      token: true,
+      token_ttl: 60_000,
+      max_uploads: 0,
+      groups: [],
+      rules: [],
+    };
+    access = new AccessControl(config, log);
+  });
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  test('no header and empty Basic credentials are anonymous; only the latter counts as presented', async () => {
+    expect(await access.authenticate('', '10.0.0.1')).toEqual({ ok: true, caller: { principal: { kind: 'anonymous' }, presented: false } });
+    expect(await access.authenticate('Basic Og==', '10.0.0.1')).toEqual({
+      ok: true,
+      caller: { principal: { kind: 'anonymous' }, presented: true },
+    });
+  });
+
+  test('a user, a wrong password, an unknown user, an unknown scheme', async () => {
+    expect(await access.authenticate(header('alice:pw'), '10.0.0.2')).toMatchObject({ ok: true, caller: { principal: { name: 'alice' } } });
+    expect(await access.authenticate(header('alice:nope'), '10.0.0.2')).toEqual({ ok: false, throttled: false });
+    expect(await access.authenticate(header('nobody:pw'), '10.0.0.2')).toEqual({ ok: false, throttled: false });
+    expect(await access.authenticate('Digest x', '10.0.0.2')).toEqual({ ok: false, throttled: false });
+  });
+
+  test(`after ${FAILURE_LIMIT} failures an address is throttled; a verified header is not, nor another address`, async () => {
+    await access.authenticate(header('alice:pw'), '10.0.0.3');
+    const results = [];
+    for (let i = 0; i < FAILURE_LIMIT; i++) results.push(await access.authenticate(header(`alice:${i}`), '10.0.0.3'));
+    expect(results[FAILURE_LIMIT - 1]).toMatchObject({ ok: false, throttled: true });
+    expect(await access.authenticate(header('alice:pw'), '10.0.0.3')).toMatchObject({ ok: true });
+    expect(await access.authenticate(header('alice:pw'), '10.0.0.4')).toMatchObject({ ok: true });
+  });
+
+  test('bad or expired tokens are refused without counting as failed logins', async () => {
+    for (let i = 0; i < FAILURE_LIMIT * 2; i++) {
+      expect(await access.authenticate('Bearer a.b.c', '10.0.0.5')).toEqual({ ok: false, throttled: false });
+    }
+    const { token } = access.signer!.issue('alice', []);
+    expect(await access.authenticate(`Bearer ${token}`, '10.0.0.5')).toMatchObject({ ok: true, caller: { token: { sub: 'alice' } } });
+  });
+});
+
+describe('AccessControl at start', () => {
+  const base: AuthConfig = { htpasswd: '', anonymous: 'none', realm: 'r', token: false, token_ttl: 1000, max_uploads: 0, groups: [], rules: [] };
+
+  test('no htpasswd: no access control (the registry is open)', () => {
+    expect(AccessControl.fromConfig(base, log)).toBeNull();
+  });
+
+  test('a missing htpasswd file and "anonymous" in push are configuration errors', () => {
+    const missing = path.join(os.tmpdir(), 'does-not-exist.htpasswd');
+    expect(() => AccessControl.fromConfig({ ...base, htpasswd: missing }, log)).toThrow(
+      `configuration error: auth.htpasswd: cannot read "${missing}": ENOENT: no such file or directory`,
+    );
+    const rules = [{ prefix: 'x', pull: [], push: ['anonymous'], delete: [] }];
+    expect(() => AccessControl.fromConfig({ ...base, htpasswd: missing, rules }, log)).toThrow(/auth\.rules\[0\]: "anonymous" may only pull/);
+  });
+});
+
+describe('UploadOwners', () => {
+  test('only the owner uses a session; the cap counts open and recently used sessions', () => {
+    const owners = new UploadOwners(2);
+    const now = Date.now();
+    owners.opened('a', 'alice', now);
+    owners.opened('b', 'alice', now);
+    expect(owners.mayUse('a', 'alice')).toBe(true);
+    expect(owners.mayUse('a', 'bob')).toBe(false);
+    expect(owners.mayUse('unknown', 'bob')).toBe(true);
+    expect(owners.mayOpen('alice', now)).toBe(false);
+    expect(owners.mayOpen('bob', now)).toBe(true);
+    owners.closed('a');
+    expect(owners.mayOpen('alice', now)).toBe(true);
+    // A session idle for long no longer counts, unless a request on it is still running.
+    owners.opened('c', 'alice', now);
+    const end = owners.begin('c', now);
+    const later = now + 60 * 60_000;
+    owners.opened('d', 'alice', later);
+    expect(owners.mayOpen('alice', later)).toBe(false); // c (running) and d; b has expired
+    end();
+    expect(owners.mayOpen('alice', Date.now() + 60 * 60_000)).toBe(true); // c has expired now
+  });
+});

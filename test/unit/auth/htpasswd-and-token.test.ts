@@ -1,0 +1,48 @@
+import { execFileSync } from 'node:child_process';
+import { parseHtpasswd } from '../../../src/auth/htpasswd';
+import { parseScopes, TokenSigner, tokenAllows } from '../../../src/auth/token';
+
+describe('parseHtpasswd', () => {
+  test('keeps bcrypt users as htpasswd -B writes them, and skips other hashes and junk', () => {
+    const line = execFileSync('htpasswd', ['-Bbn', 'alice', 'pw'], { encoding: 'utf8' }).trim();
+    const skipped: number[] = [];
+    const users = parseHtpasswd(`# comment\n${line}\n\nbob:$apr1$abc$def\nnocolon\n:$2y$05$${'a'.repeat(53)}\n`, (n) => skipped.push(n));
+    expect([...users.keys()]).toEqual(['alice']);
+    expect(skipped).toEqual([4, 5, 6]);
+  });
+});
+
+describe('TokenSigner', () => {
+  const signer = new TokenSigner('registry', 60_000);
+
+  test('verifies its own tokens until they expire', () => {
+    const now = Date.now();
+    const { token } = signer.issue('bob', [{ type: 'repository', name: 'team/app', actions: ['pull'] }], now);
+    const claims = signer.verify(token, now)!;
+    expect(claims.sub).toBe('bob');
+    expect(tokenAllows(claims, 'pull', 'team/app')).toBe(true);
+    expect(tokenAllows(claims, 'push', 'team/app')).toBe(false);
+    expect(tokenAllows(claims, 'pull', 'team/other')).toBe(false);
+    expect(signer.verify(token, now + 61_000)).toBeNull();
+  });
+
+  test("rejects another signer's tokens, tampered claims and junk", () => {
+    const { token } = new TokenSigner('registry', 60_000).issue('bob', []);
+    expect(signer.verify(token)).toBeNull();
+    const own = signer.issue('bob', []).token.split('.');
+    const tampered = Buffer.from(JSON.stringify({ sub: 'alice', aud: 'registry', exp: 9e9, access: [] })).toString('base64url');
+    expect(signer.verify(`${own[0]}.${tampered}.${own[2]}`)).toBeNull();
+    for (const junk of ['', 'a.b', 'a.b.c', '...', 'x'.repeat(100_000)]) expect(signer.verify(junk)).toBeNull();
+  });
+});
+
+describe('parseScopes', () => {
+  test('repository scopes with actions; * is all three; others ignored', () => {
+    expect(
+      parseScopes(['repository:team/app:pull,push', 'repository:a/b:* registry:catalog:*', 'repository:x:frobnicate', 'garbage']),
+    ).toEqual([
+      { name: 'team/app', actions: ['pull', 'push'] },
+      { name: 'a/b', actions: ['pull', 'push', 'delete'] },
+    ]);
+  });
+});
