@@ -31,7 +31,7 @@ export interface AppDependencies {
 
 /** Builds the Koa application: middleware order and routes. It never listens. */
 export function createApp({ config, registry, log, endpoint = { kind: 'main' }, ...rest }: AppDependencies): Koa {
-  const access = rest.access !== undefined ? rest.access : AccessControl.fromConfig(config.auth, log);
+  const access = rest.access !== undefined ? rest.access : AccessControl.fromConfig(config.auth, log, registry.uploadOwners);
   const app = new Koa();
   // Koa reads X-Forwarded-Host (host mirrors), -For and -Proto only when told the proxy is trusted.
   app.proxy = config.trust_proxy;

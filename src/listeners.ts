@@ -41,13 +41,14 @@ export async function startListeners(
   const listeners: Listener[] = [];
   // One AccessControl for all listeners: failed-login counts and upload owners are per server.
   const access =
-    dependencies.access !== undefined ? dependencies.access : AccessControl.fromConfig(dependencies.config.auth, dependencies.log);
+    dependencies.access !== undefined ? dependencies.access : AccessControl.fromConfig(dependencies.config.auth, dependencies.log, dependencies.registry.uploadOwners);
   try {
     for (const address of addresses) {
       const mainPort = listeners[0]?.port;
       const endpoint: Endpoint = address.endpoint.kind === 'mirror' ? { ...address.endpoint, mainPort } : address.endpoint;
       const server = createApp({ ...dependencies, access, endpoint }).listen(address.port, address.host);
-      server.requestTimeout = 0; // large blob uploads take as long as they take
+      server.requestTimeout = 0; // large blob uploads take as long as they take…
+      server.setTimeout(dependencies.config.client_idle_timeout); // …while data moves; a stalled socket is closed
       await new Promise<void>((resolve, reject) => server.once('listening', resolve).once('error', reject)).catch((error: Error) => {
         const what = endpoint.kind === 'mirror' ? `the mirror of ${endpoint.upstream}` : 'the registry';
         throw new Error(`cannot listen on ${address.host}:${address.port} for ${what}: ${error.message}`);

@@ -42,6 +42,7 @@ export class AccessControl {
   constructor(
     readonly config: AuthConfig,
     private readonly log: Logger,
+    uploadOwners?: UploadOwnerStore,
   ) {
     config.rules.forEach((rule, index) => {
       if (rule.push.includes('anonymous') || rule.delete.includes('anonymous')) {
@@ -51,12 +52,12 @@ export class AccessControl {
     this.users = new HtpasswdFile(config.htpasswd, log);
     this.policy = new AccessPolicy(config);
     this.signer = config.token ? new TokenSigner(config.realm, config.token_ttl) : null;
-    this.uploads = new UploadOwners(config.max_uploads);
+    this.uploads = new UploadOwners(config.max_uploads, uploadOwners);
   }
 
   /** Built when `[auth] htpasswd` names a file; null means the registry is open. */
-  static fromConfig(config: AuthConfig, log: Logger): AccessControl | null {
-    return config.htpasswd === '' ? null : new AccessControl(config, log);
+  static fromConfig(config: AuthConfig, log: Logger, uploadOwners?: UploadOwnerStore): AccessControl | null {
+    return config.htpasswd === '' ? null : new AccessControl(config, log, uploadOwners);
   }
 
   /** Reads an Authorization header. `client` is the address failures are counted against. */
@@ -121,15 +122,24 @@ export class AccessControl {
   }
 }
 
+/** Where upload owners are kept across restarts: the index's uploads table. */
+export interface UploadOwnerStore {
+  save(uploadId: string, owner: string): void;
+  /** The owner; null when none was recorded, undefined when there is no such session. */
+  load(uploadId: string): string | null | undefined;
+}
+
 /**
  * Which user opened which upload session, so that only they continue it, and how many each has open.
- * Held in memory: after a restart, sessions opened before it can be continued by anyone who may push
- * to their repository (the session ids are random UUIDs, known only to whoever opened them).
+ * The owner is also saved with the session, so that a session opened before a restart stays its owner's.
  */
 export class UploadOwners {
   private readonly sessions = new Map<string, { owner: string; touched: number; active: number }>();
 
-  constructor(private readonly maxPerUser: number) {}
+  constructor(
+    private readonly maxPerUser: number,
+    private readonly store?: UploadOwnerStore,
+  ) {}
 
   /** Whether `user` may open another session now. */
   mayOpen(user: string, now = Date.now()): boolean {
@@ -144,12 +154,15 @@ export class UploadOwners {
 
   opened(uploadId: string, owner: string, now = Date.now()): void {
     this.sessions.set(uploadId, { owner, touched: now, active: 0 });
+    this.store?.save(uploadId, owner);
   }
 
-  /** Whether `user` may use the session: they opened it, or it is not known here (opened before a restart). */
+  /** Whether `user` may use the session: they opened it, or no owner was ever recorded for it. */
   mayUse(uploadId: string, user: string): boolean {
     const session = this.sessions.get(uploadId);
-    return session === undefined || session.owner === user;
+    if (session) return session.owner === user;
+    const owner = this.store?.load(uploadId);
+    return owner === undefined || owner === null || owner === user;
   }
 
   /** Marks a request on the session as running, so a long PATCH keeps counting; returns its end. */

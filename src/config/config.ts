@@ -15,6 +15,8 @@ export interface Config {
   /** Origin used in absolute Location headers; empty means Locations are relative paths. */
   public_url: string;
   log_level: 'debug' | 'info' | 'warn' | 'error' | 'silent';
+  /** A connection with no traffic either way for this long is closed (stalled clients), in ms; 0: never. */
+  client_idle_timeout: number;
   /** Believe X-Forwarded-Host (matched by `[[mirror]] host`), -For and -Proto: a reverse proxy sets them. */
   trust_proxy: boolean;
   proxy: ProxyConfig;

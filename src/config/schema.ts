@@ -97,6 +97,11 @@ export const CONFIG_SCHEMA = {
     default: '',
     description: 'Public http(s) origin for absolute Location headers; empty means relative Locations',
   },
+  client_idle_timeout: {
+    type: 'duration',
+    default: '5m',
+    description: 'A connection with no traffic either way for this long is closed; 0: never',
+  },
   log_level: {
     type: 'enum',
     default: 'info',

@@ -99,4 +99,8 @@ export const MIGRATIONS: readonly string[] = [
     fetched_at INTEGER NOT NULL
   ) WITHOUT ROWID;
   `,
+  `
+  -- The user who opened an upload session ([auth]): only they may continue it, also after a restart.
+  ALTER TABLE uploads ADD COLUMN owner TEXT;
+  `,
 ];

@@ -23,6 +23,8 @@ export interface NewManifest extends ManifestRecord {
 export interface UploadRecord {
   id: string;
   repository: string;
+  /** Who opened it, when access control is on; null otherwise. */
+  owner: string | null;
   size: number;
   createdAt: number;
   updatedAt: number;
@@ -225,6 +227,10 @@ export class RegistryIndex {
     this.statements.setUploadSize.run({ id, size, now });
   }
 
+  setUploadOwner(id: string, owner: string): void {
+    this.statements.setUploadOwner.run({ id, owner });
+  }
+
   deleteUpload(id: string): void {
     this.statements.deleteUpload.run({ id });
   }
@@ -361,9 +367,10 @@ function prepareStatements(db: Database.Database) {
       `INSERT INTO uploads (id, repository_name, size, created_at, updated_at) VALUES (@id, @repository, 0, @now, @now)`,
     ),
     upload: db.prepare(
-      `SELECT id, repository_name AS repository, size, created_at AS createdAt, updated_at AS updatedAt
+      `SELECT id, repository_name AS repository, owner, size, created_at AS createdAt, updated_at AS updatedAt
        FROM uploads WHERE id = @id`,
     ),
+    setUploadOwner: db.prepare('UPDATE uploads SET owner = @owner WHERE id = @id'),
     setUploadSize: db.prepare('UPDATE uploads SET size = @size, updated_at = @now WHERE id = @id'),
     deleteUpload: db.prepare('DELETE FROM uploads WHERE id = @id'),
   };

@@ -1,3 +1,4 @@
+import type { UploadOwnerStore } from '../auth/access-control';
 import { Config } from '../config/config';
 import { RegistryError } from '../http/errors';
 import { GhcrCatalog, mergeRepositoryPages, withGhcrToken } from '../ghcr/ghcr-catalog';
@@ -88,6 +89,14 @@ export class Registry {
     if (page.n === undefined || names.length <= page.n) return { items: names };
     const items = names.slice(0, page.n);
     return { items, next: items[items.length - 1] };
+  }
+
+  /** Upload session owners, kept with the sessions in the index (access control). */
+  get uploadOwners(): UploadOwnerStore {
+    return {
+      save: (uploadId, owner) => this.index.setUploadOwner(uploadId, owner),
+      load: (uploadId) => this.index.upload(uploadId)?.owner,
+    };
   }
 
   /** Deletes what nothing uses, evicts the cache to its limits, expires uploads and upstream tokens. */

@@ -179,6 +179,17 @@ describe('access control with htpasswd Basic auth and rules', () => {
       await bob.finishUpload('team/shared-upload', moved, digestOf(chunk));
     });
 
+    test('the owner is kept with the session: after a restart only they continue it', async () => {
+      const session = await bob.startUpload('team/restarted-upload');
+      const first = randomBytes(10);
+      const moved = await bob.pushChunk(session, first);
+      await app.restart();
+      await expectErrorCode(await alice.patchChunk(moved, randomBytes(10)), 404, 'BLOB_UPLOAD_UNKNOWN');
+      const second = randomBytes(10);
+      const resumed = await bob.pushChunk(moved, second);
+      await bob.finishUpload('team/restarted-upload', resumed, digestOf(Buffer.concat([first, second])));
+    });
+
     test('a user may have max_uploads sessions open; one more is 429 TOOMANYREQUESTS until one closes', async () => {
       const sessions = [];
       for (let i = 0; i < 3; i++) sessions.push(await alice.startUpload('shared/many'));

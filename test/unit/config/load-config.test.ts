@@ -47,6 +47,7 @@ describe('loadConfig', () => {
       database: path.join(cwd, 'storage/index.db'),
       max_manifest_size: 4 * 1024 * 1024,
       public_url: '',
+      client_idle_timeout: 300_000,
       log_level: 'info',
       trust_proxy: false,
       proxy: {
