@@ -4,10 +4,10 @@ import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { createDigester, parseDigest } from '../oci/digest';
-import { BlobStore, ByteRange } from '../storage/blob-store';
+import { BlobStore, ByteRange, IO_CHUNK, isNotFound } from '../storage/blob-store';
 import { incomingDirectory } from '../storage/paths';
 
-const READ_SIZE = 256 * 1024;
+const READ_SIZE = IO_CHUNK;
 
 /**
  * One upstream transfer of one blob, shared by every client that asks for it meanwhile.
@@ -32,11 +32,15 @@ export class BlobDownload {
     private readonly handle: FileHandle,
     body: ReadableStream<Uint8Array>,
     size: number | undefined,
-    store: BlobStore,
+    private readonly store: BlobStore,
+    /** Called once the blob is in the store, before new requests stop joining this transfer. */
+    private readonly stored: (size: number) => void,
+    /** Called the moment the transfer is verified or has failed, before any cleanup is awaited. */
+    private readonly settled: () => void,
   ) {
     this.size = size;
     this.progress.setMaxListeners(0);
-    this.done = this.transfer(body, store);
+    this.done = this.transfer(body);
     this.done.catch(() => undefined); // readers and joiners observe failures; never unhandled
   }
 
@@ -46,7 +50,7 @@ export class BlobDownload {
   }
 
   private async *follow(range?: ByteRange): AsyncGenerator<Buffer> {
-    const reader = await fsp.open(this.file, 'r');
+    const reader = await this.openForReading();
     try {
       let position = range?.start ?? 0;
       const end = range ? range.end + 1 : Infinity;
@@ -73,7 +77,17 @@ export class BlobDownload {
     }
   }
 
-  private async transfer(body: ReadableStream<Uint8Array>, store: BlobStore): Promise<void> {
+  /** The growing file; once the transfer has moved it into the store, the stored blob (the same bytes). */
+  private async openForReading(): Promise<FileHandle> {
+    try {
+      return await fsp.open(this.file, 'r');
+    } catch (error) {
+      if (!isNotFound(error) || this.state !== 'complete') throw error;
+      return fsp.open(this.store.path(this.digest), 'r');
+    }
+  }
+
+  private async transfer(body: ReadableStream<Uint8Array>): Promise<void> {
     const { algorithm } = parseDigest(this.digest)!;
     const hash = createDigester(algorithm);
     try {
@@ -89,11 +103,16 @@ export class BlobDownload {
       }
       const actual = `${algorithm}:${hash.digest('hex')}`;
       if (actual !== this.digest) throw new Error(`upstream sent content with digest ${actual} for ${this.digest}`);
-      await store.adopt(this.file, this.digest);
+      await this.store.adopt(this.file, this.digest);
       this.state = 'complete';
+      // Recorded before the transfer stops taking joiners, so that no request falls between the two.
+      this.stored(this.written);
+      this.settled();
     } catch (error) {
       this.failure = error instanceof Error ? error : new Error(String(error));
       this.state = 'failed';
+      // New requests start a new transfer from now on, not join this failed one.
+      this.settled();
       await fsp.rm(this.file, { force: true });
       throw this.failure;
     } finally {
@@ -103,41 +122,55 @@ export class BlobDownload {
   }
 }
 
-/** Concurrent requests for one uncached blob share one download: `inflight.get(digest) ?? start(digest)`. */
+/**
+ * Concurrent requests for one uncached blob share one download: `inflight.get(key) ?? start(key)`.
+ * The key is the upstream repository and the digest: a client of one repository is never served bytes
+ * that its own upstream repository was not asked for.
+ */
 export class BlobDownloads {
   private readonly inflight = new Map<string, Promise<BlobDownload>>();
 
   constructor(private readonly store: BlobStore) {}
 
+  /** The download under way for `source` (an upstream repository) and `digest`, if any. */
+  running(source: string, digest: string): Promise<BlobDownload> | undefined {
+    return this.inflight.get(`${source}@${digest}`);
+  }
+
   /**
-   * The running download of `digest`, or a new one whose response comes from `fetchBody` (which throws
-   * the registry error to give clients when the upstream does not deliver). Resolves once the upstream
-   * has answered, so the first bytes can flow.
+   * The running download, or a new one whose response comes from `fetchBody` (which throws the registry
+   * error to give clients when the upstream does not deliver) and which calls `stored` once the verified
+   * blob is in the store. Resolves once the upstream has answered, so the first bytes can flow.
    */
   join(
+    source: string,
     digest: string,
     fetchBody: () => Promise<{ body: ReadableStream<Uint8Array>; size: number | undefined }>,
+    stored: (size: number) => void,
   ): Promise<BlobDownload> {
-    const running = this.inflight.get(digest);
+    const key = `${source}@${digest}`;
+    const running = this.inflight.get(key);
     if (running) return running;
-    const started = this.start(digest, fetchBody);
-    this.inflight.set(digest, started);
     const forget = () => {
-      if (this.inflight.get(digest) === started) this.inflight.delete(digest);
+      if (this.inflight.get(key) === started) this.inflight.delete(key);
     };
-    started.then((download) => download.done.then(forget, forget), forget);
+    const started = this.start(digest, fetchBody, stored, forget);
+    this.inflight.set(key, started);
+    started.catch(forget);
     return started;
   }
 
   private async start(
     digest: string,
     fetchBody: () => Promise<{ body: ReadableStream<Uint8Array>; size: number | undefined }>,
+    stored: (size: number) => void,
+    settled: () => void,
   ): Promise<BlobDownload> {
     const { body, size } = await fetchBody();
     const directory = incomingDirectory(this.store.root);
     await fsp.mkdir(directory, { recursive: true });
     const file = path.join(directory, randomUUID());
     const handle = await fsp.open(file, 'w');
-    return new BlobDownload(digest, file, handle, body, size, this.store);
+    return new BlobDownload(digest, file, handle, body, size, this.store, stored, settled);
   }
 }

@@ -5,7 +5,8 @@ import { Descriptor, ManifestParseError, parseManifest } from '../oci/manifest';
 import { MANIFEST_MEDIA_TYPES } from '../oci/media-types';
 import { isValidTag } from '../oci/names';
 import { AccessLog } from '../storage/access-log';
-import { BlobStore, ByteRange, WrittenBlob, isNotFound } from '../storage/blob-store';
+import { ManifestCache } from '../storage/manifest-cache';
+import { BlobStore, ByteRange, WrittenBlob } from '../storage/blob-store';
 import { Page, RegistryIndex, UploadRecord } from '../storage/registry-index';
 import {
   BlobContent,
@@ -14,6 +15,7 @@ import {
   Repository,
   StoredManifest,
   newManifest,
+  readManifest,
   requireDigest,
   toDescriptor,
 } from '../storage/repository';
@@ -25,6 +27,7 @@ import { UpstreamUnavailableError } from './upstream-client';
 export interface ProxyCache {
   index: RegistryIndex;
   store: BlobStore;
+  manifests: ManifestCache;
   accessLog: AccessLog;
   downloads: BlobDownloads;
   /** In-flight manifest fetches by `<name>@<reference>`, shared by concurrent pulls. */
@@ -64,6 +67,9 @@ export class ProxyRepository implements Repository {
     requireDigest(digest);
     const cached = await this.cachedBlobSize(digest);
     if (cached !== null) return cached;
+    // A transfer already under way for this repository knows the size: no upstream HEAD per joining client.
+    const running = await this.cache.downloads.running(this.name, digest)?.catch(() => undefined);
+    if (running?.size !== undefined) return running.size;
     const response = await this.upstream('HEAD', `blobs/${digest}`);
     if (response.status === 200) return Number(response.headers.get('content-length') ?? 0);
     throw this.upstreamFailure(response, 'BLOB_UNKNOWN', { digest });
@@ -77,16 +83,19 @@ export class ProxyRepository implements Repository {
       this.cache.accessLog.blobRead(digest);
       return { digest, size: cached, stream };
     }
-    const download = await this.cache.downloads.join(digest, async () => {
-      const response = await this.upstream('GET', `blobs/${digest}`);
-      if (response.status !== 200 || !response.body) throw this.upstreamFailure(response, 'BLOB_UNKNOWN', { digest });
-      const length = response.headers.get('content-length');
-      return { body: response.body, size: length === null ? undefined : Number(length) };
-    });
-    // Every repository that pulled the blob through this download may read it once it is cached.
-    download.done.then(
-      () => this.cache.index.linkBlob(this.name, digest, download.size ?? 0),
-      (error: Error) => this.cache.log.warn('upstream blob transfer failed; nothing cached', { repository: this.name, digest, error: error.message }),
+    const download = await this.cache.downloads.join(
+      this.name,
+      digest,
+      async () => {
+        const response = await this.upstream('GET', `blobs/${digest}`);
+        if (response.status !== 200 || !response.body) throw this.upstreamFailure(response, 'BLOB_UNKNOWN', { digest });
+        const length = response.headers.get('content-length');
+        return { body: response.body, size: length === null ? undefined : Number(length) };
+      },
+      (size) => this.cache.index.linkBlob(this.name, digest, size),
+    );
+    download.done.catch((error: Error) =>
+      this.cache.log.warn('upstream blob transfer failed; nothing cached', { repository: this.name, digest, error: error.message }),
     );
     if (download.size === undefined) {
       // Without a size the response cannot announce one, nor serve a range, before the end.
@@ -147,14 +156,11 @@ export class ProxyRepository implements Repository {
   private async readCached(digest: string): Promise<StoredManifest | null> {
     const record = this.cache.index.manifest(this.name, digest);
     if (!record) return null;
-    try {
-      const content = await this.cache.store.readAll(digest);
-      this.cache.accessLog.manifestPulled(this.name, digest);
-      return { digest, mediaType: record.mediaType, size: record.size, content };
-    } catch (error) {
-      if (isNotFound(error)) return null;
-      throw error;
-    }
+    // Gone or corrupt on disk: fetched again from the upstream, as if never cached.
+    const content = await readManifest(this.cache.manifests, this.cache.store, digest);
+    if (!content) return null;
+    this.cache.accessLog.manifestPulled(this.name, digest);
+    return { digest, mediaType: record.mediaType, size: record.size, content };
   }
 
   private fetchManifestOnce(reference: string, tag: string | undefined): Promise<StoredManifest> {

@@ -1,6 +1,7 @@
 import { Config } from '../config/config';
 import { Logger } from '../log';
 import { AccessLog } from '../storage/access-log';
+import { ManifestCache } from '../storage/manifest-cache';
 import { BlobStore } from '../storage/blob-store';
 import { RegistryIndex } from '../storage/registry-index';
 import { BlobDownloads } from './blob-downloads';
@@ -23,6 +24,7 @@ export class PullThroughCache {
     this.cache = {
       index,
       store,
+      manifests: new ManifestCache(),
       accessLog: new AccessLog(index),
       downloads: new BlobDownloads(store),
       manifestFetches: new Map(),

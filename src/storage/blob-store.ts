@@ -8,6 +8,11 @@ import { DigestAlgorithm, createDigester } from '../oci/digest';
 import { RegistryError } from '../http/errors';
 import { blobPath, incomingDirectory } from './paths';
 
+/** Read size for serving blobs. */
+export const IO_CHUNK = 1024 * 1024;
+/** Write buffer for incoming blobs. */
+export const WRITE_BUFFER = 8 * 1024 * 1024;
+
 export interface WrittenBlob {
   digest: string;
   size: number;
@@ -50,7 +55,8 @@ export class BlobStore {
   /** Opens before answering, so a missing file is a clean 404 rather than a broken 200 (ENOENT is thrown). */
   async open(digest: string, range?: ByteRange): Promise<Readable> {
     const handle = await fsp.open(this.path(digest), 'r');
-    return handle.createReadStream(range ? { start: range.start, end: range.end } : {});
+    // 1 MiB reads: a sixteenth of the reads, allocations and socket writes of the 64 KiB default.
+    return handle.createReadStream({ highWaterMark: IO_CHUNK, ...(range ? { start: range.start, end: range.end } : {}) });
   }
 
   async readAll(digest: string): Promise<Buffer> {
@@ -83,8 +89,9 @@ export class BlobStore {
             yield chunk;
           }
         },
-        // flush: fsync before close, so what gets renamed into place is on disk.
-        fs.createWriteStream(temporary, { flush: true }),
+        // flush: fsync before close, so what gets renamed into place is on disk. A large buffer lets the
+        // next socket chunk be read while the last one is written.
+        fs.createWriteStream(temporary, { flush: true, highWaterMark: WRITE_BUFFER }),
       );
       const digest = `${algorithm}:${hash.digest('hex')}`;
       if (options.expectedDigest !== undefined && digest !== options.expectedDigest) {

@@ -9,6 +9,7 @@ import { PullThroughCache } from '../proxy/pull-through-cache';
 import { AccessLog } from './access-log';
 import { BlobStore } from './blob-store';
 import { GarbageCollector, GcReport, VerifyReport } from './gc';
+import { ManifestCache } from './manifest-cache';
 import { HostedContent, HostedRepository, Pagination, Repository } from './repository';
 import { Page, RegistryIndex } from './registry-index';
 import { UploadSessions } from './uploads';
@@ -30,6 +31,7 @@ export class Registry {
       index,
       store: hostedStore,
       uploads: new UploadSessions(index, hostedStore, config.temporary_registry_storage),
+      manifests: new ManifestCache(),
       accessLog: new AccessLog(index),
     };
     this.ghcr = GhcrCatalog.fromConfig(config, index.db, log);

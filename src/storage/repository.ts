@@ -5,6 +5,7 @@ import { Descriptor, ManifestParseError, ParsedManifest, parseManifest } from '.
 import { isValidTag } from '../oci/names';
 import { AccessLog } from './access-log';
 import { BlobStore, ByteRange, WrittenBlob, isNotFound } from './blob-store';
+import { ManifestCache } from './manifest-cache';
 import { ManifestRecord, NewManifest, Page, RegistryIndex, UploadRecord } from './registry-index';
 import { ChunkRange, UploadSessions } from './uploads';
 
@@ -61,6 +62,7 @@ export interface Repository {
 export interface HostedContent {
   index: RegistryIndex;
   store: BlobStore;
+  manifests: ManifestCache;
   uploads: UploadSessions;
   accessLog: AccessLog;
 }
@@ -139,13 +141,8 @@ export class HostedRepository implements Repository {
     const digest = this.resolve(reference);
     const record = digest === null ? null : this.content.index.manifest(this.name, digest);
     if (!record) throw new RegistryError('MANIFEST_UNKNOWN', { detail: { reference } });
-    let content: Buffer;
-    try {
-      content = await this.content.store.readAll(record.digest);
-    } catch (error) {
-      if (isNotFound(error)) throw new RegistryError('MANIFEST_UNKNOWN', { detail: { reference } });
-      throw error;
-    }
+    const content = await readManifest(this.content.manifests, this.content.store, record.digest);
+    if (!content) throw new RegistryError('MANIFEST_UNKNOWN', { detail: { reference } });
     this.content.accessLog.manifestPulled(this.name, record.digest);
     return { digest: record.digest, mediaType: record.mediaType, size: record.size, content };
   }
@@ -213,6 +210,16 @@ export class HostedRepository implements Repository {
     }
     if (!isValidTag(reference)) return null;
     return this.content.index.resolveTag(this.name, reference);
+  }
+}
+
+/** A stored manifest's bytes, verified against its digest; undefined when the file is gone or corrupt. */
+export async function readManifest(cache: ManifestCache, store: BlobStore, digest: string): Promise<Buffer | undefined> {
+  try {
+    return await cache.get(digest, () => store.readAll(digest));
+  } catch (error) {
+    if (isNotFound(error)) return undefined;
+    throw error;
   }
 }
 

@@ -6,7 +6,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { RegistryError } from '../http/errors';
 import { DigestAlgorithm, createDigester, parseDigest } from '../oci/digest';
-import { BlobStore, WrittenBlob, isNotFound } from './blob-store';
+import { BlobStore, WRITE_BUFFER, WrittenBlob, isNotFound } from './blob-store';
 import { RegistryIndex, UploadRecord } from './registry-index';
 import { isUploadId, uploadDataPath } from './paths';
 
@@ -124,7 +124,7 @@ export class UploadSessions {
             yield chunk;
           }
         },
-        fs.createWriteStream(file, { flags: 'r+', start: upload.size }),
+        fs.createWriteStream(file, { flags: 'r+', start: upload.size, highWaterMark: WRITE_BUFFER }),
       );
       if (range && written !== range.end - range.start + 1) {
         throw new RegistryError('RANGE_INVALID', {
