@@ -1,5 +1,6 @@
 import { Context } from 'koa';
 import { Readable } from 'node:stream';
+import { readAtMost } from '../streams';
 import { RegistryError } from './errors';
 import { ByteRange } from '../storage/blob-store';
 import { ChunkRange } from '../storage/uploads';
@@ -59,14 +60,9 @@ export async function readBody(ctx: Context, maxBytes: number): Promise<Buffer> 
   const tooLarge = () =>
     new RegistryError('MANIFEST_INVALID', { status: 413, message: `manifest exceeds the ${maxBytes}-byte limit` });
   if (Number(ctx.get('Content-Length') || 0) > maxBytes) throw tooLarge();
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of ctx.req as Readable) {
-    size += (chunk as Buffer).length;
-    if (size > maxBytes) throw tooLarge();
-    chunks.push(chunk as Buffer);
-  }
-  return Buffer.concat(chunks);
+  const body = await readAtMost(ctx.req, maxBytes);
+  if (body === undefined) throw tooLarge();
+  return body;
 }
 
 /** The request body as a stream, or undefined when the request announces none. */

@@ -1,4 +1,5 @@
 import { RegistryError } from '../http/errors';
+import { readAtMost } from '../streams';
 import { Logger } from '../log';
 import { digestOf, looksLikeDigest, parseDigest } from '../oci/digest';
 import { Descriptor, ManifestParseError, parseManifest } from '../oci/manifest';
@@ -330,16 +331,11 @@ function isUpstreamTrouble(error: unknown): boolean {
 }
 
 async function readCapped(response: Response, maxBytes: number): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
-    size += chunk.length;
-    if (size > maxBytes) {
-      throw new RegistryError('MANIFEST_INVALID', { status: 413, message: `upstream manifest exceeds ${maxBytes} bytes` });
-    }
-    chunks.push(Buffer.from(chunk));
+  const content = await readAtMost(response.body as unknown as AsyncIterable<Uint8Array>, maxBytes);
+  if (content === undefined) {
+    throw new RegistryError('MANIFEST_INVALID', { status: 413, message: `upstream manifest exceeds ${maxBytes} bytes` });
   }
-  return Buffer.concat(chunks);
+  return content;
 }
 
 /** The next page of an upstream tags/list, as a path under /v2/<name>/, from `Link: </v2/<name>/tags/list?…>; rel="next"`. */
