@@ -103,7 +103,7 @@ export class BlobDownload {
       }
       const actual = `${algorithm}:${hash.digest('hex')}`;
       if (actual !== this.digest) throw new Error(`upstream sent content with digest ${actual} for ${this.digest}`);
-      await this.store.adopt(this.file, this.digest);
+      await this.store.adopt(this.file, this.digest, this.written);
       this.state = 'complete';
       // Recorded before the transfer stops taking joiners, so that no request falls between the two.
       this.stored(this.written);

@@ -97,10 +97,11 @@ export class BlobStore {
       if (options.expectedDigest !== undefined && digest !== options.expectedDigest) {
         throw new RegistryError('DIGEST_INVALID', { detail: { expected: options.expectedDigest, actual: digest } });
       }
-      await this.moveIntoPlace(temporary, digest);
+      await this.moveIntoPlace(temporary, digest, size);
       return { digest, size };
-    } finally {
+    } catch (error) {
       await fsp.rm(temporary, { force: true });
+      throw error;
     }
   }
 
@@ -108,9 +109,9 @@ export class BlobStore {
    * Moves a finished, already verified file (an upload's data) to the digest's path. Falls back to
    * copy-then-rename when the file sits on another filesystem.
    */
-  async adopt(file: string, digest: string): Promise<void> {
+  async adopt(file: string, digest: string, size: number): Promise<void> {
     try {
-      await this.moveIntoPlace(file, digest);
+      await this.moveIntoPlace(file, digest, size);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'EXDEV') throw error;
       const temporary = await this.createIncomingPath();
@@ -118,7 +119,7 @@ export class BlobStore {
         await fsp.copyFile(file, temporary);
         const handle = await fsp.open(temporary, 'r+');
         await handle.sync().finally(() => handle.close());
-        await this.moveIntoPlace(temporary, digest);
+        await this.moveIntoPlace(temporary, digest, size);
       } finally {
         await fsp.rm(temporary, { force: true });
       }
@@ -130,10 +131,10 @@ export class BlobStore {
     await fsp.rm(this.path(digest), { force: true });
   }
 
-  private async moveIntoPlace(file: string, digest: string): Promise<void> {
+  private async moveIntoPlace(file: string, digest: string, size: number): Promise<void> {
     const target = this.path(digest);
     await fsp.mkdir(path.dirname(target), { recursive: true });
-    this.beforeCommit(digest, (await fsp.stat(file)).size);
+    this.beforeCommit(digest, size);
     // Same digest means same bytes: an existing target is success, and rename replaces it atomically.
     await fsp.rename(file, target);
   }

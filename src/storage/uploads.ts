@@ -84,7 +84,7 @@ export class UploadSessions {
         throw new RegistryError('DIGEST_INVALID', { detail: { expected: digest, actual } });
       }
       await syncFile(file);
-      await this.store.adopt(file, digest);
+      await this.store.adopt(file, digest, upload.size);
       this.index.linkBlob(repository, digest, upload.size);
       this.index.deleteUpload(id);
       this.forget(id);
