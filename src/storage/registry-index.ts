@@ -98,13 +98,7 @@ export class RegistryIndex {
    */
   putManifest(manifest: NewManifest, now = Date.now(), options: { requireChildren?: boolean } = {}): void {
     this.db.transaction(() => {
-      if (options.requireChildren) {
-        const missing = [
-          ...this.missingBlobs(manifest.repository, manifest.blobDigests),
-          ...this.missingManifests(manifest.repository, manifest.manifestDigests),
-        ];
-        if (missing.length > 0) throw new RegistryError('MANIFEST_BLOB_UNKNOWN', { detail: { digests: missing } });
-      }
+      if (options.requireChildren) this.requireChildren(manifest);
       const repositoryId = this.ensureRepository(manifest.repository, now);
       this.statements.upsertBlob.run({ digest: manifest.digest, size: manifest.size, now });
       this.statements.upsertManifest.run({
@@ -163,14 +157,15 @@ export class RegistryIndex {
     })();
   }
 
-  /** Digests among `digests` that `repository` has no manifest for. */
-  missingManifests(repository: string, digests: string[]): string[] {
-    return digests.filter((digest) => this.statements.manifestByDigest.get({ repository, digest }) === undefined);
-  }
-
-  /** Digests among `digests` that `repository` may not read as blobs. */
-  missingBlobs(repository: string, digests: string[]): string[] {
-    return digests.filter((digest) => this.linkedBlobSize(repository, digest) === null);
+  /** MANIFEST_BLOB_UNKNOWN unless the repository holds every blob and child manifest the manifest names. */
+  requireChildren(manifest: Pick<NewManifest, 'repository' | 'blobDigests' | 'manifestDigests'>): void {
+    const missing = [
+      ...manifest.blobDigests.filter((digest) => this.linkedBlobSize(manifest.repository, digest) === null),
+      ...manifest.manifestDigests.filter(
+        (digest) => this.statements.manifestByDigest.get({ repository: manifest.repository, digest }) === undefined,
+      ),
+    ];
+    if (missing.length > 0) throw new RegistryError('MANIFEST_BLOB_UNKNOWN', { detail: { digests: missing } });
   }
 
   /** Deletes a manifest and the tags pointing at it. */

@@ -167,10 +167,7 @@ export class HostedRepository implements Repository {
     const index = this.content.index;
     // Checked before the file is written, so a refused manifest stores nothing; and again by
     // putManifest in its transaction, so a collection in between cannot leave it incomplete.
-    const missing = [...index.missingBlobs(this.name, record.blobDigests), ...index.missingManifests(this.name, record.manifestDigests)];
-    if (missing.length > 0) {
-      throw new RegistryError('MANIFEST_BLOB_UNKNOWN', { detail: { digests: missing } });
-    }
+    index.requireChildren(record);
     await this.content.store.write(content, { expectedDigest: digest });
     index.putManifest(record, Date.now(), { requireChildren: true });
     return { digest, subject: parsed.subject?.digest };
