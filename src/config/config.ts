@@ -15,15 +15,27 @@ export interface Config {
   /** Origin used in absolute Location headers; empty means Locations are relative paths. */
   public_url: string;
   log_level: 'debug' | 'info' | 'warn' | 'error' | 'silent';
+  /** `json`: one JSON object per line; `pretty`: human-readable; `auto`: pretty when stderr is a terminal. */
+  log_format: 'auto' | 'json' | 'pretty';
   /** A connection with no traffic either way for this long is closed (stalled clients), in ms; 0: never. */
   client_idle_timeout: number;
   /** Believe X-Forwarded-Host (matched by `[[mirror]] host`), -For and -Proto: a reverse proxy sets them. */
   trust_proxy: boolean;
+  /** After SIGTERM, how long in-flight requests get to finish before their connections are cut, in ms. */
+  shutdown_timeout: number;
+  metrics: MetricsConfig;
   proxy: ProxyConfig;
   mirror: MirrorConfig[];
   gc: GcConfig;
   github: GithubConfig;
   auth: AuthConfig;
+}
+
+/** `[metrics]`: Prometheus metrics. */
+export interface MetricsConfig {
+  enabled: boolean;
+  /** `host:port` of a listener of its own (like the reference registry's debug address); "": /metrics on the main listener. */
+  listen: string;
 }
 
 /**

@@ -108,10 +108,33 @@ export const CONFIG_SCHEMA = {
     values: ['debug', 'info', 'warn', 'error', 'silent'],
     description: 'One of debug, info, warn, error, silent',
   },
+  log_format: {
+    type: 'enum',
+    default: 'auto',
+    values: ['auto', 'json', 'pretty'],
+    description: 'json (one object per line), pretty (for people), or auto: pretty when stderr is a terminal',
+  },
   trust_proxy: {
     type: 'boolean',
     default: false,
     description: 'Believe X-Forwarded-Host, -For and -Proto: only behind a reverse proxy that sets them',
+  },
+  shutdown_timeout: {
+    type: 'duration',
+    default: '30s',
+    description: 'After SIGTERM, how long in-flight pulls and uploads may take to finish before they are cut',
+  },
+  metrics: {
+    type: 'section',
+    description: 'Prometheus metrics at /metrics',
+    keys: {
+      enabled: { type: 'boolean', default: true, description: 'Serve /metrics at all' },
+      listen: {
+        type: 'string',
+        default: '',
+        description: 'host:port of a listener of its own for /metrics (open, no auth); "": on the main listener',
+      },
+    },
   },
   proxy: {
     type: 'section',

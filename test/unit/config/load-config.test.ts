@@ -49,7 +49,10 @@ describe('loadConfig', () => {
       public_url: '',
       client_idle_timeout: 300_000,
       log_level: 'info',
+      log_format: 'auto',
       trust_proxy: false,
+      shutdown_timeout: 30_000,
+      metrics: { enabled: true, listen: '' },
       proxy: {
         enabled: true,
         allowed_upstreams: [],
