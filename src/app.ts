@@ -2,6 +2,7 @@ import Router from '@koa/router';
 import Koa from 'koa';
 import { AccessControl } from './auth/access-control';
 import { Config } from './config/config';
+import { ServerLifecycle } from './lifecycle';
 import { Logger } from './log';
 import { apiVersion, renderErrors } from './http/middleware/errors';
 import { authorize, requireAuthorizedName } from './http/middleware/authorize';
@@ -27,6 +28,8 @@ export interface AppDependencies {
   endpoint?: Endpoint;
   /** Authentication and rules, shared by every listener; built from `[auth]` when not given; null: open. */
   access?: AccessControl | null;
+  /** Shared by every listener; a fresh one (never draining) when not given. */
+  lifecycle?: ServerLifecycle;
 }
 
 /** Builds the Koa application: middleware order and routes. It never listens. */
