@@ -13,6 +13,7 @@ import { baseRoutes } from './http/routes/base';
 import { blobRoutes } from './http/routes/blobs';
 import { blobUploadRoutes } from './http/routes/blob-uploads';
 import { catalogRoutes } from './http/routes/catalog';
+import { healthRoutes } from './http/routes/health';
 import { manifestRoutes } from './http/routes/manifests';
 import { referrerRoutes } from './http/routes/referrers';
 import { searchRoutes } from './http/routes/search';
@@ -33,7 +34,14 @@ export interface AppDependencies {
 }
 
 /** Builds the Koa application: middleware order and routes. It never listens. */
-export function createApp({ config, registry, log, endpoint = { kind: 'main' }, ...rest }: AppDependencies): Koa {
+export function createApp({
+  config,
+  registry,
+  log,
+  endpoint = { kind: 'main' },
+  lifecycle = new ServerLifecycle(),
+  ...rest
+}: AppDependencies): Koa {
   const access = rest.access !== undefined ? rest.access : AccessControl.fromConfig(config.auth, log, registry.uploadOwners);
   const app = new Koa();
   // Koa reads X-Forwarded-Host (host mirrors), -For and -Proto only when told the proxy is trusted.
@@ -44,6 +52,7 @@ export function createApp({ config, registry, log, endpoint = { kind: 'main' }, 
   const router = new Router();
   const dependencies = { config, registry, access };
   baseRoutes(router);
+  healthRoutes(router, registry, lifecycle);
   catalogRoutes(router, dependencies);
   blobUploadRoutes(router, dependencies);
   blobRoutes(router, dependencies);

@@ -10,6 +10,7 @@ import { AccessLog } from './access-log';
 import { BlobStore } from './blob-store';
 import { GarbageCollector, GcReport, VerifyReport } from './gc';
 import { ManifestCache } from './manifest-cache';
+import { checkReadiness, Readiness } from './readiness';
 import { HostedContent, HostedRepository, Pagination, Repository } from './repository';
 import { Page, RegistryIndex } from './registry-index';
 import { UploadSessions } from './uploads';
@@ -22,7 +23,7 @@ export class Registry {
   private readonly ghcr: GhcrCatalog | null;
   private readonly collector: GarbageCollector;
 
-  constructor(readonly index: RegistryIndex, config: Config, log: Logger) {
+  constructor(readonly index: RegistryIndex, private readonly config: Config, log: Logger) {
     const recordWrite = (digest: string, size: number) => index.recordBlobWrite(digest, size);
     const hostedStore = new BlobStore(config.registry_storage, recordWrite);
     // The cache's store exists even with the cache disabled: what it holds is still collected.
@@ -110,6 +111,11 @@ export class Registry {
   /** Re-hashes every stored file; corrupt ones are quarantined and never served again. */
   verify(): Promise<VerifyReport> {
     return this.collector.verify();
+  }
+
+  /** Whether storage takes writes and the index answers (`/readyz`). */
+  readiness(): Promise<Readiness> {
+    return checkReadiness(this.config, this.index);
   }
 
   close(): void {

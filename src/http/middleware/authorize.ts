@@ -3,6 +3,7 @@ import { AccessControl, Caller } from '../../auth/access-control';
 import { Action } from '../../auth/policy';
 import { tokenAllows } from '../../auth/token';
 import { RegistryError } from '../errors';
+import { HEALTH_PATHS } from '../routes/health';
 import { single } from '../request';
 
 /** Where the built-in token service answers (`[auth] token = true`), on every listener. */
@@ -45,6 +46,7 @@ export function authorize(access: AccessControl | null, publicUrl: string): Midd
   if (!access) return (_ctx, next) => next();
   return async (ctx, next) => {
     if (access.signer && ctx.path === TOKEN_PATH) return next(); // the token route authenticates for itself
+    if (HEALTH_PATHS.has(ctx.path)) return next(); // probes carry no credentials and reveal no content
     const target = describeTarget(ctx);
     const authentication = await access.authenticate(ctx.get('Authorization'), ctx.ip);
     if (!authentication.ok) {
