@@ -27,7 +27,7 @@ afterAll(() => rm(layoutDir, { recursive: true, force: true }));
 /** Log lines, kept to check that no credential or token is ever written. */
 function capturingLogger(): { log: Logger; lines: string[] } {
   const lines: string[] = [];
-  return { log: createLogger('debug', (line) => lines.push(line)), lines };
+  return { log: createLogger('debug', { destination: (line) => lines.push(line) }), lines };
 }
 
 function clientFor(upstream: { url: string }, options: Partial<UpstreamClientOptions> = {}): UpstreamClient {
