@@ -4,7 +4,7 @@ import path from 'node:path';
 import { Config } from '../../src/config/config';
 import { ensureStorageDirectories, loadConfig } from '../../src/config/load-config';
 import { Listener, ListenAddress, listenAddresses, startListeners, stopListeners } from '../../src/listeners';
-import { createLogger } from '../../src/log';
+import { createLogger, Logger } from '../../src/log';
 import { Registry } from '../../src/storage/registry';
 
 export interface TestApp {
@@ -31,6 +31,8 @@ export interface TestAppOptions {
   overrides?: Record<string, string>;
   /** Text of a configuration.toml, for what only the file can say (`[[proxy.upstreams]]`). */
   configuration?: string;
+  /** Where the server logs; silent (or TEST_LOG_LEVEL on stderr) by default. */
+  log?: Logger;
 }
 
 /** A real server on a free loopback port, with real files and SQLite in a temp dir. */
@@ -55,7 +57,7 @@ export async function createTestApp(options: TestAppOptions = {}): Promise<TestA
     index === 0 ? { ...address, host: '127.0.0.1', port: 0 } : address,
   );
   const start = async () => {
-    const log = createLogger(config.log_level);
+    const log = options.log ?? createLogger(config.log_level);
     registry = Registry.open(config, log);
     listeners = await startListeners({ config, registry, log }, addresses);
     addresses = listeners.map(({ host, port, endpoint }) => ({ host, port, endpoint }));

@@ -118,6 +118,13 @@ export function requireAuthorizedName(access: AccessControl | null) {
   };
 }
 
+/** Who made the request, for the request log: a user name, "anonymous", or undefined when auth is off or failed. */
+export function callerName(ctx: Context): string | undefined {
+  const principal = (ctx.state as AccessState).caller?.principal;
+  if (!principal) return undefined;
+  return principal.kind === 'user' ? principal.name : 'anonymous';
+}
+
 /**
  * Which names the caller may pull, for listings (`_catalog`, search); undefined when auth is off and
  * everything is listed.

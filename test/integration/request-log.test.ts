@@ -1,0 +1,116 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { createLogger } from '../../src/log';
+import { addUsers, basic, HTPASSWD_FILE } from '../helpers/auth';
+import { RegistryClient } from '../helpers/registry-client';
+import { createTestApp, TestApp } from '../helpers/test-app';
+
+interface RequestLine {
+  level: string;
+  msg: string;
+  method: string;
+  route?: string;
+  path: string;
+  status: number;
+  bytesIn: number;
+  bytesOut: number;
+  ms: number;
+  client: string;
+  user?: string;
+  aborted?: boolean;
+}
+
+/** A server whose log lines are kept, parsed. */
+async function loggedApp(create: (log: ReturnType<typeof createLogger>) => Promise<TestApp>) {
+  const lines: string[] = [];
+  const app = await create(createLogger('info', { destination: (line) => lines.push(line) }));
+  const requests = () =>
+    lines.map((line) => JSON.parse(line) as RequestLine).filter((line) => line.msg === 'request');
+  // The line is written on the response's 'close', which may come a moment after the client has read it.
+  const settle = () => new Promise((resolve) => setTimeout(resolve, 50));
+  return { app, lines, requests, settle };
+}
+
+describe('the request log: one JSON line per request', () => {
+  test('names the route template, path, status, bytes each way, duration and client', async () => {
+    const { app, requests, settle } = await loggedApp((log) => createTestApp({ log }));
+    try {
+      const client = new RegistryClient(app);
+      const blob = Buffer.alloc(100_000, 7);
+      const { digest } = await client.pushBlob('team/app', blob);
+      const { body } = await client.getBlob('team/app', digest);
+      expect(body.length).toBe(blob.length);
+      await client.fetch('/v2/team/app/manifests/missing');
+      await settle();
+
+      const push = requests().find((line) => line.method === 'POST' && line.route === '/v2/*name/blobs/uploads/')!;
+      expect(push).toMatchObject({ level: 'info', status: 201, client: '127.0.0.1', path: '/v2/team/app/blobs/uploads/' });
+      expect(push.bytesIn).toBeGreaterThanOrEqual(blob.length - 65_536); // what arrived with the headers is not counted
+      expect(push.bytesIn).toBeLessThanOrEqual(blob.length);
+
+      const get = requests().find((line) => line.method === 'GET' && line.route === '/v2/*name/blobs/:digest')!;
+      expect(get).toMatchObject({ status: 200, path: `/v2/team/app/blobs/${digest}` });
+      expect(get.bytesOut).toBeGreaterThan(blob.length); // the body and the headers
+      expect(get.bytesOut).toBeLessThan(blob.length + 2048);
+      expect(get.ms).toBeGreaterThan(0);
+      expect(get.user).toBeUndefined(); // auth off: nobody to name
+
+      const missing = requests().find((line) => line.path === '/v2/team/app/manifests/missing')!;
+      expect(missing).toMatchObject({ status: 404, route: '/v2/*name/manifests/:reference' });
+      // No query string: upload digests and token scopes stay out of the log.
+      expect(requests().every((line) => !line.path.includes('?'))).toBe(true);
+    } finally {
+      await app.close();
+    }
+  });
+
+  test('names the user, never the credentials; a path no route has is logged without a route', async () => {
+    const storageDir = fs.mkdtempSync(path.join(os.tmpdir(), 'request-log-test-'));
+    addUsers(path.join(storageDir, HTPASSWD_FILE), { alice: 'wonderland-password' });
+    const { app, lines, requests, settle } = await loggedApp((log) =>
+      createTestApp({ storageDir, configuration: `[auth]\nhtpasswd = "${HTPASSWD_FILE}"\n`, log }),
+    );
+    try {
+      const client = new RegistryClient(app);
+      const alice = basic('alice:wonderland-password');
+      expect((await client.fetch('/v2/_catalog', { headers: alice })).status).toBe(200);
+      expect((await client.fetch('/v2/_catalog', { headers: basic('alice:wrong-password') })).status).toBe(401);
+      expect((await client.fetch('/v3/nothing', { headers: alice })).status).toBe(404);
+      await settle();
+
+      expect(requests().find((line) => line.status === 200)).toMatchObject({ route: '/v2/_catalog', user: 'alice' });
+      expect(requests().find((line) => line.status === 401)!.user).toBeUndefined();
+      const unknown = requests().find((line) => line.path === '/v3/nothing')!;
+      expect(unknown.status).toBe(404);
+      expect(unknown.route).toBeUndefined();
+      const everything = lines.join('');
+      expect(everything).not.toContain('wonderland-password');
+      expect(everything).not.toContain(alice.Authorization.slice('Basic '.length));
+    } finally {
+      await app.close();
+      fs.rmSync(storageDir, { recursive: true, force: true });
+    }
+  });
+
+  test('marks a response the client cut off as aborted', async () => {
+    const { app, requests, settle } = await loggedApp((log) => createTestApp({ log }));
+    try {
+      const client = new RegistryClient(app);
+      const { digest } = await client.pushBlob('team/big', Buffer.alloc(32 * 1024 * 1024, 1));
+      const controller = new AbortController();
+      const response = await client.fetch(`/v2/team/big/blobs/${digest}`, { signal: controller.signal });
+      const reader = response.body!.getReader();
+      await reader.read();
+      controller.abort();
+      await reader.cancel().catch(() => undefined);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      await settle();
+      const cut = requests().find((line) => line.method === 'GET' && line.path === `/v2/team/big/blobs/${digest}`)!;
+      expect(cut).toMatchObject({ status: 200, aborted: true });
+      expect(cut.bytesOut).toBeLessThan(32 * 1024 * 1024);
+    } finally {
+      await app.close();
+    }
+  });
+});
