@@ -1,6 +1,10 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { checkConfig } from './config/check-config';
+import { Config } from './config/config';
 import { ConfigError, ensureStorageDirectories, loadConfig } from './config/load-config';
 import { createLogger } from './log';
-import { startListeners, stopListeners } from './listeners';
+import { Listener, startListeners, stopListeners } from './listeners';
 import { describeGc, describeVerify, scheduleGarbageCollection } from './storage/gc-runs';
 import { Registry } from './storage/registry';
 
@@ -10,24 +14,50 @@ commands:
   serve              start the registry (the default)
   gc [--dry-run]     collect garbage and evict the cache now; --dry-run only reports
   verify             re-hash every stored blob; quarantine corrupt ones
+  config check       show the configuration in force (secrets censored) and what in it will not work
 
-Keys are those of configuration.toml (e.g. --port 5001, --host 0.0.0.0, --gc.grace 10m).`;
+options:
+  --config <file>    configuration file (default: ./configuration.toml, if there is one)
+  --<key> <value>    any key of configuration.toml (e.g. --port 5001, --host 0.0.0.0, --gc.grace 10m)
+  --help, -h         this text
+  --version, -v      the version
+
+Environment variables REGISTRY_<KEY> set keys too (REGISTRY_PORT, REGISTRY_GC_GRACE); flags win.`;
+
+const COMMANDS = ['serve', 'gc', 'verify', 'config'];
+
+/** A command line that cannot be run; printed as it is, without a stack. */
+class UsageError extends Error {}
 
 async function main(argv: string[]): Promise<void> {
   const args = [...argv];
+  if (args.includes('--version') || args.includes('-v')) {
+    process.stdout.write(`oci-cache-registry ${version()}\n`);
+    return;
+  }
   const command = args[0] && !args[0].startsWith('-') ? args.shift()! : 'serve';
   if (args.includes('--help') || args.includes('-h')) {
     process.stdout.write(`${USAGE}\n`);
     return;
   }
-  if (!['serve', 'gc', 'verify'].includes(command)) throw new ConfigError(`unknown command ${JSON.stringify(command)}\n${USAGE}`);
+  if (!COMMANDS.includes(command)) throw new UsageError(`unknown command ${JSON.stringify(command)}\n${USAGE}`);
+  if (command === 'config' && args.shift() !== 'check') throw new UsageError(`usage: registry config check [--config <file>] [--<key> <value> …]`);
   const dryRun = removeFlag(args, '--dry-run');
-  if (dryRun && command !== 'gc') throw new ConfigError('--dry-run goes with the gc command');
+  if (dryRun && command !== 'gc') throw new UsageError('--dry-run goes with the gc command');
 
   const { configPath, overrides } = parseFlags(args);
   const config = loadConfig({ cwd: process.cwd(), env: process.env, configPath, overrides });
+  if (command === 'config') {
+    const { effective, problems, notes } = checkConfig(config);
+    process.stdout.write(`# configuration in force (embedded defaults, file, REGISTRY_* environment, flags)\n${effective}\n`);
+    for (const note of notes) process.stdout.write(`note: ${note}\n`);
+    for (const problem of problems) process.stdout.write(`problem: ${problem}\n`);
+    process.stdout.write(problems.length === 0 ? 'configuration OK\n' : `${problems.length} problem(s)\n`);
+    if (problems.length > 0) process.exitCode = 1;
+    return;
+  }
   ensureStorageDirectories(config);
-  const log = createLogger(config.log_level);
+  const log = createLogger(config.log_level, { format: config.log_format });
   const registry = Registry.open(config, log);
   if (command === 'gc') {
     process.stdout.write(describeGc(await registry.collectGarbage({ dryRun })));
@@ -42,26 +72,7 @@ async function main(argv: string[]): Promise<void> {
   }
 
   const listeners = await startListeners({ config, registry, log });
-  const [mainListener, ...mirrors] = listeners;
-  const listenMirrors = config.mirror.filter((mirror) => mirror.listen);
-  const hostMirrors = config.mirror.filter((mirror) => mirror.host);
-  process.stdout.write(
-    `registry listening on http://${mainListener.host}:${mainListener.port}\n` +
-      mirrors.map(({ host, port }, index) => `  mirror of ${listenMirrors[index].upstream} on http://${host}:${port}\n`).join('') +
-      hostMirrors.map((mirror) => `  mirror of ${mirror.upstream} for Host: ${mirror.host}\n`).join('') +
-      `  registry_storage: ${config.registry_storage}\n  database: ${config.database}\n`,
-  );
-  if (config.auth.htpasswd === '') {
-    process.stdout.write(
-      'WARNING: no [auth] htpasswd configured: anyone who can reach this registry may pull, push and delete (see "Access control" in README.md)\n',
-    );
-  } else {
-    const { htpasswd, anonymous, token, rules } = config.auth;
-    process.stdout.write(
-      `  auth: users from ${htpasswd}, ${rules.length} rule(s), anonymous ${anonymous}${token ? ', token service at /token' : ''}\n`,
-    );
-  }
-
+  process.stdout.write(describeStart(config, listeners));
   const collection = scheduleGarbageCollection(registry, config.gc.interval, log);
   const stop = () => {
     collection.stop();
@@ -72,6 +83,43 @@ async function main(argv: string[]): Promise<void> {
   };
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
+}
+
+/**
+ * What a first start should tell: where it listens, where data goes, which upstreams it caches, and
+ * whether it is open to everyone. The `listening on` line is what tests and scripts wait for.
+ */
+function describeStart(config: Config, listeners: Listener[]): string {
+  const [main, ...mirrors] = listeners;
+  const hostMirrors = config.mirror.filter((mirror) => mirror.host);
+  const upstreams = config.proxy.upstreams.map((upstream) => `${upstream.host} (${upstream.url}${upstream.username ? `, as ${upstream.username}` : ''})`);
+  const lines = [
+    `oci-cache-registry ${version()} listening on http://${main.host}:${main.port}`,
+    ...mirrors.map(({ host, port, endpoint }) => `  mirror of ${endpoint.kind === 'mirror' ? endpoint.upstream : '?'} on http://${host}:${port}`),
+    ...hostMirrors.map((mirror) => `  mirror of ${mirror.upstream} for Host: ${mirror.host}`),
+    `  registry_storage: ${config.registry_storage}`,
+    `  proxy_storage: ${config.proxy_storage}`,
+    `  database: ${config.database}`,
+    config.proxy.enabled
+      ? `  pull-through cache: /v2/proxy/<upstream>/…; configured upstreams: ${upstreams.length > 0 ? upstreams.join(', ') : 'none'}` +
+        `; other hosts: ${config.proxy.allowed_upstreams.length > 0 ? config.proxy.allowed_upstreams.join(', ') : 'any, over https'}`
+      : '  pull-through cache: disabled',
+    `  health: /healthz, /readyz${config.metrics.enabled ? `; metrics: ${config.metrics.listen ? `http://${config.metrics.listen}/metrics` : '/metrics'}` : ''}`,
+  ];
+  if (config.auth.htpasswd === '') {
+    lines.push(
+      'WARNING: no [auth] htpasswd configured: anyone who can reach this registry may pull, push and delete (see "Access control" in README.md)',
+    );
+  } else {
+    const { htpasswd, anonymous, token, rules } = config.auth;
+    lines.push(`  auth: users from ${htpasswd}, ${rules.length} rule(s), anonymous ${anonymous}${token ? ', token service at /token' : ''}`);
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+/** package.json's version: next to dist/ in the image and in a checkout. */
+function version(): string {
+  return (JSON.parse(fs.readFileSync(path.join(__dirname, '..', 'package.json'), 'utf8')) as { version: string }).version;
 }
 
 function removeFlag(args: string[], flag: string): boolean {
@@ -87,9 +135,9 @@ function parseFlags(args: string[]): { configPath?: string; overrides: Record<st
     const flag = args[i];
     const inline = flag.indexOf('=');
     const key = (inline > 0 ? flag.slice(0, inline) : flag).replace(/^--/, '');
-    if (!flag.startsWith('--') || key === '') throw new ConfigError(`unexpected argument ${JSON.stringify(flag)}\n${USAGE}`);
+    if (!flag.startsWith('--') || key === '') throw new UsageError(`unexpected argument ${JSON.stringify(flag)}\n${USAGE}`);
     const value = inline > 0 ? flag.slice(inline + 1) : args[++i];
-    if (value === undefined) throw new ConfigError(`--${key} needs a value`);
+    if (value === undefined) throw new UsageError(`--${key} needs a value`);
     if (key === 'config') configPath = value;
     else overrides[key.replace(/-/g, '_')] = value;
   }
@@ -97,6 +145,6 @@ function parseFlags(args: string[]): { configPath?: string; overrides: Record<st
 }
 
 main(process.argv.slice(2)).catch((error: unknown) => {
-  process.stderr.write(`${error instanceof ConfigError ? error.message : String((error as Error)?.stack ?? error)}\n`);
+  process.stderr.write(`${error instanceof ConfigError || error instanceof UsageError ? error.message : String((error as Error)?.stack ?? error)}\n`);
   process.exit(1);
 });

@@ -1,0 +1,180 @@
+import { spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+const MAIN = path.resolve(__dirname, '../../dist/main.js');
+const VERSION = (JSON.parse(fs.readFileSync(path.resolve(__dirname, '../../package.json'), 'utf8')) as { version: string }).version;
+
+let cwd: string;
+beforeAll(() => {
+  if (!fs.existsSync(MAIN)) throw new Error(`${MAIN} is missing: run \`npm run build\` (npm test does it)`);
+});
+beforeEach(() => {
+  cwd = fs.mkdtempSync(path.join(os.tmpdir(), 'cli-test-'));
+});
+afterEach(() => fs.rmSync(cwd, { recursive: true, force: true }));
+
+/** The built command line, as `npm start` and the Docker image run it, in a temp working directory. */
+function registry(args: string[], env: Record<string, string> = {}) {
+  const result = spawnSync(process.execPath, [MAIN, ...args], {
+    cwd,
+    encoding: 'utf8',
+    timeout: 20_000,
+    env: { PATH: process.env.PATH ?? '', ...env },
+  });
+  return { status: result.status, stdout: result.stdout, stderr: result.stderr };
+}
+
+describe('registry --version and --help', () => {
+  test.each([['--version'], ['-v']])('%s prints the package version', (flag) => {
+    expect(registry([flag])).toEqual({ status: 0, stdout: `oci-cache-registry ${VERSION}\n`, stderr: '' });
+  });
+
+  test('--help lists every command and how keys are set', () => {
+    const { status, stdout } = registry(['--help']);
+    expect(status).toBe(0);
+    for (const command of ['serve', 'gc [--dry-run]', 'verify', 'config check', '--config <file>', '--version']) {
+      expect(stdout).toContain(command);
+    }
+    expect(stdout).toContain('REGISTRY_<KEY>');
+  });
+
+  test('an unknown command fails with exit 1 and the usage on stderr, starting nothing', () => {
+    const { status, stdout, stderr } = registry(['srve']);
+    expect(status).toBe(1);
+    expect(stdout).toBe('');
+    expect(stderr).toMatch(/^unknown command "srve"\nusage: registry/);
+    expect(fs.readdirSync(cwd)).toEqual([]);
+  });
+});
+
+describe('registry config check', () => {
+  test('with no file: the embedded defaults, OK, a note that it is open to everyone, and nothing created', () => {
+    const { status, stdout, stderr } = registry(['config', 'check']);
+    expect(stderr).toBe('');
+    expect(status).toBe(0);
+    expect(stdout).toContain('port = 5000\n');
+    expect(stdout).toContain(`registry_storage = "${path.join(cwd, 'storage/registry')}"`);
+    expect(stdout).toContain('[metrics]');
+    expect(stdout).toContain('note: no [auth] htpasswd: anyone who can reach the registry may pull, push and delete');
+    expect(stdout).toMatch(/configuration OK\n$/);
+    expect(fs.readdirSync(cwd)).toEqual([]);
+  });
+
+  test('shows what the file, the environment and flags set, in that precedence', () => {
+    fs.writeFileSync(path.join(cwd, 'configuration.toml'), 'port = 6000\nlog_level = "warn"\n[gc]\ngrace = "2h"\n');
+    const { status, stdout } = registry(['config', 'check', '--gc.grace', '10m'], { REGISTRY_PORT: '6001' });
+    expect(status).toBe(0);
+    expect(stdout).toContain('port = 6001\n');
+    expect(stdout).toContain('log_level = "warn"\n');
+    expect(stdout).toMatch(/\[gc\][^[]*grace = 600000\n/); // durations in force, in ms
+  });
+
+  test('censors upstream passwords and the GitHub token', () => {
+    fs.writeFileSync(
+      path.join(cwd, 'configuration.toml'),
+      '[github]\ntoken = "ghp_secret-github-token"\n\n[[proxy.upstreams]]\nhost = "upstream.test"\nurl = "https://upstream.test"\nusername = "bot"\npassword = "upstream-secret-password"\n',
+    );
+    const { status, stdout } = registry(['config', 'check']);
+    expect(status).toBe(0);
+    expect(stdout).not.toContain('ghp_secret-github-token');
+    expect(stdout).not.toContain('upstream-secret-password');
+    expect(stdout).toContain('password = "[redacted]"');
+    expect(stdout).toContain('token = "[redacted]"');
+    expect(stdout).toContain('username = "bot"');
+  });
+
+  test('a wrong value fails with exit 1 and one line naming the key and where it came from', () => {
+    fs.writeFileSync(path.join(cwd, 'configuration.toml'), 'port = "five thousand"\n');
+    const { status, stdout, stderr } = registry(['config', 'check']);
+    expect(status).toBe(1);
+    expect(stdout).toBe('');
+    expect(stderr.trim().split('\n')).toHaveLength(1);
+    expect(stderr).toContain('port: expected an integer from 0 to 65535, got "five thousand"');
+  });
+
+  test('an unreadable htpasswd file and an unwritable storage directory are problems: exit 1', () => {
+    fs.writeFileSync(path.join(cwd, 'configuration.toml'), '[auth]\nhtpasswd = "missing.htpasswd"\n');
+    fs.writeFileSync(path.join(cwd, 'not-a-directory'), '');
+    const { status, stdout } = registry(['config', 'check', '--proxy_storage', 'not-a-directory/proxy']);
+    expect(status).toBe(1);
+    expect(stdout).toMatch(/problem: auth\.htpasswd: cannot read ".*missing\.htpasswd"/);
+    expect(stdout).toContain(`problem: proxy_storage: ${path.join(cwd, 'not-a-directory')} is not a directory`);
+    expect(stdout).toMatch(/2 problem\(s\)\n$/);
+  });
+
+  test('config without check is a usage error', () => {
+    const { status, stderr } = registry(['config']);
+    expect(status).toBe(1);
+    expect(stderr).toContain('usage: registry config check');
+  });
+});
+
+describe('registry serve', () => {
+  test('says where it listens, where data goes, which upstreams it caches and that it is open, then serves', async () => {
+    fs.writeFileSync(
+      path.join(cwd, 'configuration.toml'),
+      '[[proxy.upstreams]]\nhost = "upstream.test"\nurl = "http://127.0.0.1:9"\nusername = "bot"\npassword = "upstream-secret-password"\n',
+    );
+    const child = spawn(process.execPath, [MAIN, '--port', '0', '--log_format', 'json'], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    try {
+      const url = await new Promise<string>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no start within 10 s:\n${stdout}${stderr}`)), 10_000);
+        child.stdout.on('data', (chunk: Buffer) => {
+          stdout += chunk.toString();
+          const match = /listening on (http:\/\/\S+)\n[^]*WARNING[^\n]*\n/.exec(stdout);
+          if (match) resolve(match[1]), clearTimeout(timer);
+        });
+        child.once('exit', (code) => reject(new Error(`exited with ${code}:\n${stdout}${stderr}`)));
+      });
+      expect(stdout).toMatch(new RegExp(`^oci-cache-registry ${VERSION.replace(/\./g, '\\.')} listening on http://127\\.0\\.0\\.1:\\d+\\n`));
+      expect(stdout).toContain(`  registry_storage: ${path.join(cwd, 'storage/registry')}\n`);
+      expect(stdout).toContain(`  database: ${path.join(cwd, 'storage/index.db')}\n`);
+      expect(stdout).toContain('configured upstreams: upstream.test (http://127.0.0.1:9, as bot)');
+      expect(stdout).toContain('WARNING: no [auth] htpasswd configured: anyone who can reach this registry may pull, push and delete');
+      expect(stdout + stderr).not.toContain('upstream-secret-password');
+
+      expect((await fetch(`${url}/v2/`)).status).toBe(200);
+      // The request log is JSON on stderr, one line per request.
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      const request = stderr
+        .split('\n')
+        .filter(Boolean)
+        .map((line) => JSON.parse(line) as Record<string, unknown>)
+        .find((line) => line.msg === 'request');
+      expect(request).toMatchObject({ level: 'info', method: 'GET', route: '/v2/', path: '/v2/', status: 200 });
+    } finally {
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGTERM');
+      await exited;
+    }
+  });
+
+  test('log_format pretty writes lines for people', async () => {
+    const child = spawn(process.execPath, [MAIN, '--port', '0', '--log_format', 'pretty'], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    try {
+      const url = await new Promise<string>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no start within 10 s:\n${stdout}${stderr}`)), 10_000);
+        child.stdout.on('data', (chunk: Buffer) => {
+          stdout += chunk.toString();
+          const match = /listening on (http:\/\/\S+)/.exec(stdout);
+          if (match) resolve(match[1]), clearTimeout(timer);
+        });
+      });
+      await fetch(`${url}/v2/`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      expect(stderr).toMatch(/^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}\] INFO: request \{.*"route":"\/v2\/"/m);
+    } finally {
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGTERM');
+      await exited;
+    }
+  });
+});
