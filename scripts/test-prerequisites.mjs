@@ -12,6 +12,8 @@ const REQUIRED = {
   'docker-registry': 'docker-registry',
   openssl: 'openssl',
   htpasswd: 'apache2-utils',
+  // /usr/sbin: on root's PATH, and the reverse-proxy test looks there too
+  nginx: 'nginx',
 };
 
 try {
