@@ -51,8 +51,10 @@ export function namespace(config: Config, endpoint: Endpoint): Middleware {
       if (repositoryPath) {
         const [, name, resource] = repositoryPath;
         if (!reading) {
-          // A port mirror knows the main port; which name reaches the main endpoint past a reverse proxy is not known.
-          const mainPort = hostMirror === undefined && endpoint.kind === 'mirror' ? endpoint.mainPort : undefined;
+          // A port mirror knows the main port, but not which name and port reach it past a reverse proxy
+          // (trust_proxy): there the main port is an internal one.
+          const mainPort =
+            hostMirror === undefined && endpoint.kind === 'mirror' && !config.trust_proxy ? endpoint.mainPort : undefined;
           throw pushRefused(ctx, name, mirrored, config.public_url, mainPort);
         }
         if (!isUnder(name, mirrored)) ctx.path = `/v2/${prefix}${name}${resource}`;
