@@ -12,7 +12,7 @@ const REQUIRED = {
   'docker-registry': 'docker-registry',
   openssl: 'openssl',
   htpasswd: 'apache2-utils',
-  // /usr/sbin: on root's PATH, and the reverse-proxy test looks there too
+  // Debian puts it in /usr/sbin (on root's PATH; test/helpers/nginx.ts runs /usr/sbin/nginx when it is there)
   nginx: 'nginx',
 };
 
