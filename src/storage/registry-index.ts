@@ -208,6 +208,15 @@ export class RegistryIndex {
     })();
   }
 
+  /**
+   * What each store holds: the bytes and number of files that repositories of its kind use (manifests and
+   * linked blobs; one shared by several repositories counts once). Read at every metrics scrape.
+   */
+  storedBytes(): Record<'hosted' | 'proxy', { bytes: number; blobs: number }> {
+    const read = (statement: Database.Statement) => statement.get() as { bytes: number; blobs: number };
+    return { hosted: read(this.statements.storedHosted), proxy: read(this.statements.storedProxy) };
+  }
+
   // --- uploads -----------------------------------------------------------------------------
 
   createUpload(id: string, repository: string, now = Date.now()): void {
@@ -278,9 +287,21 @@ function migrate(db: Database.Database): void {
 
 const REPOSITORY_ID = '(SELECT id FROM repositories WHERE name = @repository)';
 
+// Repositories under proxy/ are the cache (a range, so SQLite can use the name index).
+const IS_PROXY = `(r.name >= 'proxy/' AND r.name < 'proxy0')`;
+
+/** Bytes and files that repositories matching `kind` use, each digest once. */
+function storedBytes(kind: string): string {
+  return `SELECT coalesce(sum(size), 0) AS bytes, count(*) AS blobs FROM blobs WHERE digest IN (
+            SELECT m.digest FROM manifests m JOIN repositories r ON r.id = m.repository_id WHERE ${kind}
+            UNION SELECT rb.digest FROM repository_blobs rb JOIN repositories r ON r.id = rb.repository_id WHERE ${kind})`;
+}
+
 function prepareStatements(db: Database.Database) {
   return {
     repositoryByName: db.prepare('SELECT id FROM repositories WHERE name = ?'),
+    storedHosted: db.prepare(storedBytes(`NOT ${IS_PROXY}`)),
+    storedProxy: db.prepare(storedBytes(IS_PROXY)),
     insertRepository: db.prepare('INSERT INTO repositories (name, created_at) VALUES (@name, @now)'),
     upsertBlob: db.prepare(
       `INSERT INTO blobs (digest, size, created_at, last_accessed_at, written_at) VALUES (@digest, @size, @now, @now, @now)

@@ -1,0 +1,215 @@
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry as PrometheusRegistry } from 'prom-client';
+
+/** Our series are `registry_…`; prom-client's process series keep their own names (`process_…`, `nodejs_…`). */
+const PREFIX = 'registry_';
+
+/** The route label of a request no route matched: never the raw path, which a client chooses. */
+export const UNMATCHED_ROUTE = 'unmatched';
+
+/** Which store a size or a freed byte belongs to: hosted content, or the pull-through cache. */
+export type StoreKind = 'hosted' | 'proxy';
+
+/** `hit`: from the cache; `miss`: fetched from the upstream; `stale`: from the cache because the upstream failed. */
+export type CacheResult = 'hit' | 'miss' | 'stale';
+
+/** What an upstream client reports, bound to one upstream. */
+export interface UpstreamObserver {
+  /** A request to the upstream's registry API that got a response. */
+  answered(method: string, status: number): void;
+  /** A request (registry or token service) that got no response: refused, reset, DNS, TLS, or the timeout. */
+  failed(reason: 'timeout' | 'unreachable'): void;
+}
+
+export interface GcRunSummary {
+  blobs: Array<{ store: StoreKind; size: number }>;
+  manifests: Array<{ reason: string }>;
+}
+
+/**
+ * The server's Prometheus metrics: one per server, shared by all its listeners, over a prom-client
+ * registry of its own (tests run many servers in one process; the global default registry would refuse
+ * the second). Labels are bounded: route templates, never paths; upstream names, never repositories.
+ */
+export class RegistryMetrics {
+  readonly prometheus = new PrometheusRegistry();
+
+  private readonly httpRequests = new Counter({
+    name: `${PREFIX}http_requests_total`,
+    help: 'HTTP requests answered, by method, route template and status.',
+    labelNames: ['method', 'route', 'status'] as const,
+    registers: [this.prometheus],
+  });
+  private readonly httpDuration = new Histogram({
+    name: `${PREFIX}http_request_duration_seconds`,
+    help: 'From the request to the last byte of the response, by method and route template.',
+    labelNames: ['method', 'route'] as const,
+    // Manifests in milliseconds, blobs up to minutes.
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300],
+    registers: [this.prometheus],
+  });
+  private readonly httpInFlight = new Gauge({
+    name: `${PREFIX}http_requests_in_flight`,
+    help: 'HTTP requests being answered now.',
+    registers: [this.prometheus],
+  });
+  private readonly httpReceived = new Counter({
+    name: `${PREFIX}http_request_body_bytes_total`,
+    help: 'Request body bytes read, as they arrived, by method and route template.',
+    labelNames: ['method', 'route'] as const,
+    registers: [this.prometheus],
+  });
+  private readonly httpSent = new Counter({
+    name: `${PREFIX}http_response_body_bytes_total`,
+    help: 'Response body bytes written, as they were written, by method and route template.',
+    labelNames: ['method', 'route'] as const,
+    registers: [this.prometheus],
+  });
+  private readonly cacheRequests = new Counter({
+    name: `${PREFIX}proxy_cache_requests_total`,
+    help:
+      'Manifests and blobs the pull-through cache served, by upstream, kind and result ' +
+      '(hit: from the cache, miss: fetched from the upstream, stale: from the cache because the upstream failed).',
+    labelNames: ['upstream', 'kind', 'result'] as const,
+    registers: [this.prometheus],
+  });
+  private readonly upstreamRequests = new Counter({
+    name: `${PREFIX}upstream_requests_total`,
+    help: "Requests to upstream registries' APIs that got a response, by upstream, method and status.",
+    labelNames: ['upstream', 'method', 'status'] as const,
+    registers: [this.prometheus],
+  });
+  private readonly upstreamErrors = new Counter({
+    name: `${PREFIX}upstream_errors_total`,
+    help: 'Requests to upstreams (registry or token service) that got no response, by upstream and reason (timeout, unreachable).',
+    labelNames: ['upstream', 'reason'] as const,
+    registers: [this.prometheus],
+  });
+  private readonly gcRuns = new Counter({
+    name: `${PREFIX}gc_runs_total`,
+    help: 'Garbage collections run (dry runs not counted), by result (success, failure).',
+    labelNames: ['result'] as const,
+    registers: [this.prometheus],
+  });
+  private readonly gcFreedBytes = new Counter({
+    name: `${PREFIX}gc_freed_bytes_total`,
+    help: 'Bytes of blob files garbage collection deleted, by store (hosted, proxy).',
+    labelNames: ['store'] as const,
+    registers: [this.prometheus],
+  });
+  private readonly gcDeletedBlobs = new Counter({
+    name: `${PREFIX}gc_deleted_blobs_total`,
+    help: 'Blob files garbage collection deleted, by store (hosted, proxy).',
+    labelNames: ['store'] as const,
+    registers: [this.prometheus],
+  });
+  private readonly storageBytes = new Gauge({
+    name: `${PREFIX}storage_bytes`,
+    help: 'Bytes of blobs and manifests stored, by store (hosted, proxy); a blob several repositories use counts once.',
+    labelNames: ['store'] as const,
+    registers: [this.prometheus],
+  });
+  private readonly storageBlobs = new Gauge({
+    name: `${PREFIX}storage_blobs`,
+    help: 'Blobs and manifests stored, by store (hosted, proxy).',
+    labelNames: ['store'] as const,
+    registers: [this.prometheus],
+  });
+  private readStorage: (() => Record<StoreKind, { bytes: number; blobs: number }>) | undefined;
+  private readonly gcDeletedManifests = new Counter({
+    name: `${PREFIX}gc_deleted_manifests_total`,
+    help: 'Manifests garbage collection deleted, by reason (untagged, max_age, max_size).',
+    labelNames: ['reason'] as const,
+    registers: [this.prometheus],
+  });
+
+  constructor() {
+    processMetrics(); // from now on, not from the first scrape: prom-client's CPU counters count from their start
+    // Every series exists from the start, so a rate or an alert over it has something to read before the first event.
+    for (const result of ['success', 'failure']) this.gcRuns.inc({ result }, 0);
+    for (const store of ['hosted', 'proxy'] as const) {
+      this.gcFreedBytes.inc({ store }, 0);
+      this.gcDeletedBlobs.inc({ store }, 0);
+    }
+  }
+
+  /** The stored bytes and blob counts by store, read from the index at each scrape; set by the Registry they belong to. */
+  observeStorage(read: () => Record<StoreKind, { bytes: number; blobs: number }>): void {
+    this.readStorage = read;
+  }
+
+  // --- HTTP ----------------------------------------------------------------------------------
+
+  requestStarted(): void {
+    this.httpInFlight.inc();
+  }
+
+  requestFinished(request: { method: string; route: string; status: number; seconds: number }): void {
+    this.httpInFlight.dec();
+    this.httpRequests.inc({ method: request.method, route: request.route, status: String(request.status) });
+    this.httpDuration.observe({ method: request.method, route: request.route }, request.seconds);
+  }
+
+  bodyBytes(direction: 'received' | 'sent', request: { method: string; route: string }, bytes: number): void {
+    (direction === 'received' ? this.httpReceived : this.httpSent).inc({ method: request.method, route: request.route }, bytes);
+  }
+
+  // --- pull-through cache and upstreams --------------------------------------------------------
+
+  /** A manifest or blob the pull-through cache served for `upstream`, and where from. */
+  cacheServed(upstream: string, kind: 'manifest' | 'blob', result: CacheResult): void {
+    this.cacheRequests.inc({ upstream, kind, result });
+  }
+
+  upstream(upstream: string): UpstreamObserver {
+    return {
+      answered: (method, status) => this.upstreamRequests.inc({ upstream, method, status: String(status) }),
+      failed: (reason) => this.upstreamErrors.inc({ upstream, reason }),
+    };
+  }
+
+  // --- garbage collection --------------------------------------------------------------------
+
+  gcFinished(report: GcRunSummary): void {
+    this.gcRuns.inc({ result: 'success' });
+    for (const blob of report.blobs) {
+      this.gcFreedBytes.inc({ store: blob.store }, blob.size);
+      this.gcDeletedBlobs.inc({ store: blob.store });
+    }
+    for (const manifest of report.manifests) this.gcDeletedManifests.inc({ reason: manifest.reason });
+  }
+
+  gcFailed(): void {
+    this.gcRuns.inc({ result: 'failure' });
+  }
+
+  // --- exposition ----------------------------------------------------------------------------
+
+  get contentType(): string {
+    return this.prometheus.contentType;
+  }
+
+  /** The exposition text: ours, then the process's (CPU, memory, event loop, Node's GC). */
+  async metrics(): Promise<string> {
+    const stored = this.readStorage?.();
+    for (const store of ['hosted', 'proxy'] as const) {
+      this.storageBytes.set({ store }, stored?.[store].bytes ?? 0);
+      this.storageBlobs.set({ store }, stored?.[store].blobs ?? 0);
+    }
+    return `${await this.prometheus.metrics()}\n${await processMetrics().metrics()}`;
+  }
+}
+
+let processRegistry: PrometheusRegistry | undefined;
+
+/**
+ * prom-client's process metrics, in one registry per process, started with the first RegistryMetrics. They
+ * describe the process, not a server; and their collectors (a GC observer, an event loop delay timer, both
+ * keeping no process alive) cannot be stopped, so one set per server would pile up in a test process.
+ */
+function processMetrics(): PrometheusRegistry {
+  if (!processRegistry) {
+    processRegistry = new PrometheusRegistry();
+    collectDefaultMetrics({ register: processRegistry });
+  }
+  return processRegistry;
+}

@@ -1,0 +1,68 @@
+import { RegistryMetrics } from '../../../src/metrics/registry-metrics';
+
+/** The lines of the exposition text for one metric name (its samples, without HELP and TYPE). */
+async function samplesOf(metrics: RegistryMetrics, name: string): Promise<string[]> {
+  const text = await metrics.metrics();
+  return text.split('\n').filter((line) => line.startsWith(`${name}{`) || line.startsWith(`${name} `));
+}
+
+describe('RegistryMetrics', () => {
+  it('keeps its series apart from any other instance (one per server, never the global registry)', async () => {
+    const first = new RegistryMetrics();
+    const second = new RegistryMetrics();
+    first.cacheServed('docker.io', 'blob', 'hit');
+    expect(await samplesOf(first, 'registry_proxy_cache_requests_total')).toEqual([
+      'registry_proxy_cache_requests_total{upstream="docker.io",kind="blob",result="hit"} 1',
+    ]);
+    expect(await samplesOf(second, 'registry_proxy_cache_requests_total')).toEqual([]);
+  });
+
+  it('reads storage sizes at each scrape', async () => {
+    const metrics = new RegistryMetrics();
+    let bytes = 10;
+    metrics.observeStorage(() => ({ hosted: { bytes, blobs: 1 }, proxy: { bytes: 0, blobs: 0 } }));
+    expect(await samplesOf(metrics, 'registry_storage_bytes')).toContain('registry_storage_bytes{store="hosted"} 10');
+    bytes = 25;
+    expect(await samplesOf(metrics, 'registry_storage_bytes')).toContain('registry_storage_bytes{store="hosted"} 25');
+  });
+
+  it('counts GC runs, freed bytes by store and deleted manifests by reason; failures as runs too', async () => {
+    const metrics = new RegistryMetrics();
+    metrics.gcFinished({
+      blobs: [
+        { store: 'hosted', size: 100 },
+        { store: 'proxy', size: 7 },
+        { store: 'proxy', size: 3 },
+      ],
+      manifests: [{ reason: 'max_age' }],
+    });
+    metrics.gcFailed();
+    expect(await samplesOf(metrics, 'registry_gc_runs_total')).toEqual([
+      'registry_gc_runs_total{result="success"} 1',
+      'registry_gc_runs_total{result="failure"} 1',
+    ]);
+    expect(await samplesOf(metrics, 'registry_gc_freed_bytes_total')).toEqual([
+      'registry_gc_freed_bytes_total{store="hosted"} 100',
+      'registry_gc_freed_bytes_total{store="proxy"} 10',
+    ]);
+    expect(await samplesOf(metrics, 'registry_gc_deleted_manifests_total')).toEqual(['registry_gc_deleted_manifests_total{reason="max_age"} 1']);
+  });
+
+  it('binds upstream observers to their upstream', async () => {
+    const metrics = new RegistryMetrics();
+    const hub = metrics.upstream('docker.io');
+    hub.answered('GET', 200);
+    hub.answered('GET', 200);
+    hub.failed('timeout');
+    expect(await samplesOf(metrics, 'registry_upstream_requests_total')).toEqual([
+      'registry_upstream_requests_total{upstream="docker.io",method="GET",status="200"} 2',
+    ]);
+    expect(await samplesOf(metrics, 'registry_upstream_errors_total')).toEqual(['registry_upstream_errors_total{upstream="docker.io",reason="timeout"} 1']);
+  });
+
+  it('adds the process metrics after its own', async () => {
+    const text = await new RegistryMetrics().metrics();
+    expect(text.indexOf('registry_http_requests_total')).toBeLessThan(text.indexOf('process_cpu_user_seconds_total'));
+    expect(text).toContain('nodejs_eventloop_lag_seconds');
+  });
+});
