@@ -1,6 +1,7 @@
 import { RegistryError } from '../http/errors';
 import { readAtMost } from '../streams';
 import { Logger } from '../log';
+import type { CacheResult } from '../metrics/registry-metrics';
 import { digestOf, looksLikeDigest, parseDigest } from '../oci/digest';
 import { Descriptor, ManifestParseError, parseManifest } from '../oci/manifest';
 import { MANIFEST_MEDIA_TYPES } from '../oci/media-types';
@@ -41,6 +42,8 @@ export interface ProxyCache {
    */
   alternativeTagList?: (target: ProxiedName) => Promise<string[] | null>;
   log: Logger;
+  /** Counts what was served from the cache, fetched, or served stale (metrics). */
+  metrics?: { cacheServed(upstream: string, kind: 'manifest' | 'blob', result: CacheResult): void };
   now: () => number;
 }
 
@@ -78,11 +81,10 @@ export class ProxyRepository implements Repository {
 
   async openBlob(digest: string, range?: ByteRange): Promise<BlobContent> {
     requireDigest(digest);
-    const cached = await this.cachedBlobSize(digest);
-    if (cached !== null) {
-      const stream = await this.cache.store.open(digest, range);
-      this.cache.accessLog.blobRead(digest);
-      return { digest, size: cached, stream };
+    const cached = await this.openCachedBlob(digest, range);
+    if (cached) {
+      this.served('blob', 'hit');
+      return cached;
     }
     const download = await this.cache.downloads.join(
       this.name,
@@ -95,15 +97,25 @@ export class ProxyRepository implements Repository {
       },
       (size) => this.cache.index.linkBlob(this.name, digest, size),
     );
+    // A client joining a transfer under way is a miss too: what it gets is coming from the upstream.
+    this.served('blob', 'miss');
     download.done.catch((error: Error) =>
       this.cache.log.warn('upstream blob transfer failed; nothing cached', { repository: this.name, digest, error: error.message }),
     );
     if (download.size === undefined) {
       // Without a size the response cannot announce one, nor serve a range, before the end.
       await download.done;
-      return this.openBlob(digest, range);
+      return (await this.openCachedBlob(digest, range)) ?? this.openBlob(digest, range);
     }
     return { digest, size: download.size, stream: download.read(range) };
+  }
+
+  private async openCachedBlob(digest: string, range?: ByteRange): Promise<BlobContent | null> {
+    const size = await this.cachedBlobSize(digest);
+    if (size === null) return null;
+    const stream = await this.cache.store.open(digest, range);
+    this.cache.accessLog.blobRead(digest);
+    return { digest, size, stream };
   }
 
   /** The size if this repository has the blob cached. */
@@ -123,24 +135,24 @@ export class ProxyRepository implements Repository {
     if (byDigest) {
       // Content-addressed: once cached, never asked upstream again.
       const cached = await this.readCached(reference);
-      if (cached) return cached;
-      return this.fetchManifestOnce(reference, undefined);
+      if (cached) return this.served('manifest', 'hit', cached);
+      return this.served('manifest', 'miss', await this.fetchManifestOnce(reference, undefined));
     }
 
     const tag = this.cache.index.checkedTag(this.name, reference);
     const cached = tag ? await this.readCached(tag.digest) : null;
-    if (tag && cached && this.cache.now() - tag.checkedAt < this.cache.tagTtlMs) return cached;
+    if (tag && cached && this.cache.now() - tag.checkedAt < this.cache.tagTtlMs) return this.served('manifest', 'hit', cached);
     try {
       if (tag && cached) {
         // Revalidate with a HEAD: Docker Hub does not count it against the pull limit.
         const head = await this.upstream('HEAD', `manifests/${reference}`, { Accept: MANIFEST_ACCEPT });
         if (head.status === 200 && head.headers.get('docker-content-digest') === tag.digest) {
           this.cache.index.markTagChecked(this.name, reference, this.cache.now());
-          return cached;
+          return this.served('manifest', 'hit', cached);
         }
         if (head.status !== 200) throw this.upstreamFailure(head, 'MANIFEST_UNKNOWN', { reference });
       }
-      return await this.fetchManifestOnce(reference, reference);
+      return this.served('manifest', 'miss', await this.fetchManifestOnce(reference, reference));
     } catch (error) {
       if (cached && isUpstreamTrouble(error)) {
         this.cache.log.warn('upstream unusable; serving the cached manifest', {
@@ -148,10 +160,16 @@ export class ProxyRepository implements Repository {
           reference,
           error: (error as Error).message,
         });
-        return cached;
+        return this.served('manifest', 'stale', cached);
       }
       throw error;
     }
+  }
+
+  /** Counts a manifest or blob served (metrics); returns `content` for the caller to return. */
+  private served<T>(kind: 'manifest' | 'blob', result: CacheResult, content?: T): T {
+    this.cache.metrics?.cacheServed(this.target.upstream.name, kind, result);
+    return content as T;
   }
 
   private async readCached(digest: string): Promise<StoredManifest | null> {

@@ -1,5 +1,6 @@
 import { Config } from '../config/config';
 import { Logger } from '../log';
+import { RegistryMetrics } from '../metrics/registry-metrics';
 import { AccessLog } from '../storage/access-log';
 import { ManifestCache } from '../storage/manifest-cache';
 import { BlobStore } from '../storage/blob-store';
@@ -18,9 +19,10 @@ export class PullThroughCache {
     store: BlobStore,
     config: Pick<Config, 'proxy' | 'max_manifest_size'>,
     log: Logger,
+    metrics: RegistryMetrics,
     alternativeTagList?: ProxyCache['alternativeTagList'],
   ) {
-    this.upstreams = new Upstreams(config.proxy, log);
+    this.upstreams = new Upstreams(config.proxy, log, metrics);
     this.cache = {
       index,
       store,
@@ -31,6 +33,7 @@ export class PullThroughCache {
       tagTtlMs: config.proxy.tag_ttl,
       maxManifestSize: config.max_manifest_size,
       log,
+      metrics,
       now: Date.now,
       alternativeTagList,
     };

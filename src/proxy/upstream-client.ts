@@ -14,6 +14,7 @@
  */
 import pLimit, { type LimitFunction } from 'p-limit';
 import type { Logger } from '../log';
+import type { UpstreamObserver } from '../metrics/registry-metrics';
 import { findChallenge, parseWwwAuthenticate } from './challenge';
 import { TokenCache } from './token-cache';
 
@@ -31,6 +32,8 @@ export interface UpstreamClientOptions {
   /** Requests in flight to this upstream until their headers arrive. */
   concurrency: number;
   log: Logger;
+  /** Told of every registry request's answer and every request that got none (metrics). */
+  observer?: UpstreamObserver;
   /** Milliseconds since the epoch; injectable for tests of token expiry. */
   now?: () => number;
 }
@@ -80,6 +83,7 @@ export class UpstreamClient {
   private readonly credentials: { username: string; password: string } | undefined;
   private readonly timeoutMs: number;
   private readonly log: Logger;
+  private readonly observer: UpstreamObserver | undefined;
   private readonly limit: LimitFunction;
   private readonly tokens: TokenCache;
   /** One token request per key at a time; concurrent requests for the same scope share it. */
@@ -95,6 +99,7 @@ export class UpstreamClient {
     this.credentials = username === '' ? undefined : { username, password: options.credentials?.password ?? '' };
     this.timeoutMs = options.timeoutMs;
     this.log = options.log;
+    this.observer = options.observer;
     this.limit = pLimit(options.concurrency);
     this.tokens = new TokenCache({ now: options.now });
   }
@@ -220,7 +225,13 @@ export class UpstreamClient {
     // Redirects are followed (fetch's default), and fetch drops Authorization when a redirect leaves the
     // origin (Fetch standard, "HTTP-redirect fetch"): registries send blob GETs to a CDN or object store
     // with a signed URL, and those reject a second, foreign credential. The credential never leaks there.
-    return this.limit(() => this.withTimeout('', signal, (combined) => fetch(url, { method, headers, signal: combined })));
+    return this.limit(() =>
+      this.withTimeout('', signal, async (combined) => {
+        const response = await fetch(url, { method, headers, signal: combined });
+        this.observer?.answered(method, response.status);
+        return response;
+      }),
+    );
   }
 
   /**
@@ -241,6 +252,7 @@ export class UpstreamClient {
       return await work(signal ? AbortSignal.any([signal, timeout.signal]) : timeout.signal);
     } catch (error) {
       if (signal?.aborted) throw signal.reason;
+      this.observer?.failed(timeout.signal.aborted ? 'timeout' : 'unreachable');
       if (timeout.signal.aborted) {
         throw new UpstreamUnavailableError(this.url, `${context}no response within ${this.timeoutMs} ms`, { cause: error });
       }

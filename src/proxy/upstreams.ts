@@ -1,6 +1,7 @@
 import { ProxyConfig, UpstreamConfig } from '../config/config';
 import { RegistryError } from '../http/errors';
 import { Logger } from '../log';
+import type { UpstreamObserver } from '../metrics/registry-metrics';
 import { UpstreamClient } from './upstream-client';
 
 /** The prefix under which cached repositories live: proxy/<upstream>/<name>. */
@@ -31,9 +32,11 @@ export interface ProxiedName {
 export class Upstreams {
   private readonly clients = new Map<string, Upstream>();
 
+  /** `metrics`: each upstream's client reports its requests there, under the upstream's canonical name. */
   constructor(
     private readonly config: ProxyConfig,
     private readonly log: Logger,
+    private readonly metrics?: { upstream(name: string): UpstreamObserver },
   ) {}
 
   purgeExpiredTokens(): void {
@@ -68,6 +71,7 @@ export class Upstreams {
         timeoutMs: this.config.timeout,
         concurrency: this.config.concurrency,
         log: this.log,
+        observer: this.metrics?.upstream(name),
       }),
     };
     this.clients.set(name, upstream);

@@ -3,6 +3,7 @@ import { Config } from '../config/config';
 import { RegistryError } from '../http/errors';
 import { GhcrCatalog, mergeRepositoryPages, withGhcrToken } from '../ghcr/ghcr-catalog';
 import { Logger } from '../log';
+import { RegistryMetrics } from '../metrics/registry-metrics';
 import { isValidName } from '../oci/names';
 import { PROXY_PREFIX } from '../proxy/upstreams';
 import { PullThroughCache } from '../proxy/pull-through-cache';
@@ -23,7 +24,16 @@ export class Registry {
   private readonly ghcr: GhcrCatalog | null;
   private readonly collector: GarbageCollector;
 
-  constructor(readonly index: RegistryIndex, private readonly config: Config, log: Logger) {
+  /**
+   * `metrics`: what the server's listeners expose at /metrics; the cache, the upstream clients and garbage
+   * collection count into it. One of its own when not given.
+   */
+  constructor(
+    readonly index: RegistryIndex,
+    private readonly config: Config,
+    log: Logger,
+    readonly metrics: RegistryMetrics = new RegistryMetrics(),
+  ) {
     const recordWrite = (digest: string, size: number) => index.recordBlobWrite(digest, size);
     const hostedStore = new BlobStore(config.registry_storage, recordWrite);
     // The cache's store exists even with the cache disabled: what it holds is still collected.
@@ -39,7 +49,7 @@ export class Registry {
     // [github] token is ghcr.io's upstream credential; its REST API stands in when ghcr.io's tags/list fails.
     const proxyConfig = { ...config, proxy: withGhcrToken(config.proxy, config.github) };
     this.cache = config.proxy.enabled
-      ? new PullThroughCache(index, proxyStore, proxyConfig, log, this.ghcr?.alternativeTagList)
+      ? new PullThroughCache(index, proxyStore, proxyConfig, log, metrics, this.ghcr?.alternativeTagList)
       : null;
     this.collector = new GarbageCollector({
       index,
@@ -53,10 +63,11 @@ export class Registry {
         this.cache?.flushAccess();
       },
     });
+    metrics.observeStorage(() => index.storedBytes());
   }
 
-  static open(config: Config, log: Logger): Registry {
-    return new Registry(new RegistryIndex(config.database), config, log);
+  static open(config: Config, log: Logger, metrics?: RegistryMetrics): Registry {
+    return new Registry(new RegistryIndex(config.database), config, log, metrics);
   }
 
   /**
@@ -104,8 +115,16 @@ export class Registry {
 
   /** Deletes what nothing uses, evicts the cache to its limits, expires uploads and upstream tokens. */
   async collectGarbage(options: { dryRun?: boolean } = {}): Promise<GcReport> {
-    if (!options.dryRun) this.cache?.purgeExpiredTokens();
-    return this.collector.collect(options);
+    if (options.dryRun) return this.collector.collect(options);
+    this.cache?.purgeExpiredTokens();
+    try {
+      const report = await this.collector.collect(options);
+      this.metrics.gcFinished(report);
+      return report;
+    } catch (error) {
+      this.metrics.gcFailed();
+      throw error;
+    }
   }
 
   /** Re-hashes every stored file; corrupt ones are quarantined and never served again. */
