@@ -134,6 +134,8 @@ describe('nginx with [auth] token = true, trust_proxy = true: the Bearer realm i
     const response = await nginx.request('/v2/');
     expect(response.status).toBe(401);
     expect(response.headers['www-authenticate']).toBe(`Bearer realm="${nginx.url}/token",service="registry"`);
+    // Once: the registry sends it, and deploy/nginx.conf does not add it again.
+    expect(response.headers['docker-distribution-api-version']).toBe('registry/2.0');
     // Straight to the registry, without forwarded headers, the realm is its own address.
     const direct = await fetch(`${app.url}/v2/`);
     expect(direct.headers.get('WWW-Authenticate')).toBe(`Bearer realm="${app.url}/token",service="registry"`);
