@@ -4,9 +4,11 @@ import { AccessControl } from './auth/access-control';
 import { Config } from './config/config';
 import { ServerLifecycle } from './lifecycle';
 import { Logger } from './log';
+import { RegistryMetrics } from './metrics/registry-metrics';
 import { apiVersion, renderErrors } from './http/middleware/errors';
 import { authorize, requireAuthorizedName } from './http/middleware/authorize';
 import { absoluteLocation } from './http/middleware/location';
+import { httpMetrics } from './http/middleware/metrics';
 import { Endpoint, namespace } from './http/middleware/namespace';
 import { requestLog } from './http/middleware/request-log';
 import { baseRoutes } from './http/routes/base';
@@ -15,6 +17,7 @@ import { blobUploadRoutes } from './http/routes/blob-uploads';
 import { catalogRoutes } from './http/routes/catalog';
 import { healthRoutes } from './http/routes/health';
 import { manifestRoutes } from './http/routes/manifests';
+import { metricsRoutes } from './http/routes/metrics';
 import { referrerRoutes } from './http/routes/referrers';
 import { searchRoutes } from './http/routes/search';
 import { tagRoutes } from './http/routes/tags';
@@ -31,6 +34,8 @@ export interface AppDependencies {
   access?: AccessControl | null;
   /** Shared by every listener; a fresh one (never draining) when not given. */
   lifecycle?: ServerLifecycle;
+  /** Counted into by every listener and served at /metrics; the registry's own when not given. */
+  metrics?: RegistryMetrics;
 }
 
 /** Builds the Koa application: middleware order and routes. It never listens. */
@@ -40,6 +45,7 @@ export function createApp({
   log,
   endpoint = { kind: 'main' },
   lifecycle = new ServerLifecycle(),
+  metrics = registry.metrics,
   ...rest
 }: AppDependencies): Koa {
   const access = rest.access !== undefined ? rest.access : AccessControl.fromConfig(config.auth, log, registry.uploadOwners);
@@ -61,9 +67,12 @@ export function createApp({
   referrerRoutes(router, dependencies);
   searchRoutes(router, dependencies);
   if (access) tokenRoutes(router, access);
+  // With `[metrics] listen` set, /metrics has a listener of its own (metrics-listener.ts); mirrors serve the cache only.
+  if (config.metrics.enabled && config.metrics.listen === '' && endpoint.kind === 'main') metricsRoutes(router, metrics);
   // A safety net under authorize(): a route's repository name must be the one that was authorized.
   router.param('name', requireAuthorizedName(access));
 
+  app.use(httpMetrics(metrics, router));
   app.use(requestLog(log));
   app.use(apiVersion);
   app.use(absoluteLocation(config.public_url));

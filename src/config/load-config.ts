@@ -3,7 +3,7 @@ import path from 'node:path';
 import { parse as parseToml, TomlError } from 'smol-toml';
 import type { Config } from './config';
 import { CONFIG_SCHEMA, KeySpec, Schema, settableKeys } from './schema';
-import { mirrorProblem } from './mirrors';
+import { mirrorProblem, parseListen } from './mirrors';
 
 /** Stops the start. The message is one line: the key, what is wrong, and where the value came from. */
 export class ConfigError extends Error {
@@ -40,7 +40,19 @@ export function loadConfig(options: LoadConfigOptions): Config {
   // [[mirror]] is set in the file only, so that is where a problem with it comes from.
   const problem = mirrorProblem(values as unknown as Config);
   if (problem) throw new ConfigError(`${problem} (from ${file?.origin ?? 'defaults'})`);
+  const metricsListen = (values as unknown as Config).metrics.listen;
+  if (metricsListen !== '' && !parseListen(metricsListen)) {
+    const expected = 'expected host:port such as "127.0.0.1:5001", or "" for the main listener';
+    throw new ConfigError(`metrics.listen: ${expected}, got ${JSON.stringify(metricsListen)} (from ${listenOrigin(options, file?.origin)})`);
+  }
   return deepFreeze(values) as unknown as Config;
+}
+
+/** Where `metrics.listen` came from: the last layer that set it. */
+function listenOrigin(options: LoadConfigOptions, fileOrigin: string | undefined): string {
+  if (options.overrides?.['metrics.listen'] !== undefined) return '--metrics.listen on the command line';
+  if (options.env.REGISTRY_METRICS_LISTEN !== undefined) return 'REGISTRY_METRICS_LISTEN';
+  return fileOrigin ?? 'defaults';
 }
 
 /**
