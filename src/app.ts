@@ -52,6 +52,9 @@ export function createApp({
   const app = new Koa();
   // Koa reads X-Forwarded-Host (host mirrors), -For and -Proto only when told the proxy is trusted.
   app.proxy = config.trust_proxy;
+  // The client's address is the one our reverse proxy appended last to X-Forwarded-For: anything left
+  // of it came from the client and would let it dodge the failed-login slow-down and fake the log.
+  app.maxIpsCount = 1;
   // Errors are rendered by renderErrors; what still reaches Koa is a client gone mid-stream.
   app.on('error', (error: Error) => log.debug('response stream ended early', { error: error.message }));
 

@@ -113,4 +113,16 @@ describe('the request log: one JSON line per request', () => {
       await app.close();
     }
   });
+
+  test('with trust_proxy, the client is the address the reverse proxy appended last to X-Forwarded-For', async () => {
+    const { app, requests, settle } = await loggedApp((log) => createTestApp({ log, overrides: { trust_proxy: 'true' } }));
+    try {
+      // A client may send its own X-Forwarded-For; nginx's $proxy_add_x_forwarded_for appends the real address.
+      await new RegistryClient(app).fetch('/v2/', { headers: { 'X-Forwarded-For': '203.0.113.9, 192.168.1.20' } });
+      await settle();
+      expect(requests()[0].client).toBe('192.168.1.20');
+    } finally {
+      await app.close();
+    }
+  });
 });
