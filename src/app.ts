@@ -8,9 +8,8 @@ import { RegistryMetrics } from './metrics/registry-metrics';
 import { apiVersion, renderErrors } from './http/middleware/errors';
 import { authorize, requireAuthorizedName } from './http/middleware/authorize';
 import { absoluteLocation } from './http/middleware/location';
-import { httpMetrics } from './http/middleware/metrics';
 import { Endpoint, namespace } from './http/middleware/namespace';
-import { requestLog } from './http/middleware/request-log';
+import { requestAccounting } from './http/middleware/requests';
 import { baseRoutes } from './http/routes/base';
 import { blobRoutes } from './http/routes/blobs';
 import { blobUploadRoutes } from './http/routes/blob-uploads';
@@ -75,8 +74,7 @@ export function createApp({
   // A safety net under authorize(): a route's repository name must be the one that was authorized.
   router.param('name', requireAuthorizedName(access));
 
-  app.use(httpMetrics(metrics, router));
-  app.use(requestLog(log));
+  app.use(requestAccounting(log, metrics, router));
   app.use(apiVersion);
   app.use(absoluteLocation(config.public_url));
   app.use(renderErrors(log));

@@ -1,27 +1,41 @@
 import Router from '@koa/router';
 import { Context, Middleware } from 'koa';
+import { Logger } from '../../log';
 import { RegistryMetrics, UNMATCHED_ROUTE } from '../../metrics/registry-metrics';
+import { callerName } from './authorize';
 
 /**
- * Counts each request once its response is done or abandoned: method, route template, status, duration,
- * and the body bytes that went each way. First in the chain, so it sees the status renderErrors settled on.
+ * The outermost middleware: each request, once its response is done or abandoned, becomes one log line
+ * and its metrics, from the same figures: method, route template, status, body bytes each way, duration,
+ * client and user.
  */
-export function httpMetrics(metrics: RegistryMetrics, router: Router): Middleware {
+export function requestAccounting(log: Logger, metrics: RegistryMetrics, router: Router): Middleware {
   return async (ctx, next) => {
     const started = process.hrtime.bigint();
     metrics.requestStarted();
-    // The route is known only after routing; bytes are added up here and counted under it at the end.
-    let received = 0;
-    let sent = 0;
+    // Read now: by 'close' the socket may already be detached (a 413 sent before the body was read),
+    // and ctx.ip would throw inside an event handler, taking the process down.
+    const client = ctx.ip;
+    const path = ctx.originalUrl.split('?')[0]; // what the client asked, before a mirror's mapping; no query
+    let bytesIn = 0;
+    let bytesOut = 0;
     // prependListener, unlike on('data'), leaves the stream paused: a route that streams the body still gets
-    // every byte, and this sees each chunk as it reads it (pipe and async iteration both emit 'data').
-    ctx.req.prependListener('data', (chunk: Buffer) => (received += chunk.length));
-    countWrites(ctx, (bytes) => (sent += bytes));
+    // every byte, and this sees each chunk as it is read (pipe and async iteration both emit 'data').
+    ctx.req.prependListener('data', (chunk: Buffer) => (bytesIn += chunk.length));
+    countWrites(ctx, (bytes) => (bytesOut += bytes));
     ctx.res.once('close', () => {
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       const request = { method: ctx.method, route: routeTemplate(router, ctx) };
-      metrics.requestFinished({ ...request, status: ctx.status, seconds: Number(process.hrtime.bigint() - started) / 1e9 });
-      metrics.bodyBytes('received', request, received);
-      metrics.bodyBytes('sent', request, sent);
+      metrics.requestFinished({ ...request, status: ctx.status, seconds });
+      metrics.bodyBytes('received', request, bytesIn);
+      metrics.bodyBytes('sent', request, bytesOut);
+
+      const fields: Record<string, unknown> = { ...request, path, status: ctx.status, bytesIn, bytesOut, ms: Math.round(seconds * 1e6) / 1e3, client };
+      const user = callerName(ctx);
+      if (user !== undefined) fields.user = user;
+      // The client went away before the whole response was written (a cancelled pull, a cut upload).
+      if (!ctx.res.writableFinished) fields.aborted = true;
+      log.info('request', fields);
     });
     await next();
   };
@@ -29,8 +43,8 @@ export function httpMetrics(metrics: RegistryMetrics, router: Router): Middlewar
 
 /**
  * The template of the route that matched (`/v2/*name/blobs/:digest`), never the path: names and digests
- * would make a series per image. A request refused before routing (a 401) gets the template its path
- * would have matched; one no route knows, UNMATCHED_ROUTE.
+ * would make a metric series per image. A request refused before routing (a 401) gets the template its
+ * path would have matched; one no route knows, UNMATCHED_ROUTE.
  */
 export function routeTemplate(router: Router, ctx: Context): string {
   // @koa/router sets it when a route's middleware runs.
