@@ -63,7 +63,12 @@ export class UploadSessions {
     return upload;
   }
 
-  /** Appends a chunk. A chunk that fails midway is cut off again, leaving the session as it was. */
+  /**
+   * Appends a chunk. dist-spec: a chunk is accepted as received, so a body cut midway (the client went
+   * away, or a shutdown ended the connection) keeps the bytes that reached the file, and the client asks
+   * for the status and resumes from there. A body that arrived whole but is refused (Content-Range says
+   * otherwise) is cut off again, leaving the session as it was.
+   */
   append(repository: string, id: string, body: Readable, range?: ChunkRange): Promise<UploadRecord> {
     return this.exclusive(id, () => this.appendUnlocked(repository, id, body, range));
   }
@@ -114,6 +119,7 @@ export class UploadSessions {
     // Hash a copy: if the chunk fails, the session's hash must still be that of the kept bytes.
     const hash = running && running.size === upload.size ? running.hash.copy() : null;
     let written = 0;
+    const output = fs.createWriteStream(file, { flags: 'r+', start: upload.size, highWaterMark: WRITE_BUFFER });
     try {
       await pipeline(
         body,
@@ -124,7 +130,7 @@ export class UploadSessions {
             yield chunk;
           }
         },
-        fs.createWriteStream(file, { flags: 'r+', start: upload.size, highWaterMark: WRITE_BUFFER }),
+        output,
       );
       if (range && written !== range.end - range.start + 1) {
         throw new RegistryError('RANGE_INVALID', {
@@ -133,7 +139,8 @@ export class UploadSessions {
         });
       }
     } catch (error) {
-      await fsp.truncate(file, upload.size).catch(() => undefined);
+      if (body.readableAborted) await this.keepReceived(id, file, output, upload.size, written, hash);
+      else await fsp.truncate(file, upload.size).catch(() => undefined);
       throw error;
     }
     const size = upload.size + written;
@@ -141,6 +148,25 @@ export class UploadSessions {
     if (hash) this.runningHashes.set(id, { hash, size });
     else this.runningHashes.delete(id);
     return { ...upload, size };
+  }
+
+  /**
+   * After a body cut midway: records what reached the file. The bytes are written in order from the
+   * session's size, so whatever is on disk once the write stream has closed is a prefix of the chunk;
+   * writes still queued were dropped with the stream.
+   */
+  private async keepReceived(id: string, file: string, output: fs.WriteStream, from: number, written: number, hash: Hash | null): Promise<void> {
+    if (!output.closed) await new Promise<void>((resolve) => output.once('close', () => resolve()));
+    const onDisk = await fsp.stat(file).then(
+      (stat) => stat.size,
+      () => from,
+    );
+    const size = Math.min(Math.max(onDisk, from), from + written);
+    await fsp.truncate(file, size).catch(() => undefined);
+    this.index.setUploadSize(id, size);
+    // The hash copy saw every byte read from the socket; it only holds when all of them were kept.
+    if (hash && size === from + written) this.runningHashes.set(id, { hash, size });
+    else this.runningHashes.delete(id);
   }
 
   private async digestOf(id: string, file: string, size: number, algorithm: DigestAlgorithm): Promise<string> {
