@@ -25,6 +25,8 @@ export class BlobDownload {
   private state: 'running' | 'complete' | 'failed' = 'running';
   private failure: Error | undefined;
   private readonly progress = new EventEmitter();
+  private readonly reader: ReadableStreamDefaultReader<Uint8Array>;
+  private abortReason: Error | undefined;
 
   constructor(
     readonly digest: string,
@@ -40,7 +42,8 @@ export class BlobDownload {
   ) {
     this.size = size;
     this.progress.setMaxListeners(0);
-    this.done = this.transfer(body);
+    this.reader = body.getReader();
+    this.done = this.transfer();
     this.done.catch(() => undefined); // readers and joiners observe failures; never unhandled
   }
 
@@ -87,11 +90,29 @@ export class BlobDownload {
     }
   }
 
-  private async transfer(body: ReadableStream<Uint8Array>): Promise<void> {
+  /**
+   * Stops the transfer (a shutdown): the upstream connection is dropped and the transfer fails as a cut
+   * one does, so the temporary file goes and nothing reaches the store or the index; the next request
+   * (after a restart) downloads the blob again. A transfer already verifying its last byte completes.
+   * Settles with `done`.
+   */
+  async abort(reason: Error): Promise<void> {
+    if (this.state === 'running' && this.abortReason === undefined) {
+      this.abortReason = reason;
+      await this.reader.cancel(reason).catch(() => undefined);
+    }
+    await this.done.catch(() => undefined);
+  }
+
+  private async transfer(): Promise<void> {
     const { algorithm } = parseDigest(this.digest)!;
     const hash = createDigester(algorithm);
     try {
-      for await (const chunk of body as unknown as AsyncIterable<Uint8Array>) {
+      for (;;) {
+        const { done, value: chunk } = await this.reader.read();
+        // A cancelled body reads as ended: the abort, not the size or digest check, says why it stopped.
+        if (this.abortReason) throw this.abortReason;
+        if (done) break;
         hash.update(chunk);
         await this.handle.write(chunk);
         this.written += chunk.length;
@@ -129,6 +150,7 @@ export class BlobDownload {
  */
 export class BlobDownloads {
   private readonly inflight = new Map<string, Promise<BlobDownload>>();
+  private closed = false;
 
   constructor(private readonly store: BlobStore) {}
 
@@ -160,6 +182,21 @@ export class BlobDownloads {
     return started;
   }
 
+  /**
+   * A shutdown: aborts every transfer under way (see BlobDownload.abort) and those still waiting for
+   * their upstream's answer, and settles once their temporary files are gone.
+   */
+  async abortAll(): Promise<void> {
+    this.closed = true;
+    const reason = new Error('the server is shutting down');
+    await Promise.all(
+      [...this.inflight.values()].map(async (started) => {
+        const download = await started.catch(() => undefined);
+        await download?.abort(reason);
+      }),
+    );
+  }
+
   private async start(
     digest: string,
     fetchBody: () => Promise<{ body: ReadableStream<Uint8Array>; size: number | undefined }>,
@@ -167,6 +204,10 @@ export class BlobDownloads {
     settled: () => void,
   ): Promise<BlobDownload> {
     const { body, size } = await fetchBody();
+    if (this.closed) {
+      await body.cancel().catch(() => undefined);
+      throw new Error('the server is shutting down');
+    }
     const directory = incomingDirectory(this.store.root);
     await fsp.mkdir(directory, { recursive: true });
     const file = path.join(directory, randomUUID());

@@ -52,6 +52,11 @@ export class PullThroughCache {
     this.upstreams.purgeExpiredTokens();
   }
 
+  /** Aborts the upstream transfers under way (a shutdown); settles once they are gone. */
+  abortDownloads(): Promise<void> {
+    return this.cache.downloads.abortAll();
+  }
+
   close(): void {
     this.cache.accessLog.close();
   }

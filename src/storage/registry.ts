@@ -137,6 +137,11 @@ export class Registry {
     return checkReadiness(this.config, this.index);
   }
 
+  /** Aborts the pull-through cache's upstream transfers (a shutdown, before close): nothing half-downloaded is kept. */
+  async abortDownloads(): Promise<void> {
+    await this.cache?.abortDownloads();
+  }
+
   close(): void {
     this.cache?.close();
     this.hosted.accessLog.close();

@@ -1,0 +1,70 @@
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { BlobDownloads } from '../../../src/proxy/blob-downloads';
+import { BlobStore } from '../../../src/storage/blob-store';
+import { incomingDirectory } from '../../../src/storage/paths';
+
+const content = Buffer.alloc(64 * 1024, 7);
+const digest = `sha256:${createHash('sha256').update(content).digest('hex')}`;
+
+/** An upstream body: the first half of `content`, then (unless `stall`) the rest. */
+function upstreamBody(stall: boolean): ReadableStream<Uint8Array> {
+  let sent = 0;
+  return new ReadableStream<Uint8Array>({
+    pull(controller) {
+      if (sent === 0) {
+        controller.enqueue(content.subarray(0, content.length / 2));
+        sent = 1;
+      } else if (!stall) {
+        controller.enqueue(content.subarray(content.length / 2));
+        controller.close();
+      } else {
+        return new Promise<void>(() => undefined); // the upstream goes quiet
+      }
+    },
+  });
+}
+
+describe('BlobDownloads.abortAll (a shutdown)', () => {
+  let root: string;
+  let store: BlobStore;
+
+  beforeEach(() => {
+    root = fs.mkdtempSync(path.join(os.tmpdir(), 'blob-downloads-'));
+    store = new BlobStore(root);
+  });
+  afterEach(() => fs.rmSync(root, { recursive: true, force: true }));
+
+  test('drops a transfer under way: no temporary file, nothing stored, readers see it fail', async () => {
+    const downloads = new BlobDownloads(store);
+    const stored = jest.fn();
+    const download = await downloads.join('library/app', digest, async () => ({ body: upstreamBody(true), size: content.length }), stored);
+    const reader = download.read()[Symbol.asyncIterator]();
+    expect((await reader.next()).done).toBe(false);
+
+    await downloads.abortAll();
+    await expect(download.done).rejects.toThrow('the server is shutting down');
+    await expect(reader.next()).rejects.toThrow('the server is shutting down');
+    expect(stored).not.toHaveBeenCalled();
+    expect(await store.size(digest)).toBeNull();
+    expect(fs.readdirSync(incomingDirectory(root))).toEqual([]);
+    expect(downloads.running('library/app', digest)).toBeUndefined();
+    // Joining after the shutdown began starts nothing.
+    await expect(downloads.join('library/app', digest, async () => ({ body: upstreamBody(false), size: content.length }), stored)).rejects.toThrow(
+      'the server is shutting down',
+    );
+
+    // After a restart the blob is downloaded again, whole.
+    const restarted = new BlobDownloads(store);
+    const again = await restarted.join('library/app', digest, async () => ({ body: upstreamBody(false), size: content.length }), stored);
+    await again.done;
+    expect(stored).toHaveBeenCalledWith(content.length);
+    expect(await store.readAll(digest)).toEqual(content);
+  });
+
+  test('settles at once with nothing under way', async () => {
+    await new BlobDownloads(store).abortAll();
+  });
+});
