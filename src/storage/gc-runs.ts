@@ -2,20 +2,31 @@ import { Logger } from '../log';
 import { GcReport, VerifyReport } from './gc';
 import { Registry } from './registry';
 
+/** A running schedule; `stop` ends it and settles once a collection under way has finished. */
+export interface GarbageCollectionSchedule {
+  stop(): Promise<void>;
+}
+
 /** Runs garbage collection every `intervalMs` inside the server (0: never); runs never overlap. */
-export function scheduleGarbageCollection(registry: Registry, intervalMs: number, log: Logger): { stop(): void } {
-  if (intervalMs <= 0) return { stop: () => undefined };
-  let running = false;
+export function scheduleGarbageCollection(registry: Registry, intervalMs: number, log: Logger): GarbageCollectionSchedule {
+  if (intervalMs <= 0) return { stop: async () => undefined };
+  let running: Promise<void> | null = null;
   const timer = setInterval(() => {
     if (running) return;
-    running = true;
-    registry
+    running = registry
       .collectGarbage()
+      .then(() => undefined)
       .catch((error: Error) => log.error('garbage collection failed', { error: error.stack ?? error.message }))
-      .finally(() => (running = false));
+      .finally(() => (running = null));
   }, intervalMs);
   timer.unref();
-  return { stop: () => clearInterval(timer) };
+  return {
+    // A shutdown waits for a collection under way: the index must not close under it.
+    stop: async () => {
+      clearInterval(timer);
+      await running;
+    },
+  };
 }
 
 /** The `gc` command's report: what went (or would go), and how much space it frees. */
