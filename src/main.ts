@@ -4,7 +4,8 @@ import { checkConfig } from './config/check-config';
 import { Config } from './config/config';
 import { ConfigError, ensureStorageDirectories, loadConfig } from './config/load-config';
 import { createLogger } from './log';
-import { Listener, startListeners, stopListeners } from './listeners';
+import { Listener, startListeners } from './listeners';
+import { exitOnSignals } from './shutdown';
 import { describeGc, describeVerify, scheduleGarbageCollection } from './storage/gc-runs';
 import { Registry } from './storage/registry';
 
@@ -73,16 +74,9 @@ async function main(argv: string[]): Promise<void> {
 
   const listeners = await startListeners({ config, registry, log });
   process.stdout.write(describeStart(config, listeners));
-  const collection = scheduleGarbageCollection(registry, config.gc.interval, log);
-  const stop = () => {
-    collection.stop();
-    void stopListeners(listeners, { force: false }).then(() => {
-      registry.close();
-      process.exit(0);
-    });
-  };
-  process.once('SIGINT', stop);
-  process.once('SIGTERM', stop);
+  const gc = scheduleGarbageCollection(registry, config.gc.interval, log);
+  // SIGTERM/SIGINT: drain for up to shutdown_timeout, close the index, exit (src/shutdown.ts).
+  exitOnSignals({ listeners, registry, gc, lifecycle: listeners[0].lifecycle, timeoutMs: config.shutdown_timeout, log });
 }
 
 /**
