@@ -1,17 +1,21 @@
-# Build stage: compiles TypeScript and better-sqlite3's native module.
-FROM node:24-bookworm-slim AS build
+# The registry as a container image. `npm test` replays this file without Docker
+# (scripts/dockerfile-mirror.mjs): keep to the instructions that script understands.
+
+# Build stage: compiles TypeScript and better-sqlite3's native module (node-gyp needs python3, make, g++).
+FROM node:26-trixie-slim AS build
 WORKDIR /app
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 make g++ \
  && rm -rf /var/lib/apt/lists/*
 COPY package.json package-lock.json ./
-RUN npm ci
+RUN npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
-RUN npm run build && npm prune --omit=dev
+RUN npm run build && npm prune --omit=dev --no-audit --no-fund
 
-# Runtime stage: compiled code and production dependencies only, as a non-root user.
-FROM node:24-bookworm-slim
+# Runtime stage: compiled code and production dependencies only, as the image's non-root user node
+# (uid 1000). Same base image as the build stage: the native module is compiled for its Node and libc.
+FROM node:26-trixie-slim
 ENV NODE_ENV=production \
     REGISTRY_HOST=0.0.0.0 \
     REGISTRY_REGISTRY_STORAGE=/storage/registry \
@@ -22,13 +26,16 @@ WORKDIR /app
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 COPY package.json configuration.toml.example ./
+# A fresh named volume takes this directory's owner, so node can write to it.
 RUN mkdir -p /storage && chown node:node /storage
 USER node
 VOLUME /storage
 EXPOSE 5000
-# Alive when /v2/ answers at all below 500: with [auth] on it answers 401 to this anonymous probe.
-HEALTHCHECK --interval=30s --timeout=5s \
-  CMD ["node", "-e", "fetch('http://127.0.0.1:5000/v2/').then(r => process.exit(r.status < 500 ? 0 : 1), () => process.exit(1))"]
-# A configuration.toml mounted at /app/configuration.toml is read; environment variables override it.
+# Ready (200 from /readyz) when storage takes writes and the index is open; 503 while shutting down.
+# It asks the port the registry listens on: REGISTRY_PORT if set, else the default 5000.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
+  CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.REGISTRY_PORT || 5000) + '/readyz', { signal: AbortSignal.timeout(4000) }).then((r) => process.exit(r.status === 200 ? 0 : 1), () => process.exit(1))"]
+# Exec form: node is PID 1 and receives SIGTERM itself (the registry drains for shutdown_timeout).
+# A configuration.toml mounted at /app/configuration.toml is read; REGISTRY_* variables override it.
 ENTRYPOINT ["node", "/app/dist/main.js"]
 CMD ["serve"]
