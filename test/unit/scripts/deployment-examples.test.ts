@@ -1,0 +1,144 @@
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { parse } from 'yaml';
+import { parseDuration } from '../../../src/config/load-config';
+import { CONFIG_SCHEMA, settableKeys } from '../../../src/config/schema';
+
+// docker-compose.yml and deploy/registry.service cannot be run here (no Docker engine, no systemd as
+// PID 1): these tests hold them to the Dockerfile and to the configuration schema instead.
+interface StageConfig {
+  env: Record<string, string>;
+  workdir: string;
+  volumes: string[];
+  expose: { port: number }[];
+}
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const dockerfile = require('../../../scripts/dockerfile.cjs') as {
+  parseDockerfile(text: string): unknown;
+  evaluate(parsed: unknown): { config: StageConfig }[];
+  parseDuration(text: string, where: string): number;
+};
+
+const ROOT = path.join(__dirname, '../../..');
+const read = (file: string) => fs.readFileSync(path.join(ROOT, file), 'utf8');
+const image = dockerfile.evaluate(dockerfile.parseDockerfile(read('Dockerfile'))).at(-1)!.config;
+const ENV_NAMES = new Set(settableKeys(CONFIG_SCHEMA).map((key) => key.env));
+const SHUTDOWN_TIMEOUT = parseDuration(CONFIG_SCHEMA.shutdown_timeout.default)!;
+
+/** Every REGISTRY_* name in a text, commented-out examples included: each must be a configuration key. */
+function registryVariables(text: string): string[] {
+  return [...new Set(text.match(/\bREGISTRY_[A-Z0-9_]+/g) ?? [])];
+}
+
+describe('docker-compose.yml', () => {
+  const text = read('docker-compose.yml');
+  const compose = parse(text) as {
+    services: Record<string, Record<string, unknown>>;
+    volumes?: Record<string, unknown>;
+  };
+  const service = compose.services.registry as {
+    build: string;
+    image: string;
+    ports: string[];
+    volumes: string[];
+    environment: Record<string, string>;
+    restart: string;
+    stop_grace_period: string;
+  };
+
+  it('builds the image from this directory and names it', () => {
+    expect(Object.keys(compose.services)).toEqual(['registry']);
+    expect(service.build).toBe('.');
+    expect(service.image).toMatch(/^[a-z0-9./-]+:[\w.-]+$/);
+    expect(service.restart).toBe('unless-stopped');
+  });
+
+  it('publishes the port the Dockerfile EXPOSEs', () => {
+    const [{ port }] = image.expose;
+    expect(service.ports).toEqual([`${port}:${port}`]);
+  });
+
+  it("mounts a named volume at the image's VOLUME", () => {
+    expect(image.volumes).toEqual(['/storage']);
+    expect(service.volumes).toEqual(['registry-storage:/storage']);
+    expect(Object.keys(compose.volumes ?? {})).toEqual(['registry-storage']);
+  });
+
+  it('shows the optional configuration mount where the image reads it (WORKDIR/configuration.toml), read-only', () => {
+    const mount = /^\s*#\s*-\s*\.\/configuration\.toml:(\S+?):ro\s*$/m.exec(text);
+    expect(mount?.[1]).toBe(path.posix.join(image.workdir, 'configuration.toml'));
+  });
+
+  it('names only configuration keys in its environment examples', () => {
+    const names = registryVariables(text);
+    expect(names.length).toBeGreaterThan(3);
+    expect(names.filter((name) => !ENV_NAMES.has(name))).toEqual([]);
+    for (const name of Object.keys(service.environment)) expect(ENV_NAMES.has(name)).toBe(true);
+  });
+
+  it('gives the registry longer than shutdown_timeout to drain before docker stop sends SIGKILL', () => {
+    expect(dockerfile.parseDuration(service.stop_grace_period, 'stop_grace_period')).toBeGreaterThan(SHUTDOWN_TIMEOUT);
+  });
+});
+
+describe('deploy/registry.service', () => {
+  const text = read('deploy/registry.service');
+  /** [Service] key → values, in order (Environment= and friends repeat). */
+  const service = new Map<string, string[]>();
+  let section = '';
+  for (const line of text.split('\n')) {
+    const header = /^\[(\w+)\]$/.exec(line);
+    if (header) section = header[1];
+    const entry = /^([A-Za-z]+)=(.*)$/.exec(line);
+    if (entry && section === 'Service') service.set(entry[1], [...(service.get(entry[1]) ?? []), entry[2]]);
+  }
+  const one = (key: string) => {
+    expect(service.get(key)).toHaveLength(1);
+    return service.get(key)![0];
+  };
+  const environment = Object.fromEntries((service.get('Environment') ?? []).map((value) => value.split(/=(.*)/s).slice(0, 2)));
+
+  it('runs `serve` from the built dist/ as an unprivileged user', () => {
+    expect(one('User')).not.toMatch(/^(root|0)$/);
+    const workingDirectory = one('WorkingDirectory');
+    expect(one('ExecStart')).toBe(`/usr/bin/node ${workingDirectory}/dist/main.js serve`);
+    expect(environment.NODE_ENV).toBe('production');
+  });
+
+  it('restarts on failure and waits longer than shutdown_timeout after SIGTERM', () => {
+    expect(one('Restart')).toBe('on-failure');
+    expect(one('KillSignal')).toBe('SIGTERM');
+    expect(dockerfile.parseDuration(one('TimeoutStopSec'), 'TimeoutStopSec')).toBeGreaterThan(SHUTDOWN_TIMEOUT);
+  });
+
+  it('keeps every storage path in the one directory it may write', () => {
+    expect(one('NoNewPrivileges')).toBe('true');
+    expect(one('ProtectSystem')).toBe('strict');
+    const writable = one('ReadWritePaths');
+    expect(writable).toBe(`/var/lib/${one('StateDirectory')}`);
+    const storageKeys = settableKeys(CONFIG_SCHEMA).filter((key) => key.spec.type === 'path' && key.spec.is !== 'input');
+    for (const key of storageKeys) expect([key.env, environment[key.env]]).toEqual([key.env, expect.stringMatching(new RegExp(`^${writable}/`))]);
+  });
+
+  it('names only configuration keys', () => {
+    expect(registryVariables(text).filter((name) => !ENV_NAMES.has(name))).toEqual([]);
+  });
+
+  it('passes systemd-analyze verify without a warning', () => {
+    const analyze = spawnSync('systemd-analyze', ['--version'], { encoding: 'utf8' });
+    if (analyze.error) throw new Error('systemd-analyze is not installed: apt-get install systemd');
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'registry-unit-'));
+    try {
+      // verify requires ExecStart's program to exist: the node running this test stands in for /usr/bin/node.
+      const unit = path.join(dir, 'oci-cache-registry.service');
+      fs.writeFileSync(unit, text.replace(/^ExecStart=\/usr\/bin\/node /m, `ExecStart=${process.execPath} `));
+      const result = spawnSync('systemd-analyze', ['verify', unit], { encoding: 'utf8' });
+      expect(result.stderr + result.stdout).toBe('');
+      expect(result.status).toBe(0);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
