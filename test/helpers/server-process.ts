@@ -10,6 +10,12 @@ export interface ServerProcess {
   child: ChildProcess;
   /** Peak resident set size of the server so far, in bytes (Linux VmHWM). */
   peakRss(): number;
+  /** Everything the server wrote on stdout and stderr so far. */
+  output(): string;
+  /** Sends `signal` (SIGTERM, SIGINT) and returns at once; `exited` tells how it ended. */
+  signal(signal: NodeJS.Signals): void;
+  /** Settles once the process is gone: its exit code, or the signal that killed it. */
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   stop(): Promise<void>;
 }
 
@@ -24,6 +30,9 @@ export async function startServerProcess(cwd: string, args: string[] = []): Prom
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.once('exit', (code, signal) => resolve({ code, signal })),
+  );
   const url = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`server did not start within 10 s:\n${output}`)), 10_000);
     const onData = (chunk: Buffer) => {
@@ -51,8 +60,11 @@ export async function startServerProcess(cwd: string, args: string[] = []): Prom
       if (!kib) throw new Error('no VmHWM in /proc status');
       return Number(kib[1]) * 1024;
     },
+    output: () => output,
+    signal: (signal) => void child.kill(signal),
+    exited,
     stop: async () => {
-      if (child.exitCode !== null) return;
+      if (child.exitCode !== null || child.signalCode !== null) return;
       const exited = new Promise((resolve) => child.once('exit', resolve));
       child.kill('SIGTERM');
       await exited;
