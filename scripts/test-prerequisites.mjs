@@ -14,6 +14,8 @@ const REQUIRED = {
   htpasswd: 'apache2-utils',
   // Debian puts it in /usr/sbin (on root's PATH; test/helpers/nginx.ts runs /usr/sbin/nginx when it is there)
   nginx: 'nginx',
+  // checks deploy/registry.service
+  'systemd-analyze': 'systemd',
 };
 
 try {
