@@ -75,7 +75,10 @@ export async function startListeners(
   return listeners;
 }
 
-/** Stops accepting connections; `force` also ends those in use (tests), otherwise only idle ones (a signal). */
+/**
+ * Stops accepting connections; `force` also ends those in use (tests), otherwise only idle ones. A signal
+ * goes through gracefulShutdown (src/shutdown.ts) instead, which waits for requests in flight.
+ */
 export async function stopListeners(listeners: Listener[], { force }: { force: boolean }): Promise<void> {
   await Promise.all(
     listeners.map(({ server }) => {

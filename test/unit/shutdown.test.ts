@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Config } from '../../src/config/config';
 import { ensureStorageDirectories, loadConfig } from '../../src/config/load-config';
-import { Listener, startListeners } from '../../src/listeners';
+import { Listener, startListeners, stopListeners } from '../../src/listeners';
 import { createLogger } from '../../src/log';
 import { ShutdownOptions, gracefulShutdown } from '../../src/shutdown';
 import { RegistryIndex } from '../../src/storage/registry-index';
@@ -33,8 +33,8 @@ describe('gracefulShutdown', () => {
     events = [];
     lines = [];
   });
-  afterEach(() => {
-    for (const { server } of listeners) server.closeAllConnections();
+  afterEach(async () => {
+    await stopListeners(listeners, { force: true });
     registry.close();
     fs.rmSync(work, { recursive: true, force: true });
   });
@@ -142,6 +142,12 @@ describe('gracefulShutdown', () => {
     await expect(fetch(`${url}/v2/`)).rejects.toThrow();
     await stopped;
     agent.destroy();
+  });
+
+  test("the listener's lifecycle is the one its routes read: /readyz answers 503 while draining", async () => {
+    expect((await fetch(`${url}/readyz`, { headers: { Connection: 'close' } })).status).toBe(200);
+    listeners[0].lifecycle.draining = true;
+    expect((await fetch(`${url}/readyz`, { headers: { Connection: 'close' } })).status).toBe(503);
   });
 
   test('waits for a running garbage collection before closing the index', async () => {
