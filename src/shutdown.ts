@@ -140,7 +140,8 @@ export async function gracefulShutdown(options: ShutdownOptions): Promise<Shutdo
     log.warn('upstream transfers did not stop in time; closing the index anyway');
   }
   if (!(await within(gcStopped, Math.max(started + timeoutMs - Date.now(), 0) + settleMs))) {
-    log.warn('garbage collection still running; closing the index under it (the next run finishes the job)');
+    // Like a kill mid-run: its index work is transactional, a file it had moved aside may stay in .trash.
+    log.warn('garbage collection still running at shutdown_timeout; closing the index under it');
   }
 
   options.registry.close();
