@@ -5,6 +5,7 @@ import { Config } from './config/config';
 import { ConfigError, ensureStorageDirectories, loadConfig } from './config/load-config';
 import { createLogger } from './log';
 import { Listener, startListeners } from './listeners';
+import { MetricsListener, startMetricsListener } from './metrics/metrics-listener';
 import { exitOnSignals } from './shutdown';
 import { describeGc, describeVerify, scheduleGarbageCollection } from './storage/gc-runs';
 import { Registry } from './storage/registry';
@@ -73,7 +74,9 @@ async function main(argv: string[]): Promise<void> {
   }
 
   const listeners = await startListeners({ config, registry, log });
-  process.stdout.write(describeStart(config, listeners));
+  // `[metrics] listen`: its own plain listener; it stays up through a drain (in-flight figures) until the exit.
+  const metricsListener = await startMetricsListener(config, registry.metrics, log);
+  process.stdout.write(describeStart(config, listeners, metricsListener));
   const gc = scheduleGarbageCollection(registry, config.gc.interval, log);
   // SIGTERM/SIGINT: drain for up to shutdown_timeout, close the index, exit (src/shutdown.ts).
   exitOnSignals({ listeners, registry, gc, lifecycle: listeners[0].lifecycle, timeoutMs: config.shutdown_timeout, log });
@@ -83,7 +86,7 @@ async function main(argv: string[]): Promise<void> {
  * What a first start should tell: where it listens, where data goes, which upstreams it caches, and
  * whether it is open to everyone. The `listening on` line is what tests and scripts wait for.
  */
-function describeStart(config: Config, listeners: Listener[]): string {
+function describeStart(config: Config, listeners: Listener[], metricsListener: MetricsListener | null): string {
   const [main, ...mirrors] = listeners;
   const hostMirrors = config.mirror.filter((mirror) => mirror.host);
   const upstreams = config.proxy.upstreams.map((upstream) => `${upstream.host} (${upstream.url}${upstream.username ? `, as ${upstream.username}` : ''})`);
@@ -98,7 +101,7 @@ function describeStart(config: Config, listeners: Listener[]): string {
       ? `  pull-through cache: /v2/proxy/<upstream>/…; configured upstreams: ${upstreams.length > 0 ? upstreams.join(', ') : 'none'}` +
         `; other hosts: ${config.proxy.allowed_upstreams.length > 0 ? config.proxy.allowed_upstreams.join(', ') : 'any, over https'}`
       : '  pull-through cache: disabled',
-    `  health: /healthz, /readyz${config.metrics.enabled ? `; metrics: ${config.metrics.listen ? `http://${config.metrics.listen}/metrics` : '/metrics'}` : ''}`,
+    `  health: /healthz, /readyz${config.metrics.enabled ? `; metrics: ${metricsListener ? `http://${metricsListener.host}:${metricsListener.port}/metrics` : '/metrics'}` : ''}`,
   ];
   if (config.auth.htpasswd === '') {
     lines.push(

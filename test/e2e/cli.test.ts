@@ -154,6 +154,29 @@ describe('registry serve', () => {
     }
   });
 
+  test('[metrics] listen: the banner names the listener it got, and it serves /metrics', async () => {
+    const child = spawn(process.execPath, [MAIN, '--port', '0', '--metrics.listen', '127.0.0.1:0'], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    try {
+      const metricsUrl = await new Promise<string>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no start within 10 s:\n${stdout}`)), 10_000);
+        child.stdout.on('data', (chunk: Buffer) => {
+          stdout += chunk.toString();
+          const match = /metrics: (http:\/\/127\.0\.0\.1:\d+\/metrics)\n/.exec(stdout);
+          if (match) resolve(match[1]), clearTimeout(timer);
+        });
+      });
+      expect(metricsUrl).not.toContain(':0/');
+      const response = await fetch(metricsUrl);
+      expect(response.status).toBe(200);
+      expect(await response.text()).toContain('# TYPE registry_http_requests_total counter');
+    } finally {
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGTERM');
+      await exited;
+    }
+  });
+
   test('log_format pretty writes lines for people', async () => {
     const child = spawn(process.execPath, [MAIN, '--port', '0', '--log_format', 'pretty'], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
