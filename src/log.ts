@@ -12,6 +12,8 @@ export interface Logger {
   info(message: string, fields?: Record<string, unknown>): void;
   warn(message: string, fields?: Record<string, unknown>): void;
   error(message: string, fields?: Record<string, unknown>): void;
+  /** Whether a line at `level` would be written: skip building fields nobody reads (the request log). */
+  isLevelEnabled(level: 'debug' | 'info' | 'warn' | 'error'): boolean;
 }
 
 export interface LoggerOptions {
@@ -59,5 +61,11 @@ export function createLogger(level: LogLevel, options: LoggerOptions = {}): Logg
     (name: 'debug' | 'info' | 'warn' | 'error') =>
     (message: string, fields: Record<string, unknown> = {}) =>
       logger[name](fields, message);
-  return { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') };
+  return {
+    debug: at('debug'),
+    info: at('info'),
+    warn: at('warn'),
+    error: at('error'),
+    isLevelEnabled: (name) => logger.isLevelEnabled(name),
+  };
 }

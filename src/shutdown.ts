@@ -20,8 +20,10 @@ const SETTLE_MS = 5_000;
 export class ServerConnections {
   /** Each open connection, with the number of requests under way on it. */
   private readonly sockets = new Map<Socket, number>();
-  private readonly requests = new Set<Promise<void>>();
   private readonly unanswered = new Set<ServerResponse>();
+  private pending = 0;
+  /** Called when `pending` drops to 0 (settled() waits on it). */
+  private onIdle: (() => void) | null = null;
 
   constructor(
     server: Server,
@@ -35,29 +37,30 @@ export class ServerConnections {
 
   /** Requests whose handler or response is not done yet. */
   get inFlight(): number {
-    return this.requests.size;
+    return this.pending;
   }
 
-  /** Runs `handler` for one request (the server's request listener calls this). */
+  /** Runs `handler` for one request (the server's request listener calls this). Counters, no promises: it runs per request. */
   handle(request: IncomingMessage, response: ServerResponse, handler: () => Promise<void>): void {
     const socket = request.socket;
     this.sockets.set(socket, (this.sockets.get(socket) ?? 0) + 1);
     if (this.lifecycle.draining) response.setHeader('Connection', 'close');
     this.unanswered.add(response);
-    const closed = new Promise<void>((resolve) =>
-      response.once('close', () => {
-        this.unanswered.delete(response);
-        const open = (this.sockets.get(socket) ?? 1) - 1;
-        if (this.sockets.has(socket)) this.sockets.set(socket, open);
-        // 'close' comes after 'finish', when the last bytes are with the kernel: ending the socket loses nothing.
-        if (this.lifecycle.draining && open === 0) socket.end();
-        resolve();
-      }),
-    );
-    const handled = handler().catch(() => undefined);
-    const done = Promise.all([handled, closed]).then(() => undefined);
-    this.requests.add(done);
-    void done.then(() => this.requests.delete(done));
+    this.pending++;
+    // Two things end a request: its handler settling and its response closing.
+    let ends = 2;
+    const end = () => {
+      if (--ends === 0 && --this.pending === 0 && this.onIdle) this.onIdle();
+    };
+    response.once('close', () => {
+      this.unanswered.delete(response);
+      const open = (this.sockets.get(socket) ?? 1) - 1;
+      if (this.sockets.has(socket)) this.sockets.set(socket, open);
+      // 'close' comes after 'finish', when the last bytes are with the kernel: ending the socket loses nothing.
+      if (this.lifecycle.draining && open === 0) socket.end();
+      end();
+    });
+    handler().then(end, end);
   }
 
   /**
@@ -77,8 +80,16 @@ export class ServerConnections {
   }
 
   /** Settles once no request is in flight, new ones (on connections still open) included. */
-  async settled(): Promise<void> {
-    while (this.requests.size > 0) await Promise.all(this.requests);
+  settled(): Promise<void> {
+    if (this.pending === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const previous = this.onIdle;
+      this.onIdle = () => {
+        this.onIdle = null;
+        previous?.();
+        resolve();
+      };
+    });
   }
 }
 

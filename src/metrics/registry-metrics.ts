@@ -143,14 +143,14 @@ export class RegistryMetrics {
     this.httpInFlight.inc();
   }
 
-  requestFinished(request: { method: string; route: string; status: number; seconds: number }): void {
+  /** One request done: counted by method, route template and status, with its duration and body bytes each way. */
+  requestFinished(method: string, route: string, status: number, seconds: number, bytesIn: number, bytesOut: number): void {
     this.httpInFlight.dec();
-    this.httpRequests.inc({ method: request.method, route: request.route, status: String(request.status) });
-    this.httpDuration.observe({ method: request.method, route: request.route }, request.seconds);
-  }
-
-  bodyBytes(direction: 'received' | 'sent', request: { method: string; route: string }, bytes: number): void {
-    (direction === 'received' ? this.httpReceived : this.httpSent).inc({ method: request.method, route: request.route }, bytes);
+    const labels = { method, route };
+    this.httpRequests.inc({ method, route, status: String(status) });
+    this.httpDuration.observe(labels, seconds);
+    this.httpReceived.inc(labels, bytesIn);
+    this.httpSent.inc(labels, bytesOut);
   }
 
   // --- pull-through cache and upstreams --------------------------------------------------------

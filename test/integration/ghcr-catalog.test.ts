@@ -208,6 +208,7 @@ describe('GitHub failing: the catalog still lists', () => {
       info: () => undefined,
       warn: (message, fields) => logged.push({ level: 'warn', message, fields }),
       error: (message, fields) => logged.push({ level: 'error', message, fields }),
+      isLevelEnabled: () => true,
     };
     const catalog = (github: FakeGithub, overrides: Partial<GithubConfig> = {}) =>
       new GhcrCatalog({

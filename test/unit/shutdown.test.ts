@@ -60,6 +60,7 @@ describe('gracefulShutdown', () => {
         info: (msg, fields) => lines.push({ level: 'info', msg, ...fields }),
         warn: (msg, fields) => lines.push({ level: 'warn', msg, ...fields }),
         error: (msg, fields) => lines.push({ level: 'error', msg, ...fields }),
+        isLevelEnabled: () => true,
       },
       settleMs: 1000,
       ...overrides,
