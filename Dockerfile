@@ -34,7 +34,7 @@ EXPOSE 5000
 # Ready (200 from /readyz) when storage takes writes and the index is open; 503 while shutting down.
 # It asks the port the registry listens on: REGISTRY_PORT if set, else the default 5000.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
-  CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.REGISTRY_PORT || 5000) + '/readyz', { signal: AbortSignal.timeout(4000) }).then((r) => process.exit(r.status === 200 ? 0 : 1), () => process.exit(1))"]
+  CMD ["node", "/app/dist/main.js", "healthcheck"]
 # Exec form: node is PID 1 and receives SIGTERM itself (the registry drains for shutdown_timeout).
 # A configuration.toml mounted at /app/configuration.toml is read; REGISTRY_* variables override it.
 ENTRYPOINT ["node", "/app/dist/main.js"]

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { checkConfig } from './config/check-config';
 import { Config } from './config/config';
 import { ConfigError, ensureStorageDirectories, loadConfig } from './config/load-config';
+import { probeReadiness } from './health-probe';
 import { createLogger } from './log';
 import { Listener, startListeners } from './listeners';
 import { MetricsListener, startMetricsListener } from './metrics/metrics-listener';
@@ -17,6 +18,7 @@ commands:
   gc [--dry-run]     collect garbage and evict the cache now; --dry-run only reports
   verify             re-hash every stored blob; quarantine corrupt ones
   config check       show the configuration in force (secrets censored) and what in it will not work
+  healthcheck        exit 0 if the registry configured here answers /readyz with 200 (Docker's HEALTHCHECK)
 
 options:
   --config <file>    configuration file (default: ./configuration.toml, if there is one)
@@ -26,7 +28,7 @@ options:
 
 Environment variables REGISTRY_<KEY> set keys too (REGISTRY_PORT, REGISTRY_GC_GRACE); flags win.`;
 
-const COMMANDS = ['serve', 'gc', 'verify', 'config'];
+const COMMANDS = ['serve', 'gc', 'verify', 'config', 'healthcheck'];
 
 /** A command line that cannot be run; printed as it is, without a stack. */
 class UsageError extends Error {}
@@ -56,6 +58,14 @@ async function main(argv: string[]): Promise<void> {
     for (const problem of problems) process.stdout.write(`problem: ${problem}\n`);
     process.stdout.write(problems.length === 0 ? 'configuration OK\n' : `${problems.length} problem(s)\n`);
     if (problems.length > 0) process.exitCode = 1;
+    return;
+  }
+  if (command === 'healthcheck') {
+    const problem = await probeReadiness(config);
+    if (problem !== '') {
+      process.stderr.write(`not ready: ${problem}\n`);
+      process.exitCode = 1;
+    }
     return;
   }
   ensureStorageDirectories(config);

@@ -1,7 +1,9 @@
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { makeReadOnly } from '../helpers/read-only';
 
 const MAIN = path.resolve(__dirname, '../../dist/main.js');
 const VERSION = (JSON.parse(fs.readFileSync(path.resolve(__dirname, '../../package.json'), 'utf8')) as { version: string }).version;
@@ -170,6 +172,49 @@ describe('registry serve', () => {
       const response = await fetch(metricsUrl);
       expect(response.status).toBe(200);
       expect(await response.text()).toContain('# TYPE registry_http_requests_total counter');
+    } finally {
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGTERM');
+      await exited;
+    }
+  });
+
+  test('healthcheck: exit 0 while the configured registry is ready, 1 with the reason when nothing answers', async () => {
+    // The port comes from the file, as a user of the Docker image may set it; the probe has no port of its own.
+    fs.writeFileSync(path.join(cwd, 'configuration.toml'), 'host = "0.0.0.0"\n');
+    const closedPort = await new Promise<number>((resolve) => {
+      const probe = net.createServer().listen(0, '127.0.0.1', () => {
+        const { port } = probe.address() as net.AddressInfo;
+        probe.close(() => resolve(port));
+      });
+    });
+    const down = registry(['healthcheck', '--port', String(closedPort)]);
+    expect(down.status).toBe(1);
+    expect(down.stderr).toMatch(new RegExp(`^not ready: http://127\\.0\\.0\\.1:${closedPort}/readyz: .*ECONNREFUSED`));
+
+    const child = spawn(process.execPath, [MAIN, '--port', '0'], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    try {
+      const port = await new Promise<string>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no start within 10 s:\n${stdout}`)), 10_000);
+        child.stdout.on('data', (chunk: Buffer) => {
+          stdout += chunk.toString();
+          const match = /listening on http:\/\/0\.0\.0\.0:(\d+)/.exec(stdout);
+          if (match) resolve(match[1]), clearTimeout(timer);
+        });
+      });
+      fs.writeFileSync(path.join(cwd, 'configuration.toml'), `host = "0.0.0.0"\nport = ${port}\n`);
+      expect(registry(['healthcheck'])).toEqual({ status: 0, stdout: '', stderr: '' });
+      // Storage that takes no writes makes it unhealthy, with /readyz's answer.
+      const restore = makeReadOnly(path.join(cwd, 'storage/registry'));
+      try {
+        const unready = registry(['healthcheck']);
+        expect(unready.status).toBe(1);
+        expect(unready.stderr).toContain(`not ready: http://127.0.0.1:${port}/readyz answered 503:`);
+        expect(unready.stderr).toContain('registry_storage');
+      } finally {
+        restore();
+      }
     } finally {
       const exited = new Promise((resolve) => child.once('exit', resolve));
       child.kill('SIGTERM');
