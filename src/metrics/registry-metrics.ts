@@ -6,6 +6,13 @@ const PREFIX = 'registry_';
 /** The route label of a request no route matched: never the raw path, which a client chooses. */
 export const UNMATCHED_ROUTE = 'unmatched';
 
+/**
+ * Upstreams named in labels at most: with `allowed_upstreams` empty a client may name any host, and each
+ * would be a series kept for the life of the process. Hosts beyond the first ones seen count as "other".
+ */
+export const MAX_UPSTREAM_LABELS = 50;
+export const OTHER_UPSTREAMS = 'other';
+
 /** Which store a size or a freed byte belongs to: hosted content, or the pull-through cache. */
 export type StoreKind = 'hosted' | 'proxy';
 
@@ -157,14 +164,24 @@ export class RegistryMetrics {
 
   /** A manifest or blob the pull-through cache served for `upstream`, and where from. */
   cacheServed(upstream: string, kind: 'manifest' | 'blob', result: CacheResult): void {
-    this.cacheRequests.inc({ upstream, kind, result });
+    this.cacheRequests.inc({ upstream: this.upstreamLabel(upstream), kind, result });
   }
 
-  upstream(upstream: string): UpstreamObserver {
+  upstream(name: string): UpstreamObserver {
+    const upstream = this.upstreamLabel(name);
     return {
       answered: (method, status) => this.upstreamRequests.inc({ upstream, method, status: String(status) }),
       failed: (reason) => this.upstreamErrors.inc({ upstream, reason }),
     };
+  }
+
+  private readonly upstreamLabels = new Set<string>();
+
+  private upstreamLabel(name: string): string {
+    if (this.upstreamLabels.has(name)) return name;
+    if (this.upstreamLabels.size >= MAX_UPSTREAM_LABELS) return OTHER_UPSTREAMS;
+    this.upstreamLabels.add(name);
+    return name;
   }
 
   // --- garbage collection --------------------------------------------------------------------

@@ -1,4 +1,4 @@
-import { RegistryMetrics } from '../../../src/metrics/registry-metrics';
+import { MAX_UPSTREAM_LABELS, RegistryMetrics } from '../../../src/metrics/registry-metrics';
 
 /** The lines of the exposition text for one metric name (its samples, without HELP and TYPE). */
 async function samplesOf(metrics: RegistryMetrics, name: string): Promise<string[]> {
@@ -15,6 +15,20 @@ describe('RegistryMetrics', () => {
       'registry_proxy_cache_requests_total{upstream="docker.io",kind="blob",result="hit"} 1',
     ]);
     expect(await samplesOf(second, 'registry_proxy_cache_requests_total')).toEqual([]);
+  });
+
+  it('names at most MAX_UPSTREAM_LABELS upstreams; hosts a client names beyond them count as "other"', async () => {
+    const metrics = new RegistryMetrics();
+    for (let index = 0; index < MAX_UPSTREAM_LABELS + 10; index++) metrics.cacheServed(`registry${index}.example`, 'blob', 'miss');
+    metrics.upstream('late.example').failed('unreachable');
+    metrics.cacheServed('registry0.example', 'blob', 'hit'); // one seen early keeps its name
+    const samples = await samplesOf(metrics, 'registry_proxy_cache_requests_total');
+    expect(samples).toHaveLength(MAX_UPSTREAM_LABELS + 2);
+    expect(samples).toContain('registry_proxy_cache_requests_total{upstream="other",kind="blob",result="miss"} 10');
+    expect(samples).toContain('registry_proxy_cache_requests_total{upstream="registry0.example",kind="blob",result="hit"} 1');
+    expect(await samplesOf(metrics, 'registry_upstream_errors_total')).toEqual([
+      'registry_upstream_errors_total{upstream="other",reason="unreachable"} 1',
+    ]);
   });
 
   it('reads storage sizes at each scrape', async () => {
