@@ -1,9 +1,10 @@
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { makeReadOnly } from '../helpers/read-only';
+import { ServerProcess, startServerProcess } from '../helpers/server-process';
 
 const MAIN = path.resolve(__dirname, '../../dist/main.js');
 const VERSION = (JSON.parse(fs.readFileSync(path.resolve(__dirname, '../../package.json'), 'utf8')) as { version: string }).version;
@@ -114,74 +115,58 @@ describe('registry config check', () => {
 });
 
 describe('registry serve', () => {
+  let server: ServerProcess | undefined;
+  afterEach(async () => {
+    await server?.stop();
+    server = undefined;
+  });
+  /** The JSON log lines the server wrote so far (stdout also carries the banner). */
+  const logLines = () =>
+    server!
+      .output()
+      .split('\n')
+      .filter((line) => line.startsWith('{'))
+      .map((line) => JSON.parse(line) as Record<string, unknown>);
+  const settle = () => new Promise((resolve) => setTimeout(resolve, 100));
+
   test('says where it listens, where data goes, which upstreams it caches and that it is open, then serves', async () => {
     fs.writeFileSync(
       path.join(cwd, 'configuration.toml'),
       '[[proxy.upstreams]]\nhost = "upstream.test"\nurl = "http://127.0.0.1:9"\nusername = "bot"\npassword = "upstream-secret-password"\n',
     );
-    const child = spawn(process.execPath, [MAIN, '--port', '0', '--log_format', 'json'], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    try {
-      const url = await new Promise<string>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`no start within 10 s:\n${stdout}${stderr}`)), 10_000);
-        child.stdout.on('data', (chunk: Buffer) => {
-          stdout += chunk.toString();
-          const match = /listening on (http:\/\/\S+)\n[^]*WARNING[^\n]*\n/.exec(stdout);
-          if (match) resolve(match[1]), clearTimeout(timer);
-        });
-        child.once('exit', (code) => reject(new Error(`exited with ${code}:\n${stdout}${stderr}`)));
-      });
-      expect(stdout).toMatch(new RegExp(`^oci-cache-registry ${VERSION.replace(/\./g, '\\.')} listening on http://127\\.0\\.0\\.1:\\d+\\n`));
-      expect(stdout).toContain(`  registry_storage: ${path.join(cwd, 'storage/registry')}\n`);
-      expect(stdout).toContain(`  database: ${path.join(cwd, 'storage/index.db')}\n`);
-      expect(stdout).toContain('configured upstreams: upstream.test (http://127.0.0.1:9, as bot)');
-      expect(stdout).toContain('WARNING: no [auth] htpasswd configured: anyone who can reach this registry may pull, push and delete');
-      expect(stdout + stderr).not.toContain('upstream-secret-password');
+    server = await startServerProcess(cwd, ['--log_level', 'info', '--log_format', 'json']);
+    const banner = server.output();
+    expect(banner).toMatch(new RegExp(`^oci-cache-registry ${VERSION.replace(/\./g, '\\.')} listening on http://127\\.0\\.0\\.1:\\d+\\n`));
+    expect(banner).toContain(`  registry_storage: ${path.join(cwd, 'storage/registry')}\n`);
+    expect(banner).toContain(`  database: ${path.join(cwd, 'storage/index.db')}\n`);
+    expect(banner).toContain('configured upstreams: upstream.test (http://127.0.0.1:9, as bot)');
+    expect(banner).toContain('  health: /healthz, /readyz; metrics: /metrics\n');
+    expect(banner).toContain('WARNING: no [auth] htpasswd configured: anyone who can reach this registry may pull, push and delete');
 
-      expect((await fetch(`${url}/v2/`)).status).toBe(200);
-      // The request log is JSON on stderr, one line per request.
-      await new Promise((resolve) => setTimeout(resolve, 100));
-      const request = stderr
-        .split('\n')
-        .filter(Boolean)
-        .map((line) => JSON.parse(line) as Record<string, unknown>)
-        .find((line) => line.msg === 'request');
-      expect(request).toMatchObject({ level: 'info', method: 'GET', route: '/v2/', path: '/v2/', status: 200 });
-    } finally {
-      const exited = new Promise((resolve) => child.once('exit', resolve));
-      child.kill('SIGTERM');
-      await exited;
-    }
+    expect((await fetch(`${server.url}/v2/`)).status).toBe(200);
+    await settle();
+    // The request log is JSON on stderr, one line per request.
+    expect(logLines().find((line) => line.msg === 'request')).toMatchObject({
+      level: 'info',
+      method: 'GET',
+      route: '/v2/',
+      path: '/v2/',
+      status: 200,
+    });
+    expect(server.output()).not.toContain('upstream-secret-password');
   });
 
   test('[metrics] listen: the banner names the listener it got, and it serves /metrics', async () => {
-    const child = spawn(process.execPath, [MAIN, '--port', '0', '--metrics.listen', '127.0.0.1:0'], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    try {
-      const metricsUrl = await new Promise<string>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`no start within 10 s:\n${stdout}`)), 10_000);
-        child.stdout.on('data', (chunk: Buffer) => {
-          stdout += chunk.toString();
-          const match = /metrics: (http:\/\/127\.0\.0\.1:\d+\/metrics)\n/.exec(stdout);
-          if (match) resolve(match[1]), clearTimeout(timer);
-        });
-      });
-      expect(metricsUrl).not.toContain(':0/');
-      const response = await fetch(metricsUrl);
-      expect(response.status).toBe(200);
-      expect(await response.text()).toContain('# TYPE registry_http_requests_total counter');
-    } finally {
-      const exited = new Promise((resolve) => child.once('exit', resolve));
-      child.kill('SIGTERM');
-      await exited;
-    }
+    server = await startServerProcess(cwd, ['--metrics.listen', '127.0.0.1:0']);
+    const metricsUrl = /metrics: (http:\/\/127\.0\.0\.1:\d+\/metrics)\n/.exec(server.output())?.[1];
+    expect(metricsUrl).toBeDefined();
+    expect(metricsUrl).not.toContain(':0/');
+    const response = await fetch(metricsUrl!);
+    expect(response.status).toBe(200);
+    expect(await response.text()).toContain('# TYPE registry_http_requests_total counter');
   });
 
-  test('healthcheck: exit 0 while the configured registry is ready, 1 with the reason when nothing answers', async () => {
-    // The port comes from the file, as a user of the Docker image may set it; the probe has no port of its own.
-    fs.writeFileSync(path.join(cwd, 'configuration.toml'), 'host = "0.0.0.0"\n');
+  test('healthcheck: exit 0 while the configured registry is ready, 1 with the reason when not', async () => {
     const closedPort = await new Promise<number>((resolve) => {
       const probe = net.createServer().listen(0, '127.0.0.1', () => {
         const { port } = probe.address() as net.AddressInfo;
@@ -192,57 +177,27 @@ describe('registry serve', () => {
     expect(down.status).toBe(1);
     expect(down.stderr).toMatch(new RegExp(`^not ready: http://127\\.0\\.0\\.1:${closedPort}/readyz: .*ECONNREFUSED`));
 
-    const child = spawn(process.execPath, [MAIN, '--port', '0'], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
+    server = await startServerProcess(cwd, ['--host', '0.0.0.0']);
+    const { port } = new URL(server.url);
+    // The port comes from the file, as a user of the Docker image may set it: the probe has none of its own.
+    fs.writeFileSync(path.join(cwd, 'configuration.toml'), `host = "0.0.0.0"\nport = ${port}\n`);
+    expect(registry(['healthcheck'])).toEqual({ status: 0, stdout: '', stderr: '' });
+    // Storage that takes no writes makes it unhealthy, with /readyz's answer.
+    const restore = makeReadOnly(path.join(cwd, 'storage/registry'));
     try {
-      const port = await new Promise<string>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`no start within 10 s:\n${stdout}`)), 10_000);
-        child.stdout.on('data', (chunk: Buffer) => {
-          stdout += chunk.toString();
-          const match = /listening on http:\/\/0\.0\.0\.0:(\d+)/.exec(stdout);
-          if (match) resolve(match[1]), clearTimeout(timer);
-        });
-      });
-      fs.writeFileSync(path.join(cwd, 'configuration.toml'), `host = "0.0.0.0"\nport = ${port}\n`);
-      expect(registry(['healthcheck'])).toEqual({ status: 0, stdout: '', stderr: '' });
-      // Storage that takes no writes makes it unhealthy, with /readyz's answer.
-      const restore = makeReadOnly(path.join(cwd, 'storage/registry'));
-      try {
-        const unready = registry(['healthcheck']);
-        expect(unready.status).toBe(1);
-        expect(unready.stderr).toContain(`not ready: http://127.0.0.1:${port}/readyz answered 503:`);
-        expect(unready.stderr).toContain('registry_storage');
-      } finally {
-        restore();
-      }
+      const unready = registry(['healthcheck']);
+      expect(unready.status).toBe(1);
+      expect(unready.stderr).toContain(`not ready: http://127.0.0.1:${port}/readyz answered 503:`);
+      expect(unready.stderr).toContain('registry_storage');
     } finally {
-      const exited = new Promise((resolve) => child.once('exit', resolve));
-      child.kill('SIGTERM');
-      await exited;
+      restore();
     }
   });
 
   test('log_format pretty writes lines for people', async () => {
-    const child = spawn(process.execPath, [MAIN, '--port', '0', '--log_format', 'pretty'], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    try {
-      const url = await new Promise<string>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`no start within 10 s:\n${stdout}${stderr}`)), 10_000);
-        child.stdout.on('data', (chunk: Buffer) => {
-          stdout += chunk.toString();
-          const match = /listening on (http:\/\/\S+)/.exec(stdout);
-          if (match) resolve(match[1]), clearTimeout(timer);
-        });
-      });
-      await fetch(`${url}/v2/`);
-      await new Promise((resolve) => setTimeout(resolve, 100));
-      expect(stderr).toMatch(/^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}\] INFO: request \{.*"route":"\/v2\/"/m);
-    } finally {
-      const exited = new Promise((resolve) => child.once('exit', resolve));
-      child.kill('SIGTERM');
-      await exited;
-    }
+    server = await startServerProcess(cwd, ['--log_level', 'info', '--log_format', 'pretty']);
+    await fetch(`${server.url}/v2/`);
+    await settle();
+    expect(server.output()).toMatch(/^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}\] INFO: request \{.*"route":"\/v2\/"/m);
   });
 });
