@@ -23,6 +23,8 @@ export class Registry {
   /** ghcr.io's packages from GitHub's REST API (`[github]`), listed beside what is stored here. */
   private readonly ghcr: GhcrCatalog | null;
   private readonly collector: GarbageCollector;
+  /** The readiness probe under way, which concurrent callers share. */
+  private readinessProbe: Promise<Readiness> | undefined;
 
   /**
    * `metrics`: what the server's listeners expose at /metrics; the cache, the upstream clients and garbage
@@ -132,9 +134,13 @@ export class Registry {
     return this.collector.verify();
   }
 
-  /** Whether storage takes writes and the index answers (`/readyz`). */
+  /**
+   * Whether storage takes writes and the index answers (`/readyz`). Probes that arrive while one runs
+   * share its answer: a flood of unauthenticated probes costs one probe's fsyncs at a time.
+   */
   readiness(): Promise<Readiness> {
-    return checkReadiness(this.config, this.index);
+    this.readinessProbe ??= checkReadiness(this.config, this.index).finally(() => (this.readinessProbe = undefined));
+    return this.readinessProbe;
   }
 
   /** Aborts the pull-through cache's upstream transfers (a shutdown, before close): nothing half-downloaded is kept. */

@@ -61,6 +61,13 @@ describe('GET /healthz and /readyz', () => {
     expect((await client.fetch('/readyz')).status).toBe(200);
   });
 
+  test('concurrent /readyz probes share one probe of the storage', async () => {
+    const probes = await Promise.all(Array.from({ length: 20 }, () => app.registry.readiness()));
+    expect(new Set(probes).size).toBe(1);
+    expect(probes[0].ready).toBe(true);
+    expect(await app.registry.readiness()).not.toBe(probes[0]); // the next one after it settled probes again
+  });
+
   test('/readyz is 503 once the index is closed', async () => {
     const own = await createTestApp();
     try {
