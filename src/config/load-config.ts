@@ -40,19 +40,7 @@ export function loadConfig(options: LoadConfigOptions): Config {
   // [[mirror]] is set in the file only, so that is where a problem with it comes from.
   const problem = mirrorProblem(values as unknown as Config);
   if (problem) throw new ConfigError(`${problem} (from ${file?.origin ?? 'defaults'})`);
-  const metricsListen = (values as unknown as Config).metrics.listen;
-  if (metricsListen !== '' && !parseListen(metricsListen)) {
-    const expected = 'expected host:port such as "127.0.0.1:5001", or "" for the main listener';
-    throw new ConfigError(`metrics.listen: ${expected}, got ${JSON.stringify(metricsListen)} (from ${listenOrigin(options, file?.origin)})`);
-  }
   return deepFreeze(values) as unknown as Config;
-}
-
-/** Where `metrics.listen` came from: the last layer that set it. */
-function listenOrigin(options: LoadConfigOptions, fileOrigin: string | undefined): string {
-  if (options.overrides?.['metrics.listen'] !== undefined) return '--metrics.listen on the command line';
-  if (options.env.REGISTRY_METRICS_LISTEN !== undefined) return 'REGISTRY_METRICS_LISTEN';
-  return fileOrigin ?? 'defaults';
 }
 
 /**
@@ -272,6 +260,11 @@ function coerce(spec: KeySpec, value: unknown, source: ValueSource): unknown {
     }
     case 'enum':
       if (typeof value !== 'string' || !spec.values.includes(value)) throw fail(`one of ${spec.values.join(', ')}`);
+      return value;
+    case 'listen':
+      if (typeof value !== 'string' || (value !== '' && !parseListen(value))) {
+        throw fail(`host:port such as "127.0.0.1:5001", or "" for ${spec.empty}`);
+      }
       return value;
   }
 }

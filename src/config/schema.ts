@@ -30,6 +30,8 @@ export type KeySpec = Described &
     /** An http(s) URL stored without trailing slash, or "" for none. */
     | { type: 'url'; default: string; required?: boolean }
     | { type: 'enum'; default: string; values: readonly string[] }
+    /** `host:port` or `[v6]:port` of a listener (port 0 picks a free one), or "" for what `empty` names. */
+    | { type: 'listen'; default: string; empty: string }
   );
 
 /** A `[section]` of keys. */
@@ -55,7 +57,7 @@ type EntryFor<T> = T extends readonly string[]
   : T extends object
     ? SectionSpec
     : T extends string
-      ? Extract<KeySpec, { type: 'string' | 'path' | 'url' | 'enum' }>
+      ? Extract<KeySpec, { type: 'string' | 'path' | 'url' | 'enum' | 'listen' }>
       : T extends number
         ? Extract<KeySpec, { type: 'integer' | 'size' | 'duration' }>
         : Extract<KeySpec, { type: 'boolean' }>;
@@ -130,8 +132,9 @@ export const CONFIG_SCHEMA = {
     keys: {
       enabled: { type: 'boolean', default: true, description: 'Serve /metrics at all' },
       listen: {
-        type: 'string',
+        type: 'listen',
         default: '',
+        empty: 'the main listener',
         description: 'host:port of a listener of its own for /metrics (open, no auth); "": on the main listener',
       },
     },

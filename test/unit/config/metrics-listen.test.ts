@@ -35,6 +35,8 @@ describe('[metrics] listen', () => {
     expect(messageOf(() => loadConfig({ cwd, env: {} }))).toBe(
       `configuration error: metrics.listen: expected host:port such as "127.0.0.1:5001", or "" for the main listener, got "9090" (from ${path.join(cwd, 'configuration.toml')})`,
     );
+    // Every layer present is validated, the file first (as for any key): the other layers alone from here.
+    fs.rmSync(path.join(cwd, 'configuration.toml'));
     expect(messageOf(() => loadConfig({ cwd, env: { REGISTRY_METRICS_LISTEN: 'host:99999' } }))).toMatch(
       /got "host:99999" \(from REGISTRY_METRICS_LISTEN\)$/,
     );
