@@ -1,11 +1,12 @@
-import { createServer, Server, ServerResponse } from 'node:http';
+import Router from '@koa/router';
+import Koa from 'koa';
+import { createServer, Server } from 'node:http';
 import { AddressInfo } from 'node:net';
 import { Config } from '../config/config';
 import { parseListen } from '../config/mirrors';
-import { RegistryError } from '../http/errors';
-import { API_VERSION, API_VERSION_HEADER } from '../http/middleware/errors';
-import { METRICS_PATH } from '../http/routes/metrics';
-import { Logger } from '../log';
+import { apiVersion, renderErrors } from '../http/middleware/errors';
+import { metricsRoutes } from '../http/routes/metrics';
+import { createLogger, Logger } from '../log';
 import { RegistryMetrics } from './registry-metrics';
 
 /** The `[metrics] listen` listener once started; `port` is the one it got. */
@@ -19,7 +20,8 @@ export interface MetricsListener {
 
 /**
  * Serves /metrics on `[metrics] listen`, a listener of its own like the reference registry's debug
- * address: plain node:http, open to whoever reaches it (bind it to a private address), no [auth].
+ * address: a small Koa app of the main app's pieces, open to whoever reaches it (bind it to a private
+ * address), no [auth].
  * Null when `[metrics]` is disabled or `listen` is "" (then the main listener serves /metrics).
  */
 export async function startMetricsListener(config: Config, metrics: RegistryMetrics, log?: Logger): Promise<MetricsListener | null> {
@@ -28,27 +30,15 @@ export async function startMetricsListener(config: Config, metrics: RegistryMetr
   // load-config validates it; a Config built by hand may not be.
   if (!address) throw new Error(`metrics.listen: expected host:port, got ${JSON.stringify(config.metrics.listen)}`);
 
-  const server = createServer((request, response) => {
-    const path = new URL(request.url ?? '/', 'http://metrics.invalid').pathname;
-    if (path !== METRICS_PATH) {
-      return sendError(response, new RegistryError('UNSUPPORTED', { status: 404, message: `no route for ${request.method} ${path}` }));
-    }
-    if (request.method !== 'GET' && request.method !== 'HEAD') {
-      const message = `${request.method} is not allowed on ${path}`;
-      return sendError(response, new RegistryError('UNSUPPORTED', { message, headers: { Allow: 'HEAD, GET' } }));
-    }
-    metrics.metrics().then(
-      (text) => {
-        const headers = { 'Content-Type': metrics.contentType, 'Cache-Control': 'no-store', 'Content-Length': Buffer.byteLength(text) };
-        response.writeHead(200, headers);
-        response.end(request.method === 'HEAD' ? undefined : text);
-      },
-      (error: Error) => {
-        log?.error('metrics scrape failed', { error: error.stack ?? error.message });
-        sendError(response, new RegistryError('UNKNOWN'));
-      },
-    );
-  });
+  // The main app's pieces, so errors and methods answer as on every other port: one vocabulary.
+  const router = new Router();
+  metricsRoutes(router, metrics);
+  const app = new Koa();
+  app.use(apiVersion);
+  app.use(renderErrors(log ?? createLogger('silent')));
+  app.use(router.allowedMethods());
+  app.use(router.routes());
+  const server = createServer(app.callback());
   const listening = new Promise<void>((resolve, reject) => server.once('listening', resolve).once('error', reject));
   server.listen(address.port, address.host);
   await listening.catch((error: Error) => {
@@ -64,16 +54,4 @@ export async function startMetricsListener(config: Config, metrics: RegistryMetr
       return closed;
     },
   };
-}
-
-/** The registry's error shape here too, so a client sees one vocabulary on every port. */
-function sendError(response: ServerResponse, error: RegistryError): void {
-  const body = JSON.stringify(error.toBody());
-  response.writeHead(error.status, {
-    ...error.headers,
-    [API_VERSION_HEADER]: API_VERSION,
-    'Content-Type': 'application/json',
-    'Content-Length': Buffer.byteLength(body),
-  });
-  response.end(body);
 }
