@@ -4,9 +4,8 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { makeReadOnly } from '../helpers/read-only';
-import { ServerProcess, startServerProcess } from '../helpers/server-process';
+import { MAIN, ServerProcess, startServerProcess } from '../helpers/server-process';
 
-const MAIN = path.resolve(__dirname, '../../dist/main.js');
 const VERSION = (JSON.parse(fs.readFileSync(path.resolve(__dirname, '../../package.json'), 'utf8')) as { version: string }).version;
 
 let cwd: string;

@@ -6,10 +6,9 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { MediaType } from '../../src/oci/media-types';
 import { OCI_CONFIG, OCI_LAYER, RegistryClient } from '../helpers/registry-client';
-import { ServerProcess, startServerProcess } from '../helpers/server-process';
+import { MAIN, ServerProcess, startServerProcess } from '../helpers/server-process';
 
 const execFileAsync = promisify(execFile);
-const MAIN = path.resolve(__dirname, '../../dist/main.js');
 
 describe('the gc and verify commands, run beside a running server', () => {
   let work: string;

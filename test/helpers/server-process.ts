@@ -2,7 +2,8 @@ import { ChildProcess, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 
-const MAIN = path.resolve(__dirname, '../../dist/main.js');
+/** The built command line (`npm test`'s pretest builds it). */
+export const MAIN = path.resolve(__dirname, '../../dist/main.js');
 
 export interface ServerProcess {
   url: string;
