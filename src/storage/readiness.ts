@@ -25,13 +25,11 @@ export async function checkReadiness(config: Config, index: RegistryIndex): Prom
     proxy_storage: config.proxy_storage,
     database_directory: path.dirname(config.database),
   };
-  const checks: ReadinessChecks = {};
-  await Promise.all(
-    Object.entries(directories).map(async ([name, directory]) => {
-      checks[name] = await probeWritable(directory);
-    }),
+  const outcomes = await Promise.all(
+    Object.entries(directories).map(async ([name, directory]) => [name, await probeWritable(directory)] as const),
   );
-  checks.database = probeDatabase(index);
+  // In a fixed order, whichever probe finished first.
+  const checks: ReadinessChecks = { ...Object.fromEntries(outcomes), database: probeDatabase(index) };
   return { ready: Object.values(checks).every((outcome) => outcome === 'ok'), checks };
 }
 
