@@ -34,6 +34,9 @@ if (!existsSync(modules) || mtime(modules) < Math.max(mtime(at('package.json')),
   utimesSync(modules, now, now);
 }
 
+// --no-build: for `npm run test:unit`, which runs the TypeScript sources through swc and needs no dist/.
+if (process.argv.includes('--no-build')) process.exit(0);
+
 const main = at('dist/main.js');
 const sources = Math.max(newestIn(at('src')), mtime(at('tsconfig.json')), mtime(at('tsconfig.build.json')));
 if (!existsSync(main) || mtime(main) < sources) {

@@ -115,7 +115,7 @@ function describeStart(config: Config, listeners: Listener[], metricsListener: M
   ];
   if (config.auth.htpasswd === '') {
     lines.push(
-      'WARNING: no [auth] htpasswd configured: anyone who can reach this registry may pull, push and delete (see "Access control" in README.md)',
+      'WARNING: no [auth] htpasswd configured: anyone who can reach this registry may pull, push and delete (see docs/access-control.md)',
     );
   } else {
     const { htpasswd, anonymous, token, rules } = config.auth;
