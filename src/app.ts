@@ -21,7 +21,7 @@ import { referrerRoutes } from './http/routes/referrers';
 import { searchRoutes } from './http/routes/search';
 import { tagRoutes } from './http/routes/tags';
 import { tokenRoutes } from './http/routes/token';
-import { Registry } from './storage/registry';
+import { Registry } from './registry';
 
 export interface AppDependencies {
   config: Config;

@@ -1,15 +1,15 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { checkConfig } from './config/check-config';
+import { checkConfig } from './check-config';
 import { Config } from './config/config';
 import { ConfigError, ensureStorageDirectories, loadConfig } from './config/load-config';
-import { probeReadiness } from './health-probe';
+import { probeReadiness } from './server/health-probe';
 import { createLogger } from './log';
-import { Listener, startListeners } from './listeners';
-import { MetricsListener, startMetricsListener } from './metrics/metrics-listener';
-import { exitOnSignals } from './shutdown';
+import { Listener, startListeners } from './server/listeners';
+import { MetricsListener, startMetricsListener } from './server/metrics-listener';
+import { exitOnSignals } from './server/shutdown';
 import { describeGc, describeVerify, scheduleGarbageCollection } from './storage/gc-runs';
-import { Registry } from './storage/registry';
+import { Registry } from './registry';
 
 const USAGE = `usage: registry [command] [--config <file>] [--<key> <value> …]
 

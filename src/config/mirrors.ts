@@ -1,4 +1,4 @@
-import { RegistryError } from '../http/errors';
+import { RegistryError } from '../oci/errors';
 import { lookUpUpstream } from '../proxy/upstreams';
 import type { Config } from './config';
 

@@ -1,7 +1,7 @@
 import { Context } from 'koa';
 import { Readable } from 'node:stream';
 import { readAtMost } from '../streams';
-import { RegistryError } from './errors';
+import { RegistryError } from '../oci/errors';
 import { ByteRange } from '../storage/blob-store';
 import { ChunkRange } from '../storage/uploads';
 import { Pagination } from '../storage/repository';

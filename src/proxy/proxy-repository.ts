@@ -1,4 +1,4 @@
-import { RegistryError } from '../http/errors';
+import { RegistryError } from '../oci/errors';
 import { readAtMost } from '../streams';
 import { Logger } from '../log';
 import type { CacheResult } from '../metrics/registry-metrics';

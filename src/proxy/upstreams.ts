@@ -1,5 +1,5 @@
 import { ProxyConfig, UpstreamConfig } from '../config/config';
-import { RegistryError } from '../http/errors';
+import { RegistryError } from '../oci/errors';
 import { Logger } from '../log';
 import type { UpstreamObserver } from '../metrics/registry-metrics';
 import { UpstreamClient } from './upstream-client';

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { DigestAlgorithm, createDigester } from '../oci/digest';
-import { RegistryError } from '../http/errors';
+import { RegistryError } from '../oci/errors';
 import { blobPath, incomingDirectory } from './paths';
 
 /** Read size for serving blobs. */

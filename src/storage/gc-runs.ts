@@ -1,6 +1,5 @@
 import { Logger } from '../log';
 import { GcReport, VerifyReport } from './gc';
-import { Registry } from './registry';
 
 /** A running schedule; `stop` ends it and settles once a collection under way has finished. */
 export interface GarbageCollectionSchedule {
@@ -8,7 +7,11 @@ export interface GarbageCollectionSchedule {
 }
 
 /** Runs garbage collection every `intervalMs` inside the server (0: never); runs never overlap. */
-export function scheduleGarbageCollection(registry: Registry, intervalMs: number, log: Logger): GarbageCollectionSchedule {
+export function scheduleGarbageCollection(
+  registry: { collectGarbage(): Promise<unknown> },
+  intervalMs: number,
+  log: Logger,
+): GarbageCollectionSchedule {
   if (intervalMs <= 0) return { stop: async () => undefined };
   let running: Promise<void> | null = null;
   const timer = setInterval(() => {

@@ -1,5 +1,5 @@
 import Database from 'better-sqlite3';
-import { RegistryError } from '../http/errors';
+import { RegistryError } from '../oci/errors';
 import { MIGRATIONS } from './migrations';
 
 export interface ManifestRecord {

@@ -1,5 +1,5 @@
 import { Readable } from 'node:stream';
-import { RegistryError } from '../http/errors';
+import { RegistryError } from '../oci/errors';
 import { digestOf, looksLikeDigest, parseDigest } from '../oci/digest';
 import { Descriptor, ManifestParseError, ParsedManifest, parseManifest } from '../oci/manifest';
 import { isValidTag } from '../oci/names';

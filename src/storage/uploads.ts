@@ -4,7 +4,7 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { RegistryError } from '../http/errors';
+import { RegistryError } from '../oci/errors';
 import { DigestAlgorithm, createDigester, parseDigest } from '../oci/digest';
 import { BlobStore, WRITE_BUFFER, WrittenBlob, isNotFound } from './blob-store';
 import { RegistryIndex, UploadRecord } from './registry-index';

@@ -3,9 +3,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { Config } from '../../src/config/config';
 import { ensureStorageDirectories, loadConfig } from '../../src/config/load-config';
-import { Listener, ListenAddress, listenAddresses, startListeners, stopListeners } from '../../src/listeners';
+import { Listener, ListenAddress, listenAddresses, startListeners, stopListeners } from '../../src/server/listeners';
 import { createLogger, Logger } from '../../src/log';
-import { Registry } from '../../src/storage/registry';
+import { Registry } from '../../src/registry';
 
 export interface TestApp {
   /** `http://127.0.0.1:<port>` */

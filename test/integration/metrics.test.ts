@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { startMetricsListener, MetricsListener } from '../../src/metrics/metrics-listener';
+import { startMetricsListener, MetricsListener } from '../../src/server/metrics-listener';
 import { basic, createAuthApp, HTPASSWD_FILE } from '../helpers/auth';
 import { Descriptor } from '../../src/oci/manifest';
 import { MediaType } from '../../src/oci/media-types';

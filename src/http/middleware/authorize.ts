@@ -2,7 +2,7 @@ import { Context, Middleware } from 'koa';
 import { AccessControl, Caller } from '../../auth/access-control';
 import { Action } from '../../auth/policy';
 import { tokenAllows } from '../../auth/token';
-import { RegistryError } from '../errors';
+import { RegistryError } from '../../oci/errors';
 import { HEALTH_PATHS } from '../routes/health';
 import { single } from '../request';
 

@@ -1,6 +1,6 @@
 import { Context, Middleware } from 'koa';
 import { Logger } from '../../log';
-import { RegistryError } from '../errors';
+import { RegistryError } from '../../oci/errors';
 
 /**
  * Renders every failure as the dist-spec's {"errors":[…]} body. Replaces Koa's default handler,

@@ -1,7 +1,7 @@
 import { Context, Middleware } from 'koa';
 import { Config } from '../../config/config';
 import { PROXY_PREFIX, lookUpUpstream } from '../../proxy/upstreams';
-import { RegistryError } from '../errors';
+import { RegistryError } from '../../oci/errors';
 import { single } from '../request';
 
 /**

@@ -1,4 +1,4 @@
-import { RegistryError } from '../errors';
+import { RegistryError } from '../../oci/errors';
 import { optionalBody, parseContentRange, respondEmpty, single } from '../request';
 import { uploadHeaders } from '../../storage/uploads';
 import { RegistryRouter, RouteDependencies } from './context';

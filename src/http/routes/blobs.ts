@@ -1,4 +1,4 @@
-import { RegistryError } from '../errors';
+import { RegistryError } from '../../oci/errors';
 import { parseByteRange, respondEmpty } from '../request';
 import { RegistryRouter, RouteDependencies } from './context';
 

@@ -1,11 +1,26 @@
 import Router from '@koa/router';
 import { AccessControl } from '../../auth/access-control';
 import { Config } from '../../config/config';
-import { Registry } from '../../storage/registry';
+import type { Readiness } from '../../storage/readiness';
+import type { Page } from '../../storage/registry-index';
+import type { Pagination, Repository } from '../../storage/repository';
+
+/**
+ * The registry's content as routes see it. `src/registry.ts` assembles it (hosted storage, the
+ * pull-through cache, GHCR's catalog) above this layer; routes know only this much of it.
+ */
+export interface RegistryContent {
+  /** The repository called `name`, hosted or cached: routes use either the same way. */
+  repository(name: string): Repository;
+  /** Repository names, hosted, cached and GHCR's; under `prefix` (a mirror's proxy/<upstream>/) without it. */
+  listRepositories(page: Pagination, prefix?: string): Promise<Page<string>>;
+  /** Whether storage takes writes and the index answers (`/readyz`). */
+  readiness(): Promise<Readiness>;
+}
 
 /** What every route module is given. */
 export interface RouteDependencies {
-  registry: Registry;
+  registry: RegistryContent;
   config: Config;
   /** null (or absent) when auth is off: everything is listed. */
   access?: AccessControl | null;

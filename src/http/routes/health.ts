@@ -1,7 +1,6 @@
 import { ServerLifecycle } from '../../lifecycle';
-import { Registry } from '../../storage/registry';
-import { RegistryError } from '../errors';
-import { RegistryRouter } from './context';
+import { RegistryError } from '../../oci/errors';
+import { RegistryContent, RegistryRouter } from './context';
 
 /** Probes for orchestrators and the Dockerfile's HEALTHCHECK; open without credentials on every listener. */
 export const HEALTH_PATHS: ReadonlySet<string> = new Set(['/healthz', '/readyz']);
@@ -11,7 +10,7 @@ export const HEALTH_PATHS: ReadonlySet<string> = new Set(['/healthz', '/readyz']
  * `/readyz` (readiness): it can take pushes and pulls now: storage writable, index open, not shutting
  * down. Unready is 503 in the registry's error shape, each check's outcome in `detail.checks`.
  */
-export function healthRoutes(router: RegistryRouter, registry: Registry, lifecycle: ServerLifecycle): void {
+export function healthRoutes(router: RegistryRouter, registry: RegistryContent, lifecycle: ServerLifecycle): void {
   router.get('/healthz', (ctx) => {
     ctx.set('Cache-Control', 'no-store');
     ctx.body = { status: 'ok' };

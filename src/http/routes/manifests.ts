@@ -1,6 +1,6 @@
 import { MediaType, bareMediaType } from '../../oci/media-types';
 import { StoredManifest } from '../../storage/repository';
-import { RegistryError } from '../errors';
+import { RegistryError } from '../../oci/errors';
 import { readBody, respondEmpty } from '../request';
 import { RegistryRouter, RouteDependencies } from './context';
 

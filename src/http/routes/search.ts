@@ -1,4 +1,4 @@
-import { RegistryError } from '../errors';
+import { RegistryError } from '../../oci/errors';
 import { pullFilter } from '../middleware/authorize';
 import { namespacePrefix } from '../middleware/namespace';
 import { single } from '../request';

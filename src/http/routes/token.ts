@@ -2,7 +2,7 @@ import { AccessControl } from '../../auth/access-control';
 import { ANONYMOUS, Principal } from '../../auth/policy';
 import { parseScopes, TokenAccess } from '../../auth/token';
 import { PROXY_PREFIX } from '../../proxy/upstreams';
-import { RegistryError } from '../errors';
+import { RegistryError } from '../../oci/errors';
 import { namespacePrefix } from '../middleware/namespace';
 import { TOKEN_PATH } from '../middleware/authorize';
 import { RegistryRouter } from './context';

@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { ConfigError, loadConfig } from '../../../src/config/load-config';
 import { parseListen } from '../../../src/config/mirrors';
-import { listenAddresses } from '../../../src/listeners';
+import { listenAddresses } from '../../../src/server/listeners';
 
 let cwd: string;
 beforeEach(() => {

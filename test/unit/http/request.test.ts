@@ -1,7 +1,7 @@
 import http from 'node:http';
 import net from 'node:net';
 import Koa, { Context } from 'koa';
-import { RegistryError } from '../../../src/http/errors';
+import { RegistryError } from '../../../src/oci/errors';
 import {
   optionalBody,
   pagination,

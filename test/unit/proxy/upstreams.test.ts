@@ -1,5 +1,5 @@
 import { ProxyConfig } from '../../../src/config/config';
-import { RegistryError } from '../../../src/http/errors';
+import { RegistryError } from '../../../src/oci/errors';
 import { createLogger } from '../../../src/log';
 import { Upstreams } from '../../../src/proxy/upstreams';
 

@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { CONFIG_SCHEMA, settableKeys } from '../../../src/config/schema';
-import { HEALTHCHECK_TIMEOUT_MS } from '../../../src/health-probe';
+import { HEALTHCHECK_TIMEOUT_MS } from '../../../src/server/health-probe';
 
 // The parser and the requirement checks of scripts/dockerfile-mirror.mjs, in CommonJS so jest can load them.
 interface Command {

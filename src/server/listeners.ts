@@ -1,12 +1,12 @@
 import { Server, createServer } from 'node:http';
 import { AddressInfo } from 'node:net';
-import { AppDependencies, createApp } from './app';
-import { AccessControl } from './auth/access-control';
-import { Config } from './config/config';
-import { parseListen } from './config/mirrors';
-import { Endpoint } from './http/middleware/namespace';
-import { ServerLifecycle } from './lifecycle';
-import { ServerConnections } from './shutdown';
+import { AppDependencies, createApp } from '../app';
+import { AccessControl } from '../auth/access-control';
+import { Config } from '../config/config';
+import { parseListen } from '../config/mirrors';
+import { Endpoint } from '../http/middleware/namespace';
+import { ServerLifecycle } from '../lifecycle';
+import { ServerConnections } from './connections';
 
 /** Where a listener listens and what it serves. */
 export interface ListenAddress {

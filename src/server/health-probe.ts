@@ -1,4 +1,4 @@
-import { Config } from './config/config';
+import { Config } from '../config/config';
 
 /** Below the Dockerfile's `HEALTHCHECK --timeout=5s`: the probe reports unhealthy itself rather than being killed. */
 export const HEALTHCHECK_TIMEOUT_MS = 4000;

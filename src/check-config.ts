@@ -1,8 +1,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { stringify } from 'smol-toml';
-import { parseHtpasswd } from '../auth/htpasswd';
-import { Config } from './config';
+import { parseHtpasswd } from './auth/htpasswd';
+import { Config } from './config/config';
 
 export interface ConfigCheck {
   /** The configuration in force (file, environment and flags merged), as TOML, secrets censored. */

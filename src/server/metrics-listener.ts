@@ -7,7 +7,7 @@ import { parseListen } from '../config/mirrors';
 import { apiVersion, renderErrors } from '../http/middleware/errors';
 import { metricsRoutes } from '../http/routes/metrics';
 import { createLogger, Logger } from '../log';
-import { RegistryMetrics } from './registry-metrics';
+import { RegistryMetrics } from '../metrics/registry-metrics';
 
 /** The `[metrics] listen` listener once started; `port` is the one it got. */
 export interface MetricsListener {

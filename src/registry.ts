@@ -1,20 +1,20 @@
-import type { UploadOwnerStore } from '../auth/access-control';
-import { Config } from '../config/config';
-import { RegistryError } from '../http/errors';
-import { GhcrCatalog, mergeRepositoryPages, withGhcrToken } from '../ghcr/ghcr-catalog';
-import { Logger } from '../log';
-import { RegistryMetrics } from '../metrics/registry-metrics';
-import { isValidName } from '../oci/names';
-import { PROXY_PREFIX } from '../proxy/upstreams';
-import { PullThroughCache } from '../proxy/pull-through-cache';
-import { AccessLog } from './access-log';
-import { BlobStore } from './blob-store';
-import { GarbageCollector, GcReport, VerifyReport } from './gc';
-import { ManifestCache } from './manifest-cache';
-import { checkReadiness, Readiness } from './readiness';
-import { HostedContent, HostedRepository, Pagination, Repository } from './repository';
-import { Page, RegistryIndex } from './registry-index';
-import { UploadSessions } from './uploads';
+import type { UploadOwnerStore } from './auth/access-control';
+import { Config } from './config/config';
+import { RegistryError } from './oci/errors';
+import { GhcrCatalog, mergeRepositoryPages, withGhcrToken } from './ghcr/ghcr-catalog';
+import { Logger } from './log';
+import { RegistryMetrics } from './metrics/registry-metrics';
+import { isValidName } from './oci/names';
+import { PROXY_PREFIX } from './proxy/upstreams';
+import { PullThroughCache } from './proxy/pull-through-cache';
+import { AccessLog } from './storage/access-log';
+import { BlobStore } from './storage/blob-store';
+import { GarbageCollector, GcReport, VerifyReport } from './storage/gc';
+import { ManifestCache } from './storage/manifest-cache';
+import { checkReadiness, Readiness } from './storage/readiness';
+import { HostedContent, HostedRepository, Pagination, Repository } from './storage/repository';
+import { Page, RegistryIndex } from './storage/registry-index';
+import { UploadSessions } from './storage/uploads';
 
 /** The registry's content: hands out repositories by name and lists them. */
 export class Registry {

@@ -2,13 +2,13 @@ import fs from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
-import { Config } from '../../src/config/config';
-import { ensureStorageDirectories, loadConfig } from '../../src/config/load-config';
-import { Listener, startListeners, stopListeners } from '../../src/listeners';
-import { createLogger } from '../../src/log';
-import { ShutdownOptions, gracefulShutdown } from '../../src/shutdown';
-import { RegistryIndex } from '../../src/storage/registry-index';
-import { Registry } from '../../src/storage/registry';
+import { Config } from '../../../src/config/config';
+import { ensureStorageDirectories, loadConfig } from '../../../src/config/load-config';
+import { Listener, startListeners, stopListeners } from '../../../src/server/listeners';
+import { createLogger } from '../../../src/log';
+import { ShutdownOptions, gracefulShutdown } from '../../../src/server/shutdown';
+import { RegistryIndex } from '../../../src/storage/registry-index';
+import { Registry } from '../../../src/registry';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
