@@ -245,17 +245,23 @@ export class GarbageCollector {
     return expired;
   }
 
-  /** Re-hashes every file of both stores against the index; corrupt files are quarantined. */
+  /**
+   * Re-hashes every file of both stores against the index. Corrupt files are quarantined, and what is
+   * quarantined or missing is unlinked from the repositories of that store: the blob is then absent
+   * everywhere (HEAD, mount, manifest pushes), so a client pushes it again and that repairs the image.
+   */
   async verify(): Promise<VerifyReport> {
     const report: VerifyReport = { missing: [], corrupt: [], unindexed: [] };
     const db = this.options.index.db;
     for (const kind of ['hosted', 'proxy'] as const) {
       const store = this.options.stores[kind];
       const used = new Set(db.prepare(USED_DIGESTS[kind]).pluck().all() as string[]);
+      // A hosted image's layers must all be there; a cached image's are fetched when first pulled.
+      if (kind === 'hosted') for (const digest of db.prepare(REFERENCED_HOSTED_BLOBS).pluck().all() as string[]) used.add(digest);
       const indexedSize = db.prepare('SELECT size FROM blobs WHERE digest = ?').pluck();
+      const unlink = db.prepare(unlinkByKind(kind));
       const onDisk = new Set<string>();
       for (const file of await listBlobFiles(store)) {
-        onDisk.add(file.digest);
         if (!used.has(file.digest)) report.unindexed.push({ store: kind, digest: file.digest });
         const expectedSize = indexedSize.get(file.digest) as number | undefined;
         const actual = await hashFile(store.path(file.digest), parseDigest(file.digest)!.algorithm);
@@ -268,9 +274,16 @@ export class GarbageCollector {
         if (reason) {
           report.corrupt.push({ store: kind, digest: file.digest, reason });
           await quarantine(store, file.digest);
+          unlink.run({ digest: file.digest });
+        } else {
+          onDisk.add(file.digest);
         }
       }
-      for (const digest of used) if (!onDisk.has(digest)) report.missing.push({ store: kind, digest });
+      for (const digest of used) {
+        if (onDisk.has(digest) || report.corrupt.some((entry) => entry.store === kind && entry.digest === digest)) continue;
+        report.missing.push({ store: kind, digest });
+        unlink.run({ digest });
+      }
     }
     this.options.log.info('verify', {
       missing: report.missing.length,
@@ -321,6 +334,17 @@ function usedDigests(kind: StoreKind): string {
   return `SELECT m.digest FROM manifests m JOIN repositories r ON r.id = m.repository_id WHERE ${OF_KIND[kind]}
           UNION SELECT rb.digest FROM repository_blobs rb JOIN repositories r ON r.id = rb.repository_id WHERE ${OF_KIND[kind]}`;
 }
+
+/** Unlinks a digest from every repository of `kind` (its manifests stay: a re-push of the blob repairs them). */
+function unlinkByKind(kind: StoreKind): string {
+  return `DELETE FROM repository_blobs WHERE digest = @digest
+            AND repository_id IN (SELECT r.id FROM repositories r WHERE ${OF_KIND[kind]})`;
+}
+
+// Blobs hosted manifests reference: their files must be there for the image to be pulled.
+const REFERENCED_HOSTED_BLOBS = `
+  SELECT DISTINCT mr.child_digest FROM manifest_references mr JOIN repositories r ON r.id = mr.repository_id
+  WHERE mr.child_kind = 'blob' AND NOT ${IS_PROXY}`;
 
 /** One digest at a time, through the digest indexes. */
 function usedByKind(kind: StoreKind): string {
