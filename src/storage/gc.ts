@@ -39,6 +39,8 @@ export interface GarbageCollectorOptions {
   gc: GcConfig;
   proxy: Pick<ProxyConfig, 'max_age' | 'max_size'>;
   log: Logger;
+  /** An upload session was dropped (upload_ttl): what memory holds for it goes too. */
+  uploadExpired?: (uploadId: string) => void;
   /** Writes batched access times to the index first, so eviction sees the latest pulls. */
   flushAccess?: () => void;
   now?: () => number;
@@ -233,6 +235,7 @@ export class GarbageCollector {
       sessions.delete(entry);
       if (dryRun) continue;
       db.prepare('DELETE FROM uploads WHERE id = ?').run(entry);
+      this.options.uploadExpired?.(entry);
       await fsp.rm(file, { force: true });
     }
     // Sessions whose file is gone cannot be resumed.
@@ -240,7 +243,9 @@ export class GarbageCollector {
       const updatedAt = db.prepare('SELECT updated_at FROM uploads WHERE id = ?').pluck().get(id) as number;
       if (updatedAt >= before) continue;
       expired++;
-      if (!dryRun) db.prepare('DELETE FROM uploads WHERE id = ?').run(id);
+      if (dryRun) continue;
+      db.prepare('DELETE FROM uploads WHERE id = ?').run(id);
+      this.options.uploadExpired?.(id);
     }
     return expired;
   }

@@ -43,7 +43,7 @@ export class Registry {
     this.hosted = {
       index,
       store: hostedStore,
-      uploads: new UploadSessions(index, hostedStore, config.temporary_registry_storage),
+      uploads: new UploadSessions(index, hostedStore, config.temporary_registry_storage, config.max_upload_sessions),
       manifests: new ManifestCache(),
       accessLog: new AccessLog(index),
     };
@@ -60,6 +60,7 @@ export class Registry {
       gc: config.gc,
       proxy: config.proxy,
       log,
+      uploadExpired: (uploadId) => this.hosted.uploads.forget(uploadId),
       flushAccess: () => {
         this.hosted.accessLog.flush();
         this.cache?.flushAccess();
