@@ -143,10 +143,17 @@ export class GarbageCollector {
       }
       if (maxSize > 0) {
         const cacheSize = db.prepare(CACHE_SIZE).pluck();
-        const leastRecentlyPulled = db.prepare(LEAST_RECENTLY_PULLED_CACHED_MANIFEST);
+        const leastRecentlyUsed = db.prepare(LEAST_RECENTLY_USED_CACHED_CONTENT);
+        const unlink = db.prepare('DELETE FROM repository_blobs WHERE repository_id = ? AND digest = ?');
+        // The cache's size counts blobs pulled by digest that no cached manifest references, too: they go in
+        // the same least-recently-used order, or the loop would evict every image and still be over the limit.
         while ((cacheSize.get() as number) > maxSize) {
-          const row = leastRecentlyPulled.get() as ManifestKey | undefined;
+          const row = leastRecentlyUsed.get() as (ManifestKey & { kind: 'manifest' | 'blob' }) | undefined;
           if (!row) break;
+          if (row.kind === 'blob') {
+            unlink.run(row.repositoryId, row.digest);
+            continue;
+          }
           evict(db, row);
           manifests.push({ repository: row.repository, digest: row.digest, reason: 'max_size' });
         }
@@ -205,13 +212,16 @@ export class GarbageCollector {
   }
 
   /**
-   * Rows nothing points at any more: repositories left empty, blobs neither used nor recently written,
+   * Rows nothing points at any more: upstream tag lists of names nothing is cached of (older than the
+   * grace period), repositories left empty, blobs neither used nor recently written,
    * and GitHub REST answers no catalog has refreshed for a week (owners no longer configured; live ones
    * refresh every `[github] cache_ttl` and stay, as the fallback while GitHub is down).
    */
   private removeEmptyRows(now: number, cutoff: number): void {
     const db = this.options.index.db;
     db.transaction(() => {
+      // Before the repositories: a name whose tags were listed but of which nothing is cached goes with them.
+      db.prepare(DELETE_UNUSED_UPSTREAM_TAG_LISTS).run({ cutoff });
       db.prepare(DELETE_EMPTY_REPOSITORIES).run();
       db.prepare(DELETE_UNUSED_BLOB_ROWS).run({ cutoff });
       db.prepare('DELETE FROM github_rest_cache WHERE fetched_at < ?').run(now - GITHUB_ANSWER_MAX_AGE_MS);
@@ -383,10 +393,18 @@ const CACHED_MANIFESTS_PULLED_BEFORE = `
   JOIN repositories r ON r.id = m.repository_id
   WHERE ${IS_PROXY} AND ${LAST_PULLED} < @before`;
 
-const LEAST_RECENTLY_PULLED_CACHED_MANIFEST = `
-  SELECT r.name AS repository, m.repository_id AS repositoryId, m.digest FROM manifests m
-  JOIN repositories r ON r.id = m.repository_id
-  WHERE ${IS_PROXY} ORDER BY ${LAST_PULLED}, m.digest LIMIT 1`;
+// Cached manifests by when last pulled, and cached blobs no manifest of their repository references
+// (pulled by digest alone) by when last read.
+const LEAST_RECENTLY_USED_CACHED_CONTENT = `
+  SELECT 'manifest' AS kind, r.name AS repository, m.repository_id AS repositoryId, m.digest, ${LAST_PULLED} AS usedAt
+  FROM manifests m JOIN repositories r ON r.id = m.repository_id
+  WHERE ${IS_PROXY}
+  UNION ALL
+  SELECT 'blob', r.name, rb.repository_id, rb.digest, max(b.last_accessed_at, rb.linked_at)
+  FROM repository_blobs rb JOIN repositories r ON r.id = rb.repository_id JOIN blobs b ON b.digest = rb.digest
+  WHERE ${IS_PROXY} AND NOT EXISTS (SELECT 1 FROM manifest_references mr
+                                    WHERE mr.repository_id = rb.repository_id AND mr.child_digest = rb.digest)
+  ORDER BY usedAt, digest LIMIT 1`;
 
 // A blob shared by several cached images counts once.
 const CACHE_SIZE = `SELECT coalesce(sum(size), 0) FROM blobs WHERE digest IN (${usedDigests('proxy')})`;
@@ -405,6 +423,12 @@ const DELETE_UNUSED_BLOB_ROWS = `
   DELETE FROM blobs WHERE written_at < @cutoff
     AND NOT EXISTS (SELECT 1 FROM manifests WHERE manifests.digest = blobs.digest)
     AND NOT EXISTS (SELECT 1 FROM repository_blobs WHERE repository_blobs.digest = blobs.digest)`;
+
+// Stored for every name whose tags/list was asked; kept only while something of that name is cached.
+const DELETE_UNUSED_UPSTREAM_TAG_LISTS = `
+  DELETE FROM upstream_tag_lists WHERE fetched_at < @cutoff
+    AND NOT EXISTS (SELECT 1 FROM manifests WHERE repository_id = upstream_tag_lists.repository_id)
+    AND NOT EXISTS (SELECT 1 FROM repository_blobs WHERE repository_id = upstream_tag_lists.repository_id)`;
 
 const DELETE_EMPTY_REPOSITORIES = `
   DELETE FROM repositories WHERE
