@@ -80,6 +80,7 @@ export class GarbageCollector {
     const started = this.now();
     const cutoff = started - this.options.gc.grace;
     this.options.flushAccess?.();
+    if (!dryRun) await this.recoverTrash();
 
     // Files present now; what appears later is newer than the cutoff anyway.
     const files = { hosted: await listBlobFiles(this.options.stores.hosted), proxy: await listBlobFiles(this.options.stores.proxy) };
@@ -191,7 +192,8 @@ export class GarbageCollector {
     await fsp.mkdir(trash, { recursive: true });
     const moved: Array<StoredFile & { trashed: string }> = [];
     for (const file of selected) {
-      const trashed = path.join(trash, randomUUID());
+      // Named after the digest, so that files a crash leaves here can be judged again (recoverTrash).
+      const trashed = path.join(trash, `${file.digest.replace(':', '-')}.${randomUUID()}`);
       try {
         await fsp.rename(store.path(file.digest), trashed);
         moved.push({ ...file, trashed });
@@ -205,10 +207,53 @@ export class GarbageCollector {
     this.options.index.db.transaction(() => {
       for (const file of moved) (isGarbage(file.digest) ? doomed : restore).push(file);
     })();
-    for (const file of restore) await fsp.rename(file.trashed, store.path(file.digest));
+    for (const file of restore) {
+      // Gone already when another process's recoverTrash judged it first (the same way).
+      await fsp.rename(file.trashed, store.path(file.digest)).catch((error: unknown) => {
+        if (!isNotFound(error)) throw error;
+      });
+    }
     for (const file of doomed) await fsp.rm(file.trashed, { force: true });
     if (restore.length > 0) this.options.log.info('garbage collection kept blobs written during the sweep', { count: restore.length });
     return doomed.map(({ digest, size }) => ({ store: kind, digest, size }));
+  }
+
+  /**
+   * Files a collection moved to .trash and never re-checked, because the process died in between: each is
+   * put back when a repository uses its digest or it was written within the grace period (what the sweep's
+   * re-check would have decided), and deleted otherwise. Runs at start and before every collection.
+   */
+  async recoverTrash(): Promise<{ restored: number; deleted: number }> {
+    const cutoff = this.now() - this.options.gc.grace;
+    let restored = 0;
+    let deleted = 0;
+    for (const kind of ['hosted', 'proxy'] as const) {
+      const store = this.options.stores[kind];
+      const trash = trashDirectory(store.root);
+      const isGarbage = this.isGarbage(kind, cutoff);
+      for (const entry of await readDirectory(trash)) {
+        const file = path.join(trash, entry);
+        const stat = await fsp.stat(file).catch(() => null);
+        if (!stat?.isFile()) continue;
+        // Older sweeps named files by a random id only: their content says what they are.
+        const candidates = digestOfTrashName(entry) ?? (await Promise.all([hashFile(file, 'sha256'), hashFile(file, 'sha512')]));
+        const kept = candidates.find((digest) => !isGarbage(digest));
+        if (kept === undefined) {
+          await fsp.rm(file, { force: true });
+          deleted++;
+          continue;
+        }
+        if ((await store.size(kept)) !== null) {
+          await fsp.rm(file, { force: true });
+        } else {
+          await fsp.mkdir(path.dirname(store.path(kept)), { recursive: true });
+          await fsp.rename(file, store.path(kept));
+        }
+        restored++;
+      }
+    }
+    if (restored + deleted > 0) this.options.log.warn('files left in .trash by an interrupted collection', { restored, deleted });
+    return { restored, deleted };
   }
 
   /**
@@ -469,6 +514,13 @@ async function removeOlderThan(directory: string, before: number): Promise<void>
     const stat = await fsp.stat(file).catch(() => null);
     if (stat && stat.mtimeMs < before) await fsp.rm(file, { force: true });
   }
+}
+
+/** `<algorithm>-<hex>.<random id>`, as sweeps name what they move aside: [digest]; null for any other name. */
+function digestOfTrashName(name: string): string[] | null {
+  const match = /^(sha256|sha512)-([0-9a-f]+)\.[0-9a-f-]{36}$/.exec(name);
+  const digest = match ? `${match[1]}:${match[2]}` : null;
+  return digest !== null && parseDigest(digest) !== null ? [digest] : null;
 }
 
 async function hashFile(file: string, algorithm: 'sha256' | 'sha512'): Promise<string> {

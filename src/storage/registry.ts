@@ -130,6 +130,11 @@ export class Registry {
     }
   }
 
+  /** Judges again what a collection interrupted by a crash left in .trash (at start). */
+  async recoverTrash(): Promise<void> {
+    await this.collector.recoverTrash();
+  }
+
   /** Re-hashes every stored file; corrupt ones are quarantined and never served again. */
   verify(): Promise<VerifyReport> {
     return this.collector.verify();
