@@ -43,7 +43,7 @@ export class Registry {
     this.hosted = {
       index,
       store: hostedStore,
-      uploads: new UploadSessions(index, hostedStore, config.temporary_registry_storage),
+      uploads: new UploadSessions(index, hostedStore, config.temporary_registry_storage, config.max_upload_sessions),
       manifests: new ManifestCache(),
       accessLog: new AccessLog(index),
     };
@@ -60,6 +60,7 @@ export class Registry {
       gc: config.gc,
       proxy: config.proxy,
       log,
+      uploadExpired: (uploadId) => this.hosted.uploads.forget(uploadId),
       flushAccess: () => {
         this.hosted.accessLog.flush();
         this.cache?.flushAccess();
@@ -127,6 +128,11 @@ export class Registry {
       this.metrics.gcFailed();
       throw error;
     }
+  }
+
+  /** Judges again what a collection interrupted by a crash left in .trash (at start). */
+  async recoverTrash(): Promise<void> {
+    await this.collector.recoverTrash();
   }
 
   /** Re-hashes every stored file; corrupt ones are quarantined and never served again. */

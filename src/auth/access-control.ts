@@ -12,7 +12,8 @@ const VERIFIED_MAX = 10_000;
 /** Failed logins one client address may make per window before it is refused with TOOMANYREQUESTS. */
 export const FAILURE_LIMIT = 10;
 const FAILURE_WINDOW_MS = 60_000;
-const FAILURE_CLIENTS_MAX = 10_000;
+/** Addresses whose failures are remembered; past it the one whose window began first is forgotten. */
+export const FAILURE_CLIENTS_MAX = 10_000;
 /** An upload session not touched this long no longer counts against its user's cap (its data stays until gc). */
 const UPLOAD_IDLE_MS = 15 * 60_000;
 
@@ -88,29 +89,46 @@ export class AccessControl {
     const known = this.verified.get(key);
     if (known && known.expires > now && known.generation === this.users.generation) return known.user;
 
+    // Counted before the comparison, which awaits: guesses sent in parallel would otherwise all pass the
+    // check before the first of them failed. A right password gives its attempt back.
     const blocked = this.blockedFor(client, now);
     if (blocked > 0) return { ok: false, throttled: true, retryAfter: blocked };
+    const attempt = this.count(client, now);
     const colon = decoded.indexOf(':');
     const user = colon > 0 ? decoded.slice(0, colon) : '';
     if (user === '' || !(await this.users.verify(user, decoded.slice(colon + 1)))) {
       this.log.info('login failed', { user: user.slice(0, 64), client });
-      return this.fail(client, now);
+      return this.throttledOrNot(client, now);
     }
+    attempt.count--;
     if (this.verified.size >= VERIFIED_MAX) this.verified.clear();
     this.verified.set(key, { user, expires: now + VERIFIED_TTL_MS, generation: this.users.generation });
     return user;
   }
 
   private fail(client: string, now: number): Exclude<Authentication, { ok: true }> {
+    this.count(client, now);
+    return this.throttledOrNot(client, now);
+  }
+
+  private throttledOrNot(client: string, now: number): Exclude<Authentication, { ok: true }> {
+    const blocked = this.blockedFor(client, now);
+    return blocked > 0 ? { ok: false, throttled: true, retryAfter: blocked } : { ok: false, throttled: false };
+  }
+
+  /** Counts an attempt of `client` in its current window; returns that window's entry. */
+  private count(client: string, now: number): { count: number; windowStart: number } {
     let entry = this.failures.get(client);
     if (!entry || now - entry.windowStart >= FAILURE_WINDOW_MS) {
-      if (this.failures.size >= FAILURE_CLIENTS_MAX) this.failures.clear();
+      // A new window goes to the end of the map, which thus stays ordered by window start: when full, the
+      // first entry is the oldest (expired ones first), and the addresses throttled now stay throttled.
+      this.failures.delete(client);
+      if (this.failures.size >= FAILURE_CLIENTS_MAX) this.failures.delete(this.failures.keys().next().value!);
       entry = { count: 0, windowStart: now };
       this.failures.set(client, entry);
     }
     entry.count++;
-    const blocked = this.blockedFor(client, now);
-    return blocked > 0 ? { ok: false, throttled: true, retryAfter: blocked } : { ok: false, throttled: false };
+    return entry;
   }
 
   /** Seconds until `client` may try a password again; 0 when it may now. */

@@ -8,6 +8,8 @@ export interface Config {
   port: number;
   registry_storage: string;
   temporary_registry_storage: string;
+  /** Upload sessions open at once, all users together; 0: no limit. Each holds a file and a running hash. */
+  max_upload_sessions: number;
   proxy_storage: string;
   database: string;
   /** Largest manifest accepted on PUT, in bytes (dist-spec suggests at least 4 MiB). */

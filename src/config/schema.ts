@@ -81,6 +81,13 @@ export const CONFIG_SCHEMA = {
     default: 'storage/_tmp',
     description: 'Directory for uploads in progress (renamed into registry_storage when finished, copied if on another filesystem)',
   },
+  max_upload_sessions: {
+    type: 'integer',
+    default: 1000,
+    min: 0,
+    max: 1_000_000,
+    description: 'Upload sessions open at once, all users together (429 past it); 0: no limit',
+  },
   proxy_storage: {
     type: 'path',
     is: 'directory',

@@ -19,6 +19,8 @@ const GHCR_PREFIX = `${PROXY_PREFIX}${GHCR}/`;
 export const GHCR_TOKEN_USERNAME = 'github-token';
 /** After a failed REST call, GitHub is not asked again for this long (at most cache_ttl): it rate-limits. */
 const RETRY_AFTER_FAILURE_MS = 60_000;
+/** Names GitHub failed for, remembered for that pause; past it the oldest is forgotten. */
+export const GHCR_FAILED_NAMES_MAX = 256;
 
 export interface GhcrCatalogOptions {
   github: GithubConfig;
@@ -78,14 +80,19 @@ export class GhcrCatalog {
 
   /**
    * The version tags GitHub's REST API lists for a proxy/ghcr.io/<owner>/<package>, sorted; null for any
-   * other upstream. Throws when GitHub cannot answer and nothing is cached.
+   * other upstream, and for an owner this catalog is not configured for: the token's rate limit is spent
+   * only on the owners it lists, and with none configured only on the token's own packages (asked under
+   * another owner's name, GitHub would answer with the token owner's). Throws when GitHub cannot answer
+   * and nothing is cached.
    */
   readonly alternativeTagList = async (target: ProxiedName): Promise<string[] | null> => {
     if (target.upstream.name !== GHCR) return null;
     const [login, ...rest] = target.remoteName.split('/');
     if (!login || rest.length === 0) return null;
+    const owner = await this.configuredOwner(login, target.name);
+    if (!owner) return null;
     const packageName = rest.join('/');
-    const tags = await this.cached(`tags:${target.remoteName}`, () => this.client.listVersionTags(this.ownerOf(login), packageName));
+    const tags = await this.cached(`tags:${target.remoteName}`, () => this.client.listVersionTags(owner, packageName));
     return [...tags].sort();
   };
 
@@ -98,13 +105,28 @@ export class GhcrCatalog {
     ];
   }
 
-  /** Where a package of `login` is asked about: a configured org, else a user (the token's own with no owners configured). */
-  private ownerOf(login: string): PackageOwner {
+  /**
+   * Where a package of `login` is asked about: a configured org or user; with no owners configured, the
+   * token's own user when the package is among those it lists (from the cached package list). Null otherwise.
+   */
+  private async configuredOwner(login: string, name: string): Promise<PackageOwner | null> {
     const { users, orgs } = this.options.github;
-    const same = (name: string) => name.toLowerCase() === login.toLowerCase();
+    const same = (configured: string) => configured.toLowerCase() === login.toLowerCase();
     if (orgs.some(same)) return { kind: 'org', login };
-    if (users.length === 0 && orgs.length === 0) return { kind: 'self' };
-    return { kind: 'user', login };
+    if (users.some(same)) return { kind: 'user', login };
+    if (users.length > 0 || orgs.length > 0) return null;
+    return (await this.repositoryNames()).includes(name.toLowerCase()) ? { kind: 'self' } : null;
+  }
+
+  /** GitHub is left alone for `key` a while; expired entries go first, and at the bound the oldest. */
+  private rememberFailure(key: string, until: number): void {
+    const now = this.now();
+    this.failedUntil.delete(key);
+    for (const [name, expires] of this.failedUntil) {
+      if (expires > now && this.failedUntil.size < GHCR_FAILED_NAMES_MAX) break;
+      this.failedUntil.delete(name);
+    }
+    this.failedUntil.set(key, until);
   }
 
   /**
@@ -134,7 +156,7 @@ export class GhcrCatalog {
           rateLimited,
           serving: stored ? 'the last answer' : 'nothing',
         });
-        this.failedUntil.set(key, this.now() + Math.min(RETRY_AFTER_FAILURE_MS, this.options.github.cache_ttl));
+        this.rememberFailure(key, this.now() + Math.min(RETRY_AFTER_FAILURE_MS, this.options.github.cache_ttl));
         if (stored) return stored.value;
         throw error;
       })

@@ -8,10 +8,11 @@ import { MANIFEST_MEDIA_TYPES } from '../oci/media-types';
 import { isValidTag } from '../oci/names';
 import { AccessLog } from '../storage/access-log';
 import { ManifestCache } from '../storage/manifest-cache';
-import { BlobStore, ByteRange, WrittenBlob } from '../storage/blob-store';
+import { BlobStore, ByteRange, WrittenBlob, isNotFound } from '../storage/blob-store';
 import { Page, RegistryIndex, UploadRecord } from '../storage/registry-index';
 import {
   BlobContent,
+  FoundBlob,
   Pagination,
   PutManifestResult,
   Repository,
@@ -67,10 +68,13 @@ export class ProxyRepository implements Repository {
 
   // --- blobs ---------------------------------------------------------------------------------
 
-  async blobSize(digest: string): Promise<number> {
+  async findBlob(digest: string): Promise<FoundBlob> {
     requireDigest(digest);
-    const cached = await this.cachedBlobSize(digest);
-    if (cached !== null) return cached;
+    const size = (await this.cachedBlobSize(digest)) ?? (await this.upstreamBlobSize(digest));
+    return { digest, size, open: (range) => this.openBlob(digest, range) };
+  }
+
+  private async upstreamBlobSize(digest: string): Promise<number> {
     // A transfer already under way for this repository knows the size: no upstream HEAD per joining client.
     const running = await this.cache.downloads.running(this.name, digest)?.catch(() => undefined);
     if (running?.size !== undefined) return running.size;
@@ -79,8 +83,7 @@ export class ProxyRepository implements Repository {
     throw this.upstreamFailure(response, 'BLOB_UNKNOWN', { digest });
   }
 
-  async openBlob(digest: string, range?: ByteRange): Promise<BlobContent> {
-    requireDigest(digest);
+  private async openBlob(digest: string, range?: ByteRange): Promise<BlobContent> {
     const cached = await this.openCachedBlob(digest, range);
     if (cached) {
       this.served('blob', 'hit');
@@ -113,7 +116,14 @@ export class ProxyRepository implements Repository {
   private async openCachedBlob(digest: string, range?: ByteRange): Promise<BlobContent | null> {
     const size = await this.cachedBlobSize(digest);
     if (size === null) return null;
-    const stream = await this.cache.store.open(digest, range);
+    let stream;
+    try {
+      stream = await this.cache.store.open(digest, range);
+    } catch (error) {
+      // Evicted between the lookup and the open: not cached any more, so fetched again like any miss.
+      if (isNotFound(error)) return null;
+      throw error;
+    }
     this.cache.accessLog.blobRead(digest);
     return { digest, size, stream };
   }
@@ -121,7 +131,7 @@ export class ProxyRepository implements Repository {
   /** The size if this repository has the blob cached. */
   private async cachedBlobSize(digest: string): Promise<number | null> {
     const linked = this.cache.index.linkedBlobSize(this.name, digest);
-    if (linked !== null && (await this.cache.store.size(digest)) !== null) return linked;
+    if (linked !== null && (await this.cache.store.holds(digest, linked))) return linked;
     return null;
   }
 

@@ -52,6 +52,11 @@ export class BlobStore {
     }
   }
 
+  /** Whether the file of `digest` is there with the size the index recorded (anything else is not this blob). */
+  async holds(digest: string, size: number): Promise<boolean> {
+    return (await this.size(digest)) === size;
+  }
+
   /** Opens before answering, so a missing file is a clean 404 rather than a broken 200 (ENOENT is thrown). */
   async open(digest: string, range?: ByteRange): Promise<Readable> {
     const handle = await fsp.open(this.path(digest), 'r');

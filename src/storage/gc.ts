@@ -39,6 +39,8 @@ export interface GarbageCollectorOptions {
   gc: GcConfig;
   proxy: Pick<ProxyConfig, 'max_age' | 'max_size'>;
   log: Logger;
+  /** An upload session was dropped (upload_ttl): what memory holds for it goes too. */
+  uploadExpired?: (uploadId: string) => void;
   /** Writes batched access times to the index first, so eviction sees the latest pulls. */
   flushAccess?: () => void;
   now?: () => number;
@@ -78,6 +80,7 @@ export class GarbageCollector {
     const started = this.now();
     const cutoff = started - this.options.gc.grace;
     this.options.flushAccess?.();
+    if (!dryRun) await this.recoverTrash();
 
     // Files present now; what appears later is newer than the cutoff anyway.
     const files = { hosted: await listBlobFiles(this.options.stores.hosted), proxy: await listBlobFiles(this.options.stores.proxy) };
@@ -141,10 +144,17 @@ export class GarbageCollector {
       }
       if (maxSize > 0) {
         const cacheSize = db.prepare(CACHE_SIZE).pluck();
-        const leastRecentlyPulled = db.prepare(LEAST_RECENTLY_PULLED_CACHED_MANIFEST);
+        const leastRecentlyUsed = db.prepare(LEAST_RECENTLY_USED_CACHED_CONTENT);
+        const unlink = db.prepare('DELETE FROM repository_blobs WHERE repository_id = ? AND digest = ?');
+        // The cache's size counts blobs pulled by digest that no cached manifest references, too: they go in
+        // the same least-recently-used order, or the loop would evict every image and still be over the limit.
         while ((cacheSize.get() as number) > maxSize) {
-          const row = leastRecentlyPulled.get() as ManifestKey | undefined;
+          const row = leastRecentlyUsed.get() as (ManifestKey & { kind: 'manifest' | 'blob' }) | undefined;
           if (!row) break;
+          if (row.kind === 'blob') {
+            unlink.run(row.repositoryId, row.digest);
+            continue;
+          }
           evict(db, row);
           manifests.push({ repository: row.repository, digest: row.digest, reason: 'max_size' });
         }
@@ -182,7 +192,8 @@ export class GarbageCollector {
     await fsp.mkdir(trash, { recursive: true });
     const moved: Array<StoredFile & { trashed: string }> = [];
     for (const file of selected) {
-      const trashed = path.join(trash, randomUUID());
+      // Named after the digest, so that files a crash leaves here can be judged again (recoverTrash).
+      const trashed = path.join(trash, `${file.digest.replace(':', '-')}.${randomUUID()}`);
       try {
         await fsp.rename(store.path(file.digest), trashed);
         moved.push({ ...file, trashed });
@@ -196,20 +207,66 @@ export class GarbageCollector {
     this.options.index.db.transaction(() => {
       for (const file of moved) (isGarbage(file.digest) ? doomed : restore).push(file);
     })();
-    for (const file of restore) await fsp.rename(file.trashed, store.path(file.digest));
+    for (const file of restore) {
+      // Gone already when another process's recoverTrash judged it first (the same way).
+      await fsp.rename(file.trashed, store.path(file.digest)).catch((error: unknown) => {
+        if (!isNotFound(error)) throw error;
+      });
+    }
     for (const file of doomed) await fsp.rm(file.trashed, { force: true });
     if (restore.length > 0) this.options.log.info('garbage collection kept blobs written during the sweep', { count: restore.length });
     return doomed.map(({ digest, size }) => ({ store: kind, digest, size }));
   }
 
   /**
-   * Rows nothing points at any more: repositories left empty, blobs neither used nor recently written,
+   * Files a collection moved to .trash and never re-checked, because the process died in between: each is
+   * put back when a repository uses its digest or it was written within the grace period (what the sweep's
+   * re-check would have decided), and deleted otherwise. Runs at start and before every collection.
+   */
+  async recoverTrash(): Promise<{ restored: number; deleted: number }> {
+    const cutoff = this.now() - this.options.gc.grace;
+    let restored = 0;
+    let deleted = 0;
+    for (const kind of ['hosted', 'proxy'] as const) {
+      const store = this.options.stores[kind];
+      const trash = trashDirectory(store.root);
+      const isGarbage = this.isGarbage(kind, cutoff);
+      for (const entry of await readDirectory(trash)) {
+        const file = path.join(trash, entry);
+        const stat = await fsp.stat(file).catch(() => null);
+        if (!stat?.isFile()) continue;
+        // Older sweeps named files by a random id only: their content says what they are.
+        const candidates = digestOfTrashName(entry) ?? (await Promise.all([hashFile(file, 'sha256'), hashFile(file, 'sha512')]));
+        const kept = candidates.find((digest) => !isGarbage(digest));
+        if (kept === undefined) {
+          await fsp.rm(file, { force: true });
+          deleted++;
+          continue;
+        }
+        if ((await store.size(kept)) !== null) {
+          await fsp.rm(file, { force: true });
+        } else {
+          await fsp.mkdir(path.dirname(store.path(kept)), { recursive: true });
+          await fsp.rename(file, store.path(kept));
+        }
+        restored++;
+      }
+    }
+    if (restored + deleted > 0) this.options.log.warn('files left in .trash by an interrupted collection', { restored, deleted });
+    return { restored, deleted };
+  }
+
+  /**
+   * Rows nothing points at any more: upstream tag lists of names nothing is cached of (older than the
+   * grace period), repositories left empty, blobs neither used nor recently written,
    * and GitHub REST answers no catalog has refreshed for a week (owners no longer configured; live ones
    * refresh every `[github] cache_ttl` and stay, as the fallback while GitHub is down).
    */
   private removeEmptyRows(now: number, cutoff: number): void {
     const db = this.options.index.db;
     db.transaction(() => {
+      // Before the repositories: a name whose tags were listed but of which nothing is cached goes with them.
+      db.prepare(DELETE_UNUSED_UPSTREAM_TAG_LISTS).run({ cutoff });
       db.prepare(DELETE_EMPTY_REPOSITORIES).run();
       db.prepare(DELETE_UNUSED_BLOB_ROWS).run({ cutoff });
       db.prepare('DELETE FROM github_rest_cache WHERE fetched_at < ?').run(now - GITHUB_ANSWER_MAX_AGE_MS);
@@ -233,6 +290,7 @@ export class GarbageCollector {
       sessions.delete(entry);
       if (dryRun) continue;
       db.prepare('DELETE FROM uploads WHERE id = ?').run(entry);
+      this.options.uploadExpired?.(entry);
       await fsp.rm(file, { force: true });
     }
     // Sessions whose file is gone cannot be resumed.
@@ -240,22 +298,30 @@ export class GarbageCollector {
       const updatedAt = db.prepare('SELECT updated_at FROM uploads WHERE id = ?').pluck().get(id) as number;
       if (updatedAt >= before) continue;
       expired++;
-      if (!dryRun) db.prepare('DELETE FROM uploads WHERE id = ?').run(id);
+      if (dryRun) continue;
+      db.prepare('DELETE FROM uploads WHERE id = ?').run(id);
+      this.options.uploadExpired?.(id);
     }
     return expired;
   }
 
-  /** Re-hashes every file of both stores against the index; corrupt files are quarantined. */
+  /**
+   * Re-hashes every file of both stores against the index. Corrupt files are quarantined, and what is
+   * quarantined or missing is unlinked from the repositories of that store: the blob is then absent
+   * everywhere (HEAD, mount, manifest pushes), so a client pushes it again and that repairs the image.
+   */
   async verify(): Promise<VerifyReport> {
     const report: VerifyReport = { missing: [], corrupt: [], unindexed: [] };
     const db = this.options.index.db;
     for (const kind of ['hosted', 'proxy'] as const) {
       const store = this.options.stores[kind];
       const used = new Set(db.prepare(USED_DIGESTS[kind]).pluck().all() as string[]);
+      // A hosted image's layers must all be there; a cached image's are fetched when first pulled.
+      if (kind === 'hosted') for (const digest of db.prepare(REFERENCED_HOSTED_BLOBS).pluck().all() as string[]) used.add(digest);
       const indexedSize = db.prepare('SELECT size FROM blobs WHERE digest = ?').pluck();
+      const unlink = db.prepare(unlinkByKind(kind));
       const onDisk = new Set<string>();
       for (const file of await listBlobFiles(store)) {
-        onDisk.add(file.digest);
         if (!used.has(file.digest)) report.unindexed.push({ store: kind, digest: file.digest });
         const expectedSize = indexedSize.get(file.digest) as number | undefined;
         const actual = await hashFile(store.path(file.digest), parseDigest(file.digest)!.algorithm);
@@ -268,9 +334,16 @@ export class GarbageCollector {
         if (reason) {
           report.corrupt.push({ store: kind, digest: file.digest, reason });
           await quarantine(store, file.digest);
+          unlink.run({ digest: file.digest });
+        } else {
+          onDisk.add(file.digest);
         }
       }
-      for (const digest of used) if (!onDisk.has(digest)) report.missing.push({ store: kind, digest });
+      for (const digest of used) {
+        if (onDisk.has(digest) || report.corrupt.some((entry) => entry.store === kind && entry.digest === digest)) continue;
+        report.missing.push({ store: kind, digest });
+        unlink.run({ digest });
+      }
     }
     this.options.log.info('verify', {
       missing: report.missing.length,
@@ -322,6 +395,17 @@ function usedDigests(kind: StoreKind): string {
           UNION SELECT rb.digest FROM repository_blobs rb JOIN repositories r ON r.id = rb.repository_id WHERE ${OF_KIND[kind]}`;
 }
 
+/** Unlinks a digest from every repository of `kind` (its manifests stay: a re-push of the blob repairs them). */
+function unlinkByKind(kind: StoreKind): string {
+  return `DELETE FROM repository_blobs WHERE digest = @digest
+            AND repository_id IN (SELECT r.id FROM repositories r WHERE ${OF_KIND[kind]})`;
+}
+
+// Blobs hosted manifests reference: their files must be there for the image to be pulled.
+const REFERENCED_HOSTED_BLOBS = `
+  SELECT DISTINCT mr.child_digest FROM manifest_references mr JOIN repositories r ON r.id = mr.repository_id
+  WHERE mr.child_kind = 'blob' AND NOT ${IS_PROXY}`;
+
 /** One digest at a time, through the digest indexes. */
 function usedByKind(kind: StoreKind): string {
   return `SELECT 1 WHERE
@@ -354,10 +438,18 @@ const CACHED_MANIFESTS_PULLED_BEFORE = `
   JOIN repositories r ON r.id = m.repository_id
   WHERE ${IS_PROXY} AND ${LAST_PULLED} < @before`;
 
-const LEAST_RECENTLY_PULLED_CACHED_MANIFEST = `
-  SELECT r.name AS repository, m.repository_id AS repositoryId, m.digest FROM manifests m
-  JOIN repositories r ON r.id = m.repository_id
-  WHERE ${IS_PROXY} ORDER BY ${LAST_PULLED}, m.digest LIMIT 1`;
+// Cached manifests by when last pulled, and cached blobs no manifest of their repository references
+// (pulled by digest alone) by when last read.
+const LEAST_RECENTLY_USED_CACHED_CONTENT = `
+  SELECT 'manifest' AS kind, r.name AS repository, m.repository_id AS repositoryId, m.digest, ${LAST_PULLED} AS usedAt
+  FROM manifests m JOIN repositories r ON r.id = m.repository_id
+  WHERE ${IS_PROXY}
+  UNION ALL
+  SELECT 'blob', r.name, rb.repository_id, rb.digest, max(b.last_accessed_at, rb.linked_at)
+  FROM repository_blobs rb JOIN repositories r ON r.id = rb.repository_id JOIN blobs b ON b.digest = rb.digest
+  WHERE ${IS_PROXY} AND NOT EXISTS (SELECT 1 FROM manifest_references mr
+                                    WHERE mr.repository_id = rb.repository_id AND mr.child_digest = rb.digest)
+  ORDER BY usedAt, digest LIMIT 1`;
 
 // A blob shared by several cached images counts once.
 const CACHE_SIZE = `SELECT coalesce(sum(size), 0) FROM blobs WHERE digest IN (${usedDigests('proxy')})`;
@@ -376,6 +468,12 @@ const DELETE_UNUSED_BLOB_ROWS = `
   DELETE FROM blobs WHERE written_at < @cutoff
     AND NOT EXISTS (SELECT 1 FROM manifests WHERE manifests.digest = blobs.digest)
     AND NOT EXISTS (SELECT 1 FROM repository_blobs WHERE repository_blobs.digest = blobs.digest)`;
+
+// Stored for every name whose tags/list was asked; kept only while something of that name is cached.
+const DELETE_UNUSED_UPSTREAM_TAG_LISTS = `
+  DELETE FROM upstream_tag_lists WHERE fetched_at < @cutoff
+    AND NOT EXISTS (SELECT 1 FROM manifests WHERE repository_id = upstream_tag_lists.repository_id)
+    AND NOT EXISTS (SELECT 1 FROM repository_blobs WHERE repository_id = upstream_tag_lists.repository_id)`;
 
 const DELETE_EMPTY_REPOSITORIES = `
   DELETE FROM repositories WHERE
@@ -416,6 +514,13 @@ async function removeOlderThan(directory: string, before: number): Promise<void>
     const stat = await fsp.stat(file).catch(() => null);
     if (stat && stat.mtimeMs < before) await fsp.rm(file, { force: true });
   }
+}
+
+/** `<algorithm>-<hex>.<random id>`, as sweeps name what they move aside: [digest]; null for any other name. */
+function digestOfTrashName(name: string): string[] | null {
+  const match = /^(sha256|sha512)-([0-9a-f]+)\.[0-9a-f-]{36}$/.exec(name);
+  const digest = match ? `${match[1]}:${match[2]}` : null;
+  return digest !== null && parseDigest(digest) !== null ? [digest] : null;
 }
 
 async function hashFile(file: string, algorithm: 'sha256' | 'sha512'): Promise<string> {

@@ -7,6 +7,8 @@ import { digestOf, parseDigest } from '../oci/digest';
  */
 export class ManifestCache {
   private readonly entries = new Map<string, Buffer>();
+  /** Reads under way: requests that miss one manifest together share one read (and one entry). */
+  private readonly reading = new Map<string, Promise<Buffer | undefined>>();
   private bytes = 0;
 
   constructor(private readonly maxBytes = 32 * 1024 * 1024) {}
@@ -22,14 +24,21 @@ export class ManifestCache {
       this.entries.set(digest, cached);
       return cached;
     }
-    const content = await read();
-    if (digestOf(content, parseDigest(digest)!.algorithm) !== digest) return undefined;
-    this.add(digest, content);
-    return content;
+    const running = this.reading.get(digest);
+    if (running) return running;
+    const reading = read()
+      .then((content) => {
+        if (digestOf(content, parseDigest(digest)!.algorithm) !== digest) return undefined;
+        this.add(digest, content);
+        return content;
+      })
+      .finally(() => this.reading.delete(digest));
+    this.reading.set(digest, reading);
+    return reading;
   }
 
   private add(digest: string, content: Buffer): void {
-    if (content.length > this.maxBytes / 8) return;
+    if (content.length > this.maxBytes / 8 || this.entries.has(digest)) return;
     this.entries.set(digest, content);
     this.bytes += content.length;
     for (const [oldest, bytes] of this.entries) {

@@ -9,7 +9,8 @@ import { parseDigest } from '../oci/digest';
  *     blobs/sha256/ab/abcdef…            one file per digest, shared by every repository
  *     blobs/sha512/…
  *     .incoming/<random>                 being written and hashed; renamed into blobs/ when verified
- *     .trash/<random>                    moved aside by garbage collection, deleted or put back (gc.ts)
+ *     .trash/<algorithm>-<hex>.<random>  moved aside by garbage collection, deleted or put back (gc.ts);
+ *                                      judged again at start when a crash left it there
  *     quarantine/<algorithm>-<hex>-<t>   corrupt files found by verify, never served
  *   <proxy_storage>/                     cached upstream content, same shape as above
  *   <temporary_registry_storage>/

@@ -219,8 +219,17 @@ export class RegistryIndex {
 
   // --- uploads -----------------------------------------------------------------------------
 
-  createUpload(id: string, repository: string, now = Date.now()): void {
-    this.statements.insertUpload.run({ id, repository, now });
+  /** Records a new session; TOOMANYREQUESTS when `maxSessions` (0: no limit) are open already. */
+  createUpload(id: string, repository: string, maxSessions = 0, now = Date.now()): void {
+    this.db.transaction(() => {
+      if (maxSessions > 0 && (this.statements.countUploads.get() as number) >= maxSessions) {
+        throw new RegistryError('TOOMANYREQUESTS', {
+          message: `${maxSessions} upload sessions are open, the most this registry allows; try again later`,
+          headers: { 'Retry-After': '60' },
+        });
+      }
+      this.statements.insertUpload.run({ id, repository, now });
+    })();
   }
 
   upload(id: string): UploadRecord | null {
@@ -386,6 +395,7 @@ function prepareStatements(db: Database.Database) {
       `SELECT id, repository_name AS repository, owner, size, created_at AS createdAt, updated_at AS updatedAt
        FROM uploads WHERE id = @id`,
     ),
+    countUploads: db.prepare('SELECT count(*) FROM uploads').pluck(),
     setUploadOwner: db.prepare('UPDATE uploads SET owner = @owner WHERE id = @id'),
     setUploadSize: db.prepare('UPDATE uploads SET size = @size, updated_at = @now WHERE id = @id'),
     deleteUpload: db.prepare('DELETE FROM uploads WHERE id = @id'),

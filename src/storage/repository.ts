@@ -16,6 +16,16 @@ export interface BlobContent {
   stream: Readable;
 }
 
+/**
+ * A blob found by one index lookup and one stat of its file: its size for HEAD and for a Range, and how
+ * to read it. `open` throws BLOB_UNKNOWN when the file has gone since (a collection or an eviction).
+ */
+export interface FoundBlob {
+  digest: string;
+  size: number;
+  open(range?: ByteRange): Promise<BlobContent>;
+}
+
 export interface StoredManifest {
   digest: string;
   mediaType: string;
@@ -39,8 +49,8 @@ export interface Pagination {
  */
 export interface Repository {
   readonly name: string;
-  blobSize(digest: string): Promise<number>;
-  openBlob(digest: string, range?: ByteRange): Promise<BlobContent>;
+  /** The blob (BLOB_UNKNOWN when the repository does not hold it): what HEAD answers and GET reads. */
+  findBlob(digest: string): Promise<FoundBlob>;
   deleteBlob(digest: string): Promise<void>;
   /** Links a blob readable in `from` into this repository; false when it cannot be mounted. */
   mountBlob(digest: string, from: string): Promise<boolean>;
@@ -74,24 +84,29 @@ export class HostedRepository implements Repository {
     private readonly content: HostedContent,
   ) {}
 
-  async blobSize(digest: string): Promise<number> {
+  async findBlob(digest: string): Promise<FoundBlob> {
     requireDigest(digest);
     const size = this.content.index.linkedBlobSize(this.name, digest);
-    if (size === null) throw new RegistryError('BLOB_UNKNOWN', { detail: { digest } });
-    return size;
-  }
-
-  async openBlob(digest: string, range?: ByteRange): Promise<BlobContent> {
-    const size = await this.blobSize(digest);
-    let stream: Readable;
-    try {
-      stream = await this.content.store.open(digest, range);
-    } catch (error) {
-      if (isNotFound(error)) throw new RegistryError('BLOB_UNKNOWN', { detail: { digest } });
-      throw error;
+    // The index alone is not enough: after verify quarantined the file, or a crash lost it, a HEAD answering
+    // 200 makes clients skip the upload that would repair the image.
+    if (size === null || !(await this.content.store.holds(digest, size))) {
+      throw new RegistryError('BLOB_UNKNOWN', { detail: { digest } });
     }
-    this.content.accessLog.blobRead(digest);
-    return { digest, size, stream };
+    return {
+      digest,
+      size,
+      open: async (range) => {
+        let stream: Readable;
+        try {
+          stream = await this.content.store.open(digest, range);
+        } catch (error) {
+          if (isNotFound(error)) throw new RegistryError('BLOB_UNKNOWN', { detail: { digest } });
+          throw error;
+        }
+        this.content.accessLog.blobRead(digest);
+        return { digest, size, stream };
+      },
+    };
   }
 
   async deleteBlob(digest: string): Promise<void> {
@@ -105,7 +120,7 @@ export class HostedRepository implements Repository {
   async mountBlob(digest: string, from: string): Promise<boolean> {
     requireDigest(digest);
     const size = this.content.index.linkedBlobSize(from, digest);
-    if (size === null || (await this.content.store.size(digest)) === null) return false;
+    if (size === null || !(await this.content.store.holds(digest, size))) return false;
     this.content.index.linkBlob(this.name, digest, size);
     return true;
   }
@@ -168,6 +183,7 @@ export class HostedRepository implements Repository {
     // Checked before the file is written, so a refused manifest stores nothing; and again by
     // putManifest in its transaction, so a collection in between cannot leave it incomplete.
     index.requireChildren(record);
+    await this.requireChildFiles(record);
     await this.content.store.write(content, { expectedDigest: digest });
     index.putManifest(record, Date.now(), { requireChildren: true });
     return { digest, subject: parsed.subject?.digest };
@@ -197,6 +213,18 @@ export class HostedRepository implements Repository {
   async listReferrers(digest: string): Promise<Descriptor[]> {
     requireDigest(digest);
     return this.content.index.referrers(this.name, digest).map(toDescriptor);
+  }
+
+  /**
+   * MANIFEST_BLOB_UNKNOWN when a blob or child manifest the index lists has no file (lost in a crash, or
+   * quarantined): accepting the manifest would publish an image that cannot be pulled.
+   */
+  private async requireChildFiles(record: NewManifest): Promise<void> {
+    const missing: string[] = [];
+    for (const digest of new Set([...record.blobDigests, ...record.manifestDigests])) {
+      if ((await this.content.store.size(digest)) === null) missing.push(digest);
+    }
+    if (missing.length > 0) throw new RegistryError('MANIFEST_BLOB_UNKNOWN', { detail: { digests: missing } });
   }
 
   /** The digest a reference names, or null when a tag is not set. */

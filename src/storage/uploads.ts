@@ -29,14 +29,27 @@ export class UploadSessions {
     private readonly index: RegistryIndex,
     private readonly store: BlobStore,
     private readonly temporaryRoot: string,
+    /** Sessions open at once (`max_upload_sessions`); 0: no limit. */
+    private readonly maxSessions = 0,
   ) {}
+
+  /** Sessions whose running hash is held in memory (a few hundred bytes each). */
+  get hashesInMemory(): number {
+    return this.runningHashes.size;
+  }
 
   async start(repository: string): Promise<UploadRecord> {
     const id = randomUUID();
     const file = uploadDataPath(this.temporaryRoot, id);
-    await fsp.mkdir(path.dirname(file), { recursive: true });
-    await fsp.writeFile(file, '');
-    this.index.createUpload(id, repository);
+    // Counted and recorded in one step before any await, so parallel POSTs cannot slip past the cap.
+    this.index.createUpload(id, repository, this.maxSessions);
+    try {
+      await fsp.mkdir(path.dirname(file), { recursive: true });
+      await fsp.writeFile(file, '');
+    } catch (error) {
+      this.index.deleteUpload(id);
+      throw error;
+    }
     this.runningHashes.set(id, { hash: createDigester('sha256'), size: 0 });
     return this.status(repository, id);
   }
@@ -45,6 +58,7 @@ export class UploadSessions {
   async status(repository: string, id: string): Promise<UploadRecord> {
     const upload = isUploadId(id) ? this.index.upload(id) : null;
     if (!upload || upload.repository !== repository) {
+      if (!upload) this.forget(id);
       throw new RegistryError('BLOB_UPLOAD_UNKNOWN', { detail: { uploadId: id } });
     }
     let onDisk: number;
@@ -185,7 +199,8 @@ export class UploadSessions {
     await fsp.rm(uploadDataPath(this.temporaryRoot, id), { force: true });
   }
 
-  private forget(id: string): void {
+  /** Drops what memory holds for a session (its running hash): it was closed, cancelled or expired. */
+  forget(id: string): void {
     this.runningHashes.delete(id);
   }
 

@@ -388,3 +388,42 @@ describe('blob uploads across a restart', () => {
     expect(body.equals(content)).toBe(true);
   });
 });
+
+describe('upload sessions are bounded', () => {
+  test('POST /v2/<name>/blobs/uploads/ past max_upload_sessions is 429 TOOMANYREQUESTS; a closed session frees its place', async () => {
+    const app = await createTestApp({ overrides: { max_upload_sessions: '3', 'gc.interval': '0' } });
+    const client = new RegistryClient(app);
+    try {
+      const sessions = await Promise.all([1, 2, 3].map(() => client.startUpload('bounded/app')));
+      const refused = await client.fetch('/v2/bounded/other/blobs/uploads/', { method: 'POST' });
+      await expectErrorCode(refused, 429, 'TOOMANYREQUESTS');
+      // Opening many at once cannot slip past the check either.
+      const burst = await Promise.all([1, 2, 3].map(() => client.fetch('/v2/bounded/app/blobs/uploads/', { method: 'POST' })));
+      expect(burst.map((response) => response.status)).toEqual([429, 429, 429]);
+
+      const blob = randomBytes(100);
+      await client.finishUpload('bounded/app', sessions[0], digestOf(blob), blob);
+      await client.startUpload('bounded/app');
+    } finally {
+      await app.close();
+    }
+  });
+
+  test('an expired session leaves no running hash in memory', async () => {
+    const app = await createTestApp({ overrides: { 'gc.upload_ttl': '1ms', 'gc.interval': '0' } });
+    const client = new RegistryClient(app);
+    // The hosted upload sessions of the registry, reached for what only they know: the hashes they hold.
+    const uploads = () => (app.registry as unknown as { hosted: { uploads: { hashesInMemory: number } } }).hosted.uploads;
+    try {
+      const session = await client.startUpload('expiring/app');
+      await client.pushChunk(session, randomBytes(1000));
+      expect(uploads().hashesInMemory).toBe(1);
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      expect((await app.registry.collectGarbage()).uploadsExpired).toBe(1);
+      expect(uploads().hashesInMemory).toBe(0);
+      await expectErrorCode(await client.fetch(session.location), 404, 'BLOB_UPLOAD_UNKNOWN');
+    } finally {
+      await app.close();
+    }
+  });
+});

@@ -289,3 +289,53 @@ describe('verify', () => {
     }
   });
 });
+
+describe('files left in .trash by a collection that crashed', () => {
+  /** What a sweep leaves when the process dies between its move to .trash and its re-check. */
+  function crashLeavesInTrash(app: TestApp, digest: string, name: string): string {
+    const file = path.join(app.storageDir, 'storage', 'registry', 'blobs', 'sha256', digest.slice(7, 9), digest.slice(7));
+    const trash = path.join(app.storageDir, 'storage', 'registry', '.trash');
+    fs.mkdirSync(trash, { recursive: true });
+    fs.renameSync(file, path.join(trash, name));
+    return file;
+  }
+
+  test('at start, a referenced one is put back and pulls again; an unreferenced one is deleted', async () => {
+    const app = await createTestApp({ overrides: { 'gc.interval': '0', 'gc.grace': '0' } });
+    const client = new RegistryClient(app);
+    try {
+      const image = await pushImage(client, 'trash/app', 'v1', [randomBytes(1000)]);
+      const loose = await client.pushBlob('trash/loose', randomBytes(700), OCI_LAYER);
+      expect((await client.fetch(`/v2/trash/loose/blobs/${loose.digest}`, { method: 'DELETE' })).status).toBe(202);
+      // Named by a random id, as sweeps name what they move aside.
+      const layerFile = crashLeavesInTrash(app, image.layers[0].digest, 'a2b7c0f6-52c2-4ac4-9e5b-54c3a1e7bb01');
+      const looseFile = crashLeavesInTrash(app, loose.digest, 'f0e1d2c3-b4a5-4968-8776-655443322110');
+      expect((await client.getBlob('trash/app', image.layers[0].digest)).response.status).toBe(404);
+
+      await app.restart();
+      await app.registry.recoverTrash();
+      expect(fs.existsSync(layerFile)).toBe(true);
+      expect(fs.existsSync(looseFile)).toBe(false);
+      expect(fs.readdirSync(path.join(app.storageDir, 'storage', 'registry', '.trash'))).toEqual([]);
+      const pulled = await client.getBlob('trash/app', image.layers[0].digest);
+      expect(pulled.response.status).toBe(200);
+      expect(digestOf(pulled.body)).toBe(image.layers[0].digest);
+    } finally {
+      await app.close();
+    }
+  });
+
+  test('a collection reconsiders them first, too', async () => {
+    const app = await createTestApp({ overrides: { 'gc.interval': '0', 'gc.grace': '1h' } });
+    const client = new RegistryClient(app);
+    try {
+      const image = await pushImage(client, 'trash/again', 'v1', [randomBytes(1000)]);
+      const layerFile = crashLeavesInTrash(app, image.layers[0].digest, `sha256-${image.layers[0].digest.slice(7)}.0b1c2d3e-4f50-4617-8829-3a4b5c6d7e8f`);
+      await app.registry.collectGarbage();
+      expect(fs.existsSync(layerFile)).toBe(true);
+      expect((await client.getBlob('trash/again', image.layers[0].digest)).response.status).toBe(200);
+    } finally {
+      await app.close();
+    }
+  });
+});

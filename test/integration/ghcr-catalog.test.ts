@@ -2,7 +2,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { GithubConfig } from '../../src/config/config';
-import { GhcrCatalog } from '../../src/ghcr/ghcr-catalog';
+import { GHCR_FAILED_NAMES_MAX, GhcrCatalog } from '../../src/ghcr/ghcr-catalog';
+import type { ProxiedName } from '../../src/proxy/upstreams';
 import { Logger } from '../../src/log';
 import { RegistryIndex } from '../../src/storage/registry-index';
 import { FakeGithub, FakeOwner, startFakeGithub } from '../helpers/fake-github';
@@ -142,6 +143,15 @@ describe('GHCR packages in GET /v2/_catalog, tags/list and GET /v1/search', () =
     await expectErrorCode(response, 503, 'UNAVAILABLE');
   });
 
+  test('tags/list of a package of an owner not configured asks GitHub nothing (its quota is for the owners configured)', async () => {
+    const asked = github.requests.length;
+    const response = await client.fetch('/v2/proxy/ghcr.io/stranger/anything/tags/list');
+    expect(response.status).toBeGreaterThanOrEqual(400);
+    expect(response.status).toBeLessThan(600);
+    expect(response.status).not.toBe(500);
+    expect(github.requests.slice(asked)).toEqual([]);
+  });
+
   test('GET /v1/search finds names containing q, paginated with n and page', async () => {
     const cli = await client.fetch('/v1/search?q=CLI');
     expect(await cli.json()).toEqual({
@@ -268,6 +278,32 @@ describe('GitHub failing: the catalog still lists', () => {
       } finally {
         github.fail('broken', null);
       }
+    });
+
+    const tagsOf = (subject: GhcrCatalog, remoteName: string) =>
+      subject.alternativeTagList({ upstream: { name: 'ghcr.io' } as ProxiedName['upstream'], remoteName, name: `proxy/ghcr.io/${remoteName}` });
+
+    test('with no owners configured, tags come only for the token\'s own packages, never under another owner\'s name', async () => {
+      const subject = catalog(github);
+      expect(await tagsOf(subject, 'me/mine')).toEqual([]);
+      const asked = github.requests.length;
+      expect(await tagsOf(subject, 'stranger/mine')).toBeNull();
+      expect(await tagsOf(subject, 'alice/mine')).toBeNull();
+      expect(github.requests.length).toBe(asked);
+    });
+
+    test(`failed names are remembered at most ${GHCR_FAILED_NAMES_MAX} at a time, the oldest forgotten first`, async () => {
+      const subject = catalog(github, { users: ['alice'] });
+      await expect(tagsOf(subject, 'alice/missing-first')).rejects.toThrow();
+      // Within the retry pause: not asked again.
+      const asked = github.requests.length;
+      await expect(tagsOf(subject, 'alice/missing-first')).rejects.toThrow();
+      expect(github.requests.length).toBe(asked);
+      for (let i = 0; i < GHCR_FAILED_NAMES_MAX; i++) await expect(tagsOf(subject, `alice/missing-${i}`)).rejects.toThrow();
+      // The first failure was forgotten to make room: GitHub is asked again.
+      const before = github.requests.length;
+      await expect(tagsOf(subject, 'alice/missing-first')).rejects.toThrow();
+      expect(github.requests.length).toBe(before + 1);
     });
 
     test('a wrong token is a logged failure, not an exception', async () => {

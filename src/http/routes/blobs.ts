@@ -6,15 +6,15 @@ import { RegistryRouter, RouteDependencies } from './context';
 export function blobRoutes(router: RegistryRouter, { registry }: RouteDependencies): void {
   router.head('/v2/*name/blobs/:digest', async (ctx) => {
     const { digest } = ctx.params;
-    const size = await registry.repository(ctx.params.name).blobSize(digest);
+    const { size } = await registry.repository(ctx.params.name).findBlob(digest);
     ctx.status = 200;
     ctx.set(blobHeaders(digest, size));
   });
 
   router.get('/v2/*name/blobs/:digest', async (ctx) => {
     const { digest } = ctx.params;
-    const repository = registry.repository(ctx.params.name);
-    const size = await repository.blobSize(digest);
+    const found = await registry.repository(ctx.params.name).findBlob(digest);
+    const { size } = found;
     const range = parseByteRange(ctx.get('Range'), size);
     if (range === 'unsatisfiable') {
       throw new RegistryError('RANGE_INVALID', {
@@ -22,7 +22,7 @@ export function blobRoutes(router: RegistryRouter, { registry }: RouteDependenci
         headers: { 'Content-Range': `bytes */${size}` },
       });
     }
-    const blob = await repository.openBlob(digest, range);
+    const blob = await found.open(range);
     ctx.set(blobHeaders(digest, blob.size));
     if (range) {
       ctx.status = 206;

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { AccessControl, FAILURE_LIMIT, UploadOwners } from '../../../src/auth/access-control';
+import { AccessControl, FAILURE_CLIENTS_MAX, FAILURE_LIMIT, UploadOwners } from '../../../src/auth/access-control';
 import { AuthConfig } from '../../../src/config/config';
 import { createLogger } from '../../../src/log';
 import { addUsers } from '../../helpers/auth';
@@ -12,12 +12,13 @@ const header = (credentials: string) => `Basic ${Buffer.from(credentials).toStri
 describe('AccessControl.authenticate', () => {
   let dir: string;
   let access: AccessControl;
+  let config: AuthConfig;
 
   beforeAll(() => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'access-control-'));
     const htpasswd = path.join(dir, 'users.htpasswd');
-    addUsers(htpasswd, { alice: 'pw' });
-    const config: AuthConfig = {
+    addUsers(htpasswd, { alice: 'pw', bob: 'right', carol: 'right' });
+    config = {
       htpasswd,
       anonymous: 'pull',
       realm: 'registry',
@@ -53,6 +54,28 @@ describe('AccessControl.authenticate', () => {
     expect(results[FAILURE_LIMIT - 1]).toMatchObject({ ok: false, throttled: true });
     expect(await access.authenticate(header('alice:pw'), '10.0.0.3')).toMatchObject({ ok: true });
     expect(await access.authenticate(header('alice:pw'), '10.0.0.4')).toMatchObject({ ok: true });
+  });
+
+  test(`parallel guesses: past ${FAILURE_LIMIT} attempts in flight the rest are refused unchecked, the right password included`, async () => {
+    const guesses = Array.from({ length: 3 * FAILURE_LIMIT }, (_, i) => access.authenticate(header(`bob:wrong${i}`), '10.0.1.1'));
+    const results = await Promise.all([...guesses, access.authenticate(header('bob:right'), '10.0.1.1')]);
+    expect(results[results.length - 1]).toMatchObject({ ok: false, throttled: true });
+    expect(results.filter((result) => !result.ok && !result.throttled).length).toBeLessThan(FAILURE_LIMIT);
+    // A right password counts as no failure: the address that logs in is not closer to the limit.
+    for (let i = 0; i < 2 * FAILURE_LIMIT; i++) {
+      expect(await access.authenticate(header(`carol:right`), '10.0.1.2')).toMatchObject({ ok: true });
+    }
+    expect(await access.authenticate(header('carol:wrong'), '10.0.1.2')).toEqual({ ok: false, throttled: false });
+  });
+
+  test(`at ${FAILURE_CLIENTS_MAX} addresses the oldest is forgotten, not every throttled one`, async () => {
+    const access = new AccessControl(config, log);
+    for (let i = 0; i < FAILURE_CLIENTS_MAX - 1; i++) await access.authenticate('Digest x', `10.1.${i >> 8}.${i & 255}`);
+    for (let i = 0; i < FAILURE_LIMIT; i++) await access.authenticate('Digest x', '10.2.0.1');
+    expect(await access.authenticate(header('carol:whatever'), '10.2.0.1')).toMatchObject({ ok: false, throttled: true });
+    // One more address than the map holds.
+    await access.authenticate('Digest x', '10.3.0.1');
+    expect(await access.authenticate(header('carol:whatever'), '10.2.0.1')).toMatchObject({ ok: false, throttled: true });
   });
 
   test('bad or expired tokens are refused without counting as failed logins', async () => {

@@ -43,6 +43,7 @@ describe('loadConfig', () => {
       port: 5000,
       registry_storage: path.join(cwd, 'storage/registry'),
       temporary_registry_storage: path.join(cwd, 'storage/_tmp'),
+      max_upload_sessions: 1000,
       proxy_storage: path.join(cwd, 'storage/proxy'),
       database: path.join(cwd, 'storage/index.db'),
       max_manifest_size: 4 * 1024 * 1024,
