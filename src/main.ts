@@ -12,6 +12,8 @@ import { describeGc, describeVerify, scheduleGarbageCollection } from './storage
 import { Registry } from './registry';
 import { TransferError } from './transfer/errors';
 import { Selection } from './transfer/image-set';
+import { describeImport, importImages } from './transfer/import';
+import { describeExport, exportOciLayout } from './transfer/oci-layout';
 import { describeStaticExport, exportStatic } from './transfer/static-export';
 import { StoredContent } from './transfer/stored-content';
 
@@ -183,10 +185,14 @@ async function runTransfer(transfer: TransferArguments, config: Config): Promise
   // The same index (SQLite in WAL mode: a second process beside a running server, as `gc` does) and stores.
   const content = StoredContent.open(config);
   try {
-    if (transfer.command === 'export' && transfer.format === 'static') {
+    if (transfer.command === 'import') {
+      process.stdout.write(describeImport(await importImages(content, { source: transfer.source, to: transfer.to })));
+    } else if (transfer.format === 'static') {
       process.stdout.write(describeStaticExport(await exportStatic(content, { dir: transfer.target, ...transfer.selection })));
+    } else if (transfer.format === 'oci') {
+      process.stdout.write(describeExport(await exportOciLayout(content, { target: transfer.target, ...transfer.selection })));
     } else {
-      throw new UsageError(`${transfer.command}: not available yet`);
+      throw new UsageError('export --docker-archive: not available yet');
     }
   } finally {
     content.close();
