@@ -11,6 +11,7 @@ import { exitOnSignals } from './server/shutdown';
 import { describeGc, describeVerify, scheduleGarbageCollection } from './storage/gc-runs';
 import { Registry } from './registry';
 import { TransferError } from './transfer/errors';
+import { exportDockerArchive } from './transfer/docker-archive';
 import { Selection } from './transfer/image-set';
 import { describeImport, importImages } from './transfer/import';
 import { describeExport, exportOciLayout } from './transfer/oci-layout';
@@ -192,7 +193,8 @@ async function runTransfer(transfer: TransferArguments, config: Config): Promise
     } else if (transfer.format === 'oci') {
       process.stdout.write(describeExport(await exportOciLayout(content, { target: transfer.target, ...transfer.selection })));
     } else {
-      throw new UsageError('export --docker-archive: not available yet');
+      const options = { file: transfer.target, platform: transfer.platform, ...transfer.selection };
+      process.stdout.write(describeExport(await exportDockerArchive(content, options)));
     }
   } finally {
     content.close();

@@ -116,4 +116,21 @@ describe('export and import across an air gap', () => {
     const again = await cli(destination, 'import', archive);
     expect(again.stdout).toContain('nothing changed');
   });
+
+  test('export --docker-archive: skopeo reads each image (one platform of a multi-arch tag); import brings it back', async () => {
+    const archive = path.join(work, 'save.tar');
+    await cli(source, 'export', '--docker-archive', archive, '--platform', 'linux/arm64');
+    const arm = multiArch.images[1];
+    const armConfig = await skopeoInspect(`docker-archive:${archive}:team/app:1.0`, { config: true });
+    expect((armConfig.rootfs as { diff_ids: string[] }).diff_ids).toEqual(arm.diffIds);
+    expect(armConfig.architecture).toBe('arm64');
+    const oneConfig = await skopeoInspect(`docker-archive:${archive}:tools/one:2`, { config: true });
+    expect((oneConfig.rootfs as { diff_ids: string[] }).diff_ids).toEqual(single.diffIds);
+
+    await cli(destination, 'import', archive, '--to', 'roundtrip/all');
+    const copy = path.join(work, 'roundtrip');
+    await skopeoCopy(`docker://${destination.host}/roundtrip/all:1.0`, `oci:${copy}:1.0`);
+    const imported = await skopeoInspect(`oci:${copy}:1.0`, { config: true });
+    expect(imported).toEqual(armConfig);
+  });
 });
