@@ -88,6 +88,11 @@ describe('export and import across an air gap', () => {
     expect(second.stdout).toContain('nothing changed');
     expect(['manifests', 'tags', 'repository_blobs', 'manifest_references'].map((table) => rows(destination, table))).toEqual(counts);
     expect(fs.statSync(blobFile)).toMatchObject({ ino: before.ino, mtimeMs: before.mtimeMs });
+
+    // What was imported is in use: a garbage collection with no grace period keeps all of it.
+    await cli(destination, 'gc', '--gc.grace', '0');
+    expect(await skopeoInspect(`docker://${destination.host}/team/app@${arm.manifestDigest}`, { raw: true })).toBe(arm.manifest.toString());
+    expect(['manifests', 'tags', 'repository_blobs', 'manifest_references'].map((table) => rows(destination, table))).toEqual(counts);
   });
 
   test('export --oci DIR is an OCI layout; import --to NAME:TAG of a skopeo oci-archive', async () => {
