@@ -197,6 +197,14 @@ describe('export --static served by nginx', () => {
     expect(await skopeoListTags(`docker://${nginx.host}/team/app`)).toEqual(['1.0']);
   });
 
+  test('the S3 upload script is valid sh and gives each manifest its media type and digest', async () => {
+    const script = fs.readFileSync(`${exportDir}.s3-upload.sh`, 'utf8');
+    await execFileAsync('sh', ['-n', `${exportDir}.s3-upload.sh`]);
+    expect(script).toContain(
+      `aws s3 cp 'v2/team/app/manifests/1.0' "\${DEST}"'v2/team/app/manifests/1.0' --content-type '${multiArch.mediaType}' --metadata docker-content-digest=${multiArch.manifestDigest}`,
+    );
+  });
+
   test('--repo and --tag choose what is exported', async () => {
     const only = path.join(work, 'only');
     const { stdout } = await execFileAsync(
