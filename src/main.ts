@@ -10,6 +10,13 @@ import { MetricsListener, startMetricsListener } from './server/metrics-listener
 import { exitOnSignals } from './server/shutdown';
 import { describeGc, describeVerify, scheduleGarbageCollection } from './storage/gc-runs';
 import { Registry } from './registry';
+import { TransferError } from './transfer/errors';
+import { exportDockerArchive } from './transfer/docker-archive';
+import { Selection } from './transfer/image-set';
+import { describeImport, importImages } from './transfer/import';
+import { describeExport, exportOciLayout } from './transfer/oci-layout';
+import { describeStaticExport, exportStatic } from './transfer/static-export';
+import { StoredContent } from './transfer/stored-content';
 
 const USAGE = `usage: registry [command] [--config <file>] [--<key> <value> …]
 
@@ -19,6 +26,15 @@ commands:
   verify             re-hash every stored blob; quarantine corrupt ones
   config check       show the configuration in force (secrets censored) and what in it will not work
   healthcheck        exit 0 if the registry configured here answers /readyz with 200 (Docker's HEALTHCHECK)
+  export --static DIR [--repo NAME]… [--tag PATTERN]…
+                     write DIR as a static read-only registry, with DIR.nginx.conf and DIR.s3-upload.sh beside it
+  export --oci FILE.tar|DIR [--repo NAME]… [--tag PATTERN]…
+                     write the images as one OCI image layout (a tar, or a directory)
+  export --docker-archive FILE.tar [--repo NAME]… [--tag PATTERN]… [--platform OS/ARCH[/VARIANT]]
+                     write single-platform images as a \`docker load\` archive
+  import FILE.tar|DIR [--to NAME[:TAG]]
+                     store the images of an OCI layout or a \`docker save\` archive as hosted repositories
+                     (export and import work with the server running or stopped; see docs/export-import.md)
 
 options:
   --config <file>    configuration file (default: ./configuration.toml, if there is one)
@@ -28,7 +44,7 @@ options:
 
 Environment variables REGISTRY_<KEY> set keys too (REGISTRY_PORT, REGISTRY_GC_GRACE); flags win.`;
 
-const COMMANDS = ['serve', 'gc', 'verify', 'config', 'healthcheck'];
+const COMMANDS = ['serve', 'gc', 'verify', 'config', 'healthcheck', 'export', 'import'];
 
 /** A command line that cannot be run; printed as it is, without a stack. */
 class UsageError extends Error {}
@@ -48,6 +64,7 @@ async function main(argv: string[]): Promise<void> {
   if (command === 'config' && args.shift() !== 'check') throw new UsageError(`usage: registry config check [--config <file>] [--<key> <value> …]`);
   const dryRun = removeFlag(args, '--dry-run');
   if (dryRun && command !== 'gc') throw new UsageError('--dry-run goes with the gc command');
+  const transfer = command === 'export' || command === 'import' ? takeTransferArguments(command, args) : undefined;
 
   const { configPath, overrides } = parseFlags(args);
   const config = loadConfig({ cwd: process.cwd(), env: process.env, configPath, overrides });
@@ -69,6 +86,7 @@ async function main(argv: string[]): Promise<void> {
     return;
   }
   ensureStorageDirectories(config);
+  if (transfer) return runTransfer(transfer, config);
   const log = createLogger(config.log_level, { format: config.log_format });
   const registry = Registry.open(config, log);
   if (command === 'gc') {
@@ -130,6 +148,60 @@ function version(): string {
   return (JSON.parse(fs.readFileSync(path.join(__dirname, '..', 'package.json'), 'utf8')) as { version: string }).version;
 }
 
+type TransferArguments =
+  | { command: 'export'; format: 'static' | 'oci' | 'docker-archive'; target: string; selection: Selection; platform?: string }
+  | { command: 'import'; source: string; to?: string };
+
+/** Takes export's and import's own arguments out of `args`; what is left are configuration flags. */
+function takeTransferArguments(command: 'export' | 'import', args: string[]): TransferArguments {
+  const take = (flag: string): string[] => {
+    const values: string[] = [];
+    for (let at = args.indexOf(flag); at >= 0; at = args.indexOf(flag)) {
+      const value = args[at + 1];
+      if (value === undefined || value.startsWith('--')) throw new UsageError(`${flag} needs a value`);
+      values.push(value);
+      args.splice(at, 2);
+    }
+    return values;
+  };
+  const single = (flag: string): string | undefined => {
+    const values = take(flag);
+    if (values.length > 1) throw new UsageError(`${flag} is given more than once`);
+    return values[0];
+  };
+  if (command === 'import') {
+    const to = single('--to');
+    const source = args[0] && !args[0].startsWith('--') ? args.shift()! : undefined;
+    if (!source) throw new UsageError('usage: registry import FILE.tar|DIR [--to NAME[:TAG]]');
+    return { command, source, to };
+  }
+  const formats = (['static', 'oci', 'docker-archive'] as const).flatMap((format) => take(`--${format}`).map((target) => ({ format, target })));
+  if (formats.length !== 1) throw new UsageError('export takes one of --static DIR, --oci FILE.tar|DIR, --docker-archive FILE.tar');
+  const selection = { repositories: take('--repo'), tagPatterns: take('--tag') };
+  const platform = single('--platform');
+  if (platform !== undefined && formats[0].format !== 'docker-archive') throw new UsageError('--platform goes with --docker-archive');
+  return { command, ...formats[0], selection, platform };
+}
+
+async function runTransfer(transfer: TransferArguments, config: Config): Promise<void> {
+  // The same index (SQLite in WAL mode: a second process beside a running server, as `gc` does) and stores.
+  const content = StoredContent.open(config);
+  try {
+    if (transfer.command === 'import') {
+      process.stdout.write(describeImport(await importImages(content, { source: transfer.source, to: transfer.to })));
+    } else if (transfer.format === 'static') {
+      process.stdout.write(describeStaticExport(await exportStatic(content, { dir: transfer.target, ...transfer.selection })));
+    } else if (transfer.format === 'oci') {
+      process.stdout.write(describeExport(await exportOciLayout(content, { target: transfer.target, ...transfer.selection })));
+    } else {
+      const options = { file: transfer.target, platform: transfer.platform, ...transfer.selection };
+      process.stdout.write(describeExport(await exportDockerArchive(content, options)));
+    }
+  } finally {
+    content.close();
+  }
+}
+
 function removeFlag(args: string[], flag: string): boolean {
   const at = args.indexOf(flag);
   if (at >= 0) args.splice(at, 1);
@@ -153,6 +225,6 @@ function parseFlags(args: string[]): { configPath?: string; overrides: Record<st
 }
 
 main(process.argv.slice(2)).catch((error: unknown) => {
-  process.stderr.write(`${error instanceof ConfigError || error instanceof UsageError ? error.message : String((error as Error)?.stack ?? error)}\n`);
+  process.stderr.write(`${error instanceof ConfigError || error instanceof UsageError || error instanceof TransferError ? error.message : String((error as Error)?.stack ?? error)}\n`);
   process.exit(1);
 });

@@ -8,7 +8,9 @@
 import { ChildProcess, execFile, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import http from 'node:http';
 import https from 'node:https';
+import net from 'node:net';
 import { IncomingHttpHeaders } from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
@@ -197,4 +199,90 @@ async function stop(child: ChildProcess, exited: Promise<unknown>): Promise<void
   const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
   await exited;
   clearTimeout(timer);
+}
+
+export interface StaticNginx {
+  /** `http://127.0.0.1:<port>` */
+  url: string;
+  /** `127.0.0.1:<port>`, for image references. */
+  host: string;
+  /** A plain http request, answered as nginx sent it. */
+  request(pathAndQuery: string, options?: { method?: string; headers?: Record<string, string> }): Promise<NginxResponse>;
+  errorLog(): Promise<string>;
+  close(): Promise<void>;
+}
+
+/**
+ * Starts nginx with a generated configuration for its http {} context (`registry export --static`'s
+ * DIR.nginx.conf), plain http on a free loopback port: its one `listen 80;` becomes that port.
+ */
+export async function startStaticNginx(configurationFile: string): Promise<StaticNginx> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'nginx-static-'));
+  let child: ChildProcess | undefined;
+  try {
+    const port = await freePort();
+    const listen = 'listen 80;';
+    const generated = await readFile(configurationFile, 'utf8');
+    if (generated.split(listen).length !== 2) throw new Error(`${configurationFile}: expected "${listen}" once`);
+    await writeFile(path.join(dir, 'static.conf'), generated.replace(listen, `listen 127.0.0.1:${port};`));
+    const errorLogPath = path.join(dir, 'error.log');
+    const user = process.getuid?.() === 0 ? 'user root;\n' : '';
+    const main =
+      `${user}worker_processes 1;\npid ${dir}/nginx.pid;\nerror_log ${errorLogPath} warn;\n` +
+      'events { worker_connections 256; }\n' +
+      'http {\n' +
+      ['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'].map((kind) => `  ${kind}_temp_path ${dir}/${kind}-temp;\n`).join('') +
+      `  access_log ${dir}/access.log;\n` +
+      `  include ${dir}/static.conf;\n` +
+      '}\n';
+    const mainPath = path.join(dir, 'nginx.conf');
+    await writeFile(mainPath, main);
+    child = spawn(NGINX, ['-p', `${dir}/`, '-e', errorLogPath, '-c', mainPath, '-g', 'daemon off;'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const exited = new Promise<void>((resolve) => child!.once('exit', () => resolve()));
+    let gone = false;
+    void exited.then(() => (gone = true));
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      const messages = async () => `${stderr}${await readFile(errorLogPath, 'utf8').catch(() => '')}`;
+      if (gone) throw new Error(`nginx exited at startup:\n${await messages()}`);
+      const ready = await new Promise<boolean>((resolve) => {
+        const socket = net.connect({ host: '127.0.0.1', port }, () => {
+          socket.end();
+          resolve(true);
+        });
+        socket.on('error', () => resolve(false));
+      });
+      if (ready) break;
+      if (Date.now() > deadline) throw new Error(`nginx did not listen on 127.0.0.1:${port} within 10 s:\n${await messages()}`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    const started = child;
+    return {
+      url: `http://127.0.0.1:${port}`,
+      host: `127.0.0.1:${port}`,
+      request: (pathAndQuery, { method = 'GET', headers = {} } = {}) =>
+        new Promise((resolve, reject) => {
+          const outgoing = http.request({ host: '127.0.0.1', port, path: pathAndQuery, method, headers, agent: false }, (response) => {
+            let body = '';
+            response.setEncoding('utf8');
+            response.on('data', (chunk: string) => (body += chunk));
+            response.on('end', () => resolve({ status: response.statusCode!, headers: response.headers, body }));
+            response.on('error', reject);
+          });
+          outgoing.on('error', reject);
+          outgoing.end();
+        }),
+      errorLog: () => readFile(errorLogPath, 'utf8'),
+      close: async () => {
+        await stop(started, exited);
+        await rm(dir, { recursive: true, force: true });
+      },
+    };
+  } catch (error) {
+    if (child) await stop(child, new Promise((resolve) => child!.once('exit', resolve)));
+    await rm(dir, { recursive: true, force: true });
+    throw error;
+  }
 }
