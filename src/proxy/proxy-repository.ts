@@ -97,7 +97,19 @@ export class ProxyRepository implements Repository {
         const response = await this.upstream('GET', `blobs/${digest}`);
         if (response.status !== 200 || !response.body) throw this.upstreamFailure(response, 'BLOB_UNKNOWN', { digest });
         const length = response.headers.get('content-length');
-        return { body: response.body, size: length === null ? undefined : Number(length) };
+        const size = length === null ? undefined : Number(length);
+        // A transfer is bounded by what was announced: its Content-Length, else what a manifest declares.
+        const declared = await this.declaredSize(digest);
+        if ((size === undefined && declared === undefined) || (size !== undefined && declared !== undefined && size !== declared)) {
+          void response.body.cancel().catch(() => undefined);
+          throw this.unusableAnswer(
+            size === undefined
+              ? `upstream ${this.target.upstream.name} sent a blob without Content-Length that no cached manifest declares`
+              : `upstream ${this.target.upstream.name} sent a blob of ${size} bytes that a manifest declares as ${declared}`,
+            { digest },
+          );
+        }
+        return { body: response.body, size, bound: declared };
       },
       (size) => this.cache.index.linkBlob(this.name, digest, size),
     );
@@ -112,6 +124,21 @@ export class ProxyRepository implements Repository {
       return (await this.openCachedBlob(digest, range)) ?? this.openBlob(digest, range);
     }
     return { digest, size: download.size, stream: download.read(range) };
+  }
+
+  /** The blob's size as a cached manifest of this repository declares it, if one does. */
+  private async declaredSize(digest: string): Promise<number | undefined> {
+    for (const manifestDigest of this.cache.index.manifestsReferencingBlob(this.name, digest)) {
+      const content = await readManifest(this.cache.manifests, this.cache.store, manifestDigest);
+      if (!content) continue;
+      try {
+        const descriptor = parseManifest(content).blobs.find((blob) => blob.digest === digest);
+        if (descriptor) return descriptor.size;
+      } catch {
+        // Was valid when it was cached; unreadable now is the same as absent.
+      }
+    }
+    return undefined;
   }
 
   private async openCachedBlob(digest: string, range?: ByteRange): Promise<BlobContent | null> {
