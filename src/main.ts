@@ -128,7 +128,7 @@ function describeStart(config: Config, listeners: Listener[], metricsListener: M
     `  database: ${config.database}`,
     config.proxy.enabled
       ? `  pull-through cache: /v2/proxy/<upstream>/…; configured upstreams: ${upstreams.length > 0 ? upstreams.join(', ') : 'none'}` +
-        `; other hosts: ${config.proxy.allowed_upstreams.length > 0 ? config.proxy.allowed_upstreams.join(', ') : 'any, over https'}`
+        `; other hosts: ${config.proxy.allowed_upstreams.length > 0 ? config.proxy.allowed_upstreams.join(', ') : 'any'} (public addresses only, over https)`
       : '  pull-through cache: disabled',
     `  health: /healthz, /readyz${config.metrics.enabled ? `; metrics: ${metricsListener ? `http://${metricsListener.host}:${metricsListener.port}/metrics` : '/metrics'}` : ''}`,
   ];

@@ -64,6 +64,8 @@ export interface ProxyConfig {
   timeout: number;
   /** Requests in flight to one upstream at a time. */
   concurrency: number;
+  /** Cold blob transfers from all upstreams at a time; more wait for a slot. */
+  max_concurrent_downloads: number;
   /** Cached images not pulled for this long are evicted, in ms; 0: no limit. */
   max_age: number;
   /** The cache is kept under this many bytes, least recently pulled images evicted first; 0: no limit. */

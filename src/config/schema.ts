@@ -163,6 +163,13 @@ export const CONFIG_SCHEMA = {
       },
       timeout: { type: 'duration', default: '30s', description: "How long to wait for an upstream's response headers" },
       concurrency: { type: 'integer', default: 8, min: 1, max: 1000, description: 'Requests in flight to one upstream at a time' },
+      max_concurrent_downloads: {
+        type: 'integer',
+        default: 16,
+        min: 1,
+        max: 10000,
+        description: 'Blob transfers from upstreams (cold pulls) at a time, all upstreams together; more wait',
+      },
       max_age: {
         type: 'duration',
         default: '0',

@@ -19,6 +19,8 @@ const READ_SIZE = IO_CHUNK;
 export class BlobDownload {
   /** From the upstream's Content-Length; undefined if it sent none. */
   readonly size: number | undefined;
+  /** No more than this is written: the announced size, else the size a manifest declared. */
+  private readonly bound: number;
   /** Settles when the blob is verified and in the store, or the transfer failed. */
   readonly done: Promise<void>;
   private written = 0;
@@ -34,6 +36,7 @@ export class BlobDownload {
     private readonly handle: FileHandle,
     body: ReadableStream<Uint8Array>,
     size: number | undefined,
+    bound: number | undefined,
     private readonly store: BlobStore,
     /** Called once the blob is in the store, before new requests stop joining this transfer. */
     private readonly stored: (size: number) => void,
@@ -41,6 +44,7 @@ export class BlobDownload {
     private readonly settled: () => void,
   ) {
     this.size = size;
+    this.bound = size ?? bound ?? Infinity;
     this.progress.setMaxListeners(0);
     this.reader = body.getReader();
     this.done = this.transfer();
@@ -113,6 +117,10 @@ export class BlobDownload {
         // A cancelled body reads as ended: the abort, not the size or digest check, says why it stopped.
         if (this.abortReason) throw this.abortReason;
         if (done) break;
+        // Stopped as soon as it passes what was announced: the disk is not the upstream's to fill.
+        if (this.written + chunk.length > this.bound) {
+          throw new Error(`upstream sent more than the ${this.bound} bytes of ${this.digest} it ${this.size === undefined ? 'declared' : 'announced'}`);
+        }
         hash.update(chunk);
         await this.handle.write(chunk);
         this.written += chunk.length;
@@ -143,16 +151,35 @@ export class BlobDownload {
   }
 }
 
+/** What an upstream answered for a blob: its body, its Content-Length, and the most it may send. */
+export interface UpstreamBlobBody {
+  body: ReadableStream<Uint8Array>;
+  size: number | undefined;
+  /** Without a Content-Length: the size a manifest declared, which the transfer may not pass. */
+  bound?: number;
+}
+
 /**
  * Concurrent requests for one uncached blob share one download: `inflight.get(key) ?? start(key)`.
  * The key is the upstream repository and the digest: a client of one repository is never served bytes
- * that its own upstream repository was not asked for.
+ * that its own upstream repository was not asked for. At most `maxConcurrent` transfers run at once
+ * (each holds a connection and a growing file); further ones wait for a slot before asking the upstream.
  */
 export class BlobDownloads {
   private readonly inflight = new Map<string, Promise<BlobDownload>>();
   private closed = false;
+  private running_ = 0;
+  private readonly waiting: Array<() => void> = [];
 
-  constructor(private readonly store: BlobStore) {}
+  constructor(
+    private readonly store: BlobStore,
+    private readonly maxConcurrent = Infinity,
+  ) {}
+
+  /** Transfers holding a slot now. */
+  get transfers(): number {
+    return this.running_;
+  }
 
   /** The download under way for `source` (an upstream repository) and `digest`, if any. */
   running(source: string, digest: string): Promise<BlobDownload> | undefined {
@@ -167,7 +194,7 @@ export class BlobDownloads {
   join(
     source: string,
     digest: string,
-    fetchBody: () => Promise<{ body: ReadableStream<Uint8Array>; size: number | undefined }>,
+    fetchBody: () => Promise<UpstreamBlobBody>,
     stored: (size: number) => void,
   ): Promise<BlobDownload> {
     const key = `${source}@${digest}`;
@@ -199,19 +226,41 @@ export class BlobDownloads {
 
   private async start(
     digest: string,
-    fetchBody: () => Promise<{ body: ReadableStream<Uint8Array>; size: number | undefined }>,
+    fetchBody: () => Promise<UpstreamBlobBody>,
     stored: (size: number) => void,
     settled: () => void,
   ): Promise<BlobDownload> {
-    const { body, size } = await fetchBody();
-    if (this.closed) {
-      await body.cancel().catch(() => undefined);
-      throw new Error('the server is shutting down');
+    const release = await this.slot();
+    let download: BlobDownload | undefined;
+    try {
+      if (this.closed) throw new Error('the server is shutting down');
+      const { body, size, bound } = await fetchBody();
+      if (this.closed) {
+        await body.cancel().catch(() => undefined);
+        throw new Error('the server is shutting down');
+      }
+      const directory = incomingDirectory(this.store.root);
+      await fsp.mkdir(directory, { recursive: true });
+      const file = path.join(directory, randomUUID());
+      const handle = await fsp.open(file, 'w');
+      download = new BlobDownload(digest, file, handle, body, size, bound, this.store, stored, settled);
+      return download;
+    } finally {
+      if (download) void download.done.catch(() => undefined).finally(release);
+      else release();
     }
-    const directory = incomingDirectory(this.store.root);
-    await fsp.mkdir(directory, { recursive: true });
-    const file = path.join(directory, randomUUID());
-    const handle = await fsp.open(file, 'w');
-    return new BlobDownload(digest, file, handle, body, size, this.store, stored, settled);
+  }
+
+  /** Waits for one of the `maxConcurrent` transfer slots; the function returned gives it back. */
+  private async slot(): Promise<() => void> {
+    if (this.running_ >= this.maxConcurrent) await new Promise<void>((resolve) => this.waiting.push(resolve));
+    this.running_++;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.running_--;
+      this.waiting.shift()?.();
+    };
   }
 }

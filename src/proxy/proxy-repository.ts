@@ -24,7 +24,7 @@ import {
 } from '../storage/repository';
 import { BlobDownloads } from './blob-downloads';
 import { ProxiedName } from './upstreams';
-import { UpstreamUnavailableError } from './upstream-client';
+import { UpstreamAnswerError, UpstreamRefusedError, UpstreamUnavailableError } from './upstream-client';
 
 /** What every cached repository shares: the proxy store, the index, in-flight transfers. */
 export interface ProxyCache {
@@ -50,7 +50,11 @@ export interface ProxyCache {
 
 // Everything a pull may get: indexes first, as docker and containerd ask.
 const MANIFEST_ACCEPT = MANIFEST_MEDIA_TYPES.join(', ');
+/** An upstream tags/list page is read up to this size (distribution answers all tags in one page). */
+export const MAX_TAG_PAGE_BYTES = 4 * 1024 * 1024;
+/** Link pages followed and tags gathered at most, whatever the upstream keeps sending. */
 const MAX_TAG_PAGES = 100;
+export const MAX_UPSTREAM_TAGS = 100_000;
 
 /**
  * A read-only repository backed by an upstream registry: what is not cached is fetched, stored and
@@ -96,7 +100,19 @@ export class ProxyRepository implements Repository {
         const response = await this.upstream('GET', `blobs/${digest}`);
         if (response.status !== 200 || !response.body) throw this.upstreamFailure(response, 'BLOB_UNKNOWN', { digest });
         const length = response.headers.get('content-length');
-        return { body: response.body, size: length === null ? undefined : Number(length) };
+        const size = length === null ? undefined : Number(length);
+        // A transfer is bounded by what was announced: its Content-Length, else what a manifest declares.
+        const declared = await this.declaredSize(digest);
+        if ((size === undefined && declared === undefined) || (size !== undefined && declared !== undefined && size !== declared)) {
+          void response.body.cancel().catch(() => undefined);
+          throw this.unusableAnswer(
+            size === undefined
+              ? `upstream ${this.target.upstream.name} sent a blob without Content-Length that no cached manifest declares`
+              : `upstream ${this.target.upstream.name} sent a blob of ${size} bytes that a manifest declares as ${declared}`,
+            { digest },
+          );
+        }
+        return { body: response.body, size, bound: declared };
       },
       (size) => this.cache.index.linkBlob(this.name, digest, size),
     );
@@ -111,6 +127,21 @@ export class ProxyRepository implements Repository {
       return (await this.openCachedBlob(digest, range)) ?? this.openBlob(digest, range);
     }
     return { digest, size: download.size, stream: download.read(range) };
+  }
+
+  /** The blob's size as a cached manifest of this repository declares it, if one does. */
+  private async declaredSize(digest: string): Promise<number | undefined> {
+    for (const manifestDigest of this.cache.index.manifestsReferencingBlob(this.name, digest)) {
+      const content = await readManifest(this.cache.manifests, this.cache.store, manifestDigest);
+      if (!content) continue;
+      try {
+        const descriptor = parseManifest(content).blobs.find((blob) => blob.digest === digest);
+        if (descriptor) return descriptor.size;
+      } catch {
+        // Was valid when it was cached; unreadable now is the same as absent.
+      }
+    }
+    return undefined;
   }
 
   private async openCachedBlob(digest: string, range?: ByteRange): Promise<BlobContent | null> {
@@ -204,14 +235,20 @@ export class ProxyRepository implements Repository {
   private async fetchManifest(reference: string, tag: string | undefined): Promise<StoredManifest> {
     const response = await this.upstream('GET', `manifests/${reference}`, { Accept: MANIFEST_ACCEPT });
     if (response.status !== 200) throw this.upstreamFailure(response, 'MANIFEST_UNKNOWN', { reference });
-    const content = await readCapped(response, this.cache.maxManifestSize);
+    const content = await readAtMost(response.body as unknown as AsyncIterable<Uint8Array>, this.cache.maxManifestSize);
+    if (content === undefined) {
+      throw this.unusableAnswer(`upstream ${this.target.upstream.name} sent a manifest over ${this.cache.maxManifestSize} bytes`, {
+        reference,
+      });
+    }
     const algorithm = tag === undefined ? parseDigest(reference)!.algorithm : 'sha256';
     const digest = digestOf(content, algorithm);
     const announced = response.headers.get('docker-content-digest');
     if ((tag === undefined && digest !== reference) || (announced?.startsWith(`${algorithm}:`) && announced !== digest)) {
-      throw new RegistryError('UNAVAILABLE', {
-        message: `upstream ${this.target.upstream.name} sent a manifest that does not match its digest`,
-        detail: { reference, expected: tag === undefined ? reference : announced, actual: digest },
+      throw this.unusableAnswer(`upstream ${this.target.upstream.name} sent a manifest that does not match its digest`, {
+        reference,
+        expected: tag === undefined ? reference : announced,
+        actual: digest,
       });
     }
     let parsed;
@@ -219,7 +256,9 @@ export class ProxyRepository implements Repository {
       parsed = parseManifest(content, response.headers.get('content-type') ?? undefined);
     } catch (error) {
       if (error instanceof ManifestParseError) {
-        throw new RegistryError('MANIFEST_INVALID', { message: `upstream manifest not usable: ${error.message}`, detail: { reference } });
+        throw this.unusableAnswer(`upstream ${this.target.upstream.name} sent a manifest that is not usable: ${error.message}`, {
+          reference,
+        });
       }
       throw error;
     }
@@ -259,19 +298,29 @@ export class ProxyRepository implements Repository {
     return stored.tags;
   }
 
-  /** The upstream's whole list, sorted, following its Link pages. */
+  /**
+   * The upstream's whole list, sorted, following its Link pages: each page read up to
+   * MAX_TAG_PAGE_BYTES, at most MAX_TAG_PAGES pages and MAX_UPSTREAM_TAGS tags (the rest is left out).
+   */
   private async fetchTagList(): Promise<string[]> {
-    const tags: string[] = [];
+    const tags = new Set<string>();
     let path: string | null = 'tags/list';
-    for (let pages = 0; path !== null && pages < MAX_TAG_PAGES; pages++) {
+    for (let pages = 0; path !== null && pages < MAX_TAG_PAGES && tags.size < MAX_UPSTREAM_TAGS; pages++) {
       const response = await this.upstream('GET', path);
       if (response.status === 404) throw new RegistryError('NAME_UNKNOWN', { detail: { name: this.name } });
       if (response.status !== 200) throw this.upstreamFailure(response, 'NAME_UNKNOWN', { name: this.name });
-      const body = (await response.json()) as { tags?: string[] | null };
-      tags.push(...(body.tags ?? []));
+      const content = await readAtMost(response.body as unknown as AsyncIterable<Uint8Array>, MAX_TAG_PAGE_BYTES);
+      const upstream = this.target.upstream.name;
+      if (content === undefined) throw this.unusableAnswer(`upstream ${upstream} sent a tag list page over ${MAX_TAG_PAGE_BYTES} bytes`);
+      const page = parseTagPage(content);
+      if (page === undefined) throw this.unusableAnswer(`upstream ${upstream} sent a tag list that is not {"tags":[…]}`);
+      for (const tag of page) {
+        if (tags.size >= MAX_UPSTREAM_TAGS) break;
+        tags.add(tag);
+      }
       path = nextPagePath(response.headers.get('link'), this.target.remoteName);
     }
-    return [...new Set(tags)].sort();
+    return [...tags].sort();
   }
 
   async listReferrers(digest: string): Promise<Descriptor[]> {
@@ -328,14 +377,25 @@ export class ProxyRepository implements Repository {
         headers,
       });
     } catch (error) {
+      const upstream = this.target.upstream.name;
       if (error instanceof UpstreamUnavailableError) {
-        throw new RegistryError('UNAVAILABLE', {
-          message: `upstream ${this.target.upstream.name} is unreachable`,
-          detail: { upstream: this.target.upstream.name },
-        });
+        throw new RegistryError('UNAVAILABLE', { message: `upstream ${upstream} is unreachable`, detail: { upstream } });
       }
+      if (error instanceof UpstreamRefusedError) {
+        // The same answer whether anything listens there or not, and no connection was attempted.
+        this.cache.log.warn('upstream destination refused', { repository: this.name, upstream, error: error.message });
+        throw new RegistryError('DENIED', { message: error.message, detail: { upstream } });
+      }
+      if (error instanceof UpstreamAnswerError) throw this.unusableAnswer(error.message);
       throw error;
     }
+  }
+
+  /** The upstream answered something it should not have (over a cap, malformed): 503, logged with its name. */
+  private unusableAnswer(message: string, detail: object = {}): RegistryError {
+    const upstream = this.target.upstream.name;
+    this.cache.log.warn('upstream answer unusable', { repository: this.name, upstream, error: message });
+    return new RegistryError('UNAVAILABLE', { message, detail: { upstream, ...detail } });
   }
 
   /** The client-facing error for an upstream answer other than 200; 404 passes on as `notFound`. */
@@ -358,12 +418,23 @@ function isUpstreamTrouble(error: unknown): boolean {
   return error instanceof RegistryError && ['UNAVAILABLE', 'TOOMANYREQUESTS', 'DENIED'].includes(error.code);
 }
 
-async function readCapped(response: Response, maxBytes: number): Promise<Buffer> {
-  const content = await readAtMost(response.body as unknown as AsyncIterable<Uint8Array>, maxBytes);
-  if (content === undefined) {
-    throw new RegistryError('MANIFEST_INVALID', { status: 413, message: `upstream manifest exceeds ${maxBytes} bytes` });
+/**
+ * The tags of one tags/list page (dist-spec: `{"name":…,"tags":[…]}`), or undefined if it is not one.
+ * `"tags": null` is an empty list (distribution answers so for a repository without tags); names that
+ * are not valid tags are left out, as they could never be pulled.
+ */
+function parseTagPage(content: Buffer): string[] | undefined {
+  let body: unknown;
+  try {
+    body = JSON.parse(content.toString('utf8'));
+  } catch {
+    return undefined;
   }
-  return content;
+  if (typeof body !== 'object' || body === null) return undefined;
+  const tags = (body as { tags?: unknown }).tags;
+  if (tags === null || tags === undefined) return [];
+  if (!Array.isArray(tags) || !tags.every((tag) => typeof tag === 'string')) return undefined;
+  return (tags as string[]).filter(isValidTag);
 }
 
 /** The next page of an upstream tags/list, as a path under /v2/<name>/, from `Link: </v2/<name>/tags/list?…>; rel="next"`. */

@@ -28,7 +28,7 @@ export class PullThroughCache {
       store,
       manifests: new ManifestCache(),
       accessLog: new AccessLog(index),
-      downloads: new BlobDownloads(store),
+      downloads: new BlobDownloads(store, config.proxy.max_concurrent_downloads),
       manifestFetches: new Map(),
       tagTtlMs: config.proxy.tag_ttl,
       maxManifestSize: config.max_manifest_size,

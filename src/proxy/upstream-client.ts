@@ -14,9 +14,13 @@
  */
 import pLimit, { type LimitFunction } from 'p-limit';
 import type { Logger } from '../log';
+import { readAtMost } from '../streams';
 import type { UpstreamObserver } from '../metrics/registry-metrics';
 import { findChallenge, parseWwwAuthenticate } from './challenge';
 import { TokenCache } from './token-cache';
+import { exchange, UpstreamRefusedError } from './upstream-http';
+
+export { UpstreamRefusedError } from './upstream-http';
 
 export interface UpstreamCredentials {
   username?: string;
@@ -34,6 +38,14 @@ export interface UpstreamClientOptions {
   log: Logger;
   /** Told of every registry request's answer and every request that got none (metrics). */
   observer?: UpstreamObserver;
+  /**
+   * The operator configured this upstream (`[[proxy.upstreams]]`): its own host is dialled whatever it
+   * resolves to (127.0.0.1, harbor.lan). Every other host it leads to, and every host of an upstream a
+   * client named, must resolve to public addresses only.
+   */
+  trusted?: boolean;
+  /** Shared between clients to bound the tokens held in all; one of its own by default. */
+  tokens?: TokenCache;
   /** Milliseconds since the epoch; injectable for tests of token expiry. */
   now?: () => number;
 }
@@ -61,10 +73,31 @@ export class UpstreamUnavailableError extends Error {
   }
 }
 
-/** Token service answers are small; this caps what we read of a misbehaving one. */
-const MAX_TOKEN_RESPONSE_BYTES = 1024 * 1024;
+/**
+ * The upstream answered, but not with something usable: over a size cap, malformed, too many redirects.
+ * Unlike UpstreamUnavailableError the upstream is up; the proxy still serves what it has cached.
+ */
+export class UpstreamAnswerError extends Error {
+  constructor(
+    readonly upstream: string,
+    message: string,
+  ) {
+    super(`upstream ${upstream} ${message}`);
+    this.name = 'UpstreamAnswerError';
+  }
+}
+
+/** Token service answers are small (Docker Hub's are about 2 KiB); this caps what we read of a hostile one. */
+export const MAX_TOKEN_RESPONSE_BYTES = 64 * 1024;
+/** A longer token is refused rather than cached and sent with every request. */
+export const MAX_TOKEN_BYTES = 16 * 1024;
 /** Token lifetime when the service states none or less: the token spec's minimum. */
 const MIN_TOKEN_LIFETIME_SECONDS = 60;
+/** Longer lifetimes are clamped: an upstream cannot make us hold (and trust) a token forever. */
+export const MAX_TOKEN_LIFETIME_SECONDS = 3600;
+/** Redirects followed per request (Fetch standard's limit is 20; a registry needs one, to its CDN). */
+export const MAX_REDIRECTS = 5;
+const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
 
 interface BearerService {
   realm: string;
@@ -80,6 +113,10 @@ interface SentAuthorization {
 
 export class UpstreamClient {
   readonly url: string;
+  private readonly origin: string;
+  private readonly trusted: boolean;
+  /** Who tokens are asked for ('' for anonymous); part of the token cache's key. */
+  readonly username: string;
   private readonly credentials: { username: string; password: string } | undefined;
   private readonly timeoutMs: number;
   private readonly log: Logger;
@@ -95,13 +132,16 @@ export class UpstreamClient {
 
   constructor(options: UpstreamClientOptions) {
     this.url = options.url.replace(/\/+$/, '');
+    this.origin = new URL(this.url).origin;
+    this.trusted = options.trusted ?? false;
     const username = options.credentials?.username ?? '';
     this.credentials = username === '' ? undefined : { username, password: options.credentials?.password ?? '' };
+    this.username = username;
     this.timeoutMs = options.timeoutMs;
     this.log = options.log;
     this.observer = options.observer;
     this.limit = pLimit(options.concurrency);
-    this.tokens = new TokenCache({ now: options.now });
+    this.tokens = options.tokens ?? new TokenCache({ now: options.now });
   }
 
   /** GET or HEAD `<url>/v2/<path>` (path without `/v2/`, e.g. `library/alpine/manifests/3.20`). */
@@ -109,8 +149,10 @@ export class UpstreamClient {
     const url = `${this.url}/v2/${path}`;
     const scope = `repository:${options.repository}:pull`;
     const sent = this.authorizationFor(scope);
-    const response = await this.send(method, url, withAuthorization(options.headers, sent.header), options.signal);
-    if (response.status !== 401) return response;
+    const { response, from } = await this.send(method, url, withAuthorization(options.headers, sent.header), options.signal);
+    // A challenge is answered only when the upstream itself sent it: a host it redirected to (a CDN) gets
+    // neither the configured credentials nor a say in which token realm receives them.
+    if (response.status !== 401 || from.origin !== this.origin) return response;
 
     const challenges = parseWwwAuthenticate(response.headers.get('www-authenticate') ?? '');
     const bearer = findChallenge(challenges, 'bearer');
@@ -126,14 +168,14 @@ export class UpstreamClient {
       const token = await this.token(service, tokenScope);
       if (token === undefined) return response;
       await discard(response);
-      return this.send(method, url, withAuthorization(options.headers, `Bearer ${token}`), options.signal);
+      return (await this.send(method, url, withAuthorization(options.headers, `Bearer ${token}`), options.signal)).response;
     }
 
     const basic = findChallenge(challenges, 'basic');
     if (basic && this.credentials && !sent.basic) {
       this.usesBasic = true;
       await discard(response);
-      return this.send(method, url, withAuthorization(options.headers, this.basicAuthorization()), options.signal);
+      return (await this.send(method, url, withAuthorization(options.headers, this.basicAuthorization()), options.signal)).response;
     }
     return response;
   }
@@ -146,7 +188,7 @@ export class UpstreamClient {
   private authorizationFor(scope: string): SentAuthorization {
     if (this.usesBasic && this.credentials) return { header: this.basicAuthorization(), basic: true };
     if (this.bearer) {
-      const key = tokenCacheKey(this.bearer, scope);
+      const key = tokenCacheKey(this, this.bearer, scope);
       const token = this.tokens.get(key);
       if (token !== undefined) return { header: `Bearer ${token}`, token: { key, value: token } };
     }
@@ -160,7 +202,7 @@ export class UpstreamClient {
 
   /** A cached token, or one fetched now; undefined if the token service refused or answered nonsense. */
   private async token(service: BearerService, scope: string): Promise<string | undefined> {
-    const key = tokenCacheKey(service, scope);
+    const key = tokenCacheKey(this, service, scope);
     const cached = this.tokens.get(key);
     if (cached !== undefined) return cached;
     let inflight = this.inflightTokens.get(key);
@@ -198,12 +240,16 @@ export class UpstreamClient {
     // service that stalls mid-body is as unavailable as one that never answers.
     const body = await this.limit(() =>
       this.withTimeout(`token service ${tokenUrl.origin}: `, undefined, async (signal) => {
-        const response = await fetch(tokenUrl, { headers, signal });
+        const { response } = await this.follow('GET', tokenUrl, headers, signal);
         if (!response.ok) {
           await discard(response);
           return { status: response.status, text: '' };
         }
-        return { status: response.status, text: await readCapped(response, MAX_TOKEN_RESPONSE_BYTES) };
+        const text = await readCapped(response, MAX_TOKEN_RESPONSE_BYTES);
+        if (text === undefined) {
+          throw new UpstreamAnswerError(this.url, `token service ${tokenUrl.origin} answered more than ${MAX_TOKEN_RESPONSE_BYTES} bytes`);
+        }
+        return { status: response.status, text };
       }),
     );
     if (body.status < 200 || body.status > 299) {
@@ -215,23 +261,64 @@ export class UpstreamClient {
       this.log.warn('upstream token service answered without a token', fields);
       return undefined;
     }
+    if (Buffer.byteLength(parsed.token) > MAX_TOKEN_BYTES) {
+      throw new UpstreamAnswerError(this.url, `token service ${tokenUrl.origin} issued a token over ${MAX_TOKEN_BYTES} bytes`);
+    }
     this.tokens.set(key, parsed.token, parsed.expiresIn);
     this.log.debug('upstream token issued', { ...fields, expiresIn: parsed.expiresIn });
     return parsed.token;
   }
 
-  /** One request through the concurrency limit; the limit's slot and the timeout end when headers arrive. */
-  private send(method: 'GET' | 'HEAD', url: string, headers: Record<string, string>, signal?: AbortSignal): Promise<Response> {
-    // Redirects are followed (fetch's default), and fetch drops Authorization when a redirect leaves the
-    // origin (Fetch standard, "HTTP-redirect fetch"): registries send blob GETs to a CDN or object store
-    // with a signed URL, and those reject a second, foreign credential. The credential never leaks there.
+  /**
+   * One request through the concurrency limit, with its redirects; the limit's slot and the timeout end
+   * when the last hop's headers arrive. `from` is the URL that answered.
+   */
+  private send(
+    method: 'GET' | 'HEAD',
+    url: string,
+    headers: Record<string, string>,
+    signal?: AbortSignal,
+  ): Promise<{ response: Response; from: URL }> {
     return this.limit(() =>
       this.withTimeout('', signal, async (combined) => {
-        const response = await fetch(url, { method, headers, signal: combined });
-        this.observer?.answered(method, response.status);
-        return response;
+        const answer = await this.follow(method, new URL(url), headers, combined);
+        this.observer?.answered(method, answer.response.status);
+        return answer;
       }),
     );
+  }
+
+  /**
+   * `exchange`, following redirects by hand: registries send blob GETs to a CDN or object store, and
+   * every hop is a new destination to check. A hop may go to the configured upstream's own host (as
+   * configured) or to a public address; never from https to http unless the upstream itself is
+   * configured with http; at most MAX_REDIRECTS of them. Authorization is dropped when a hop leaves the
+   * origin, as fetch does (Fetch standard, "HTTP-redirect fetch"): the CDN rejects a foreign credential,
+   * and the credential never leaks there.
+   */
+  private async follow(
+    method: 'GET' | 'HEAD',
+    url: URL,
+    headers: Record<string, string>,
+    signal: AbortSignal,
+  ): Promise<{ response: Response; from: URL }> {
+    let current = url;
+    let sent = headers;
+    for (let hops = 0; ; hops++) {
+      const response = await exchange(current, { method, headers: sent, signal, trusted: this.isTrusted(current) });
+      const location = REDIRECT_STATUSES.has(response.status) ? response.headers.get('location') : null;
+      if (location === null) return { response, from: current };
+      await discard(response);
+      if (hops === MAX_REDIRECTS) throw new UpstreamAnswerError(this.url, `redirected more than ${MAX_REDIRECTS} times`);
+      const next = redirectTarget(current, location, this.url);
+      if (next.origin !== current.origin) sent = withAuthorization(sent);
+      current = next;
+    }
+  }
+
+  /** The configured upstream's own host name is dialled as configured; any other host is checked. */
+  private isTrusted(url: URL): boolean {
+    return this.trusted && url.hostname === new URL(this.url).hostname;
   }
 
   /**
@@ -252,6 +339,8 @@ export class UpstreamClient {
       return await work(signal ? AbortSignal.any([signal, timeout.signal]) : timeout.signal);
     } catch (error) {
       if (signal?.aborted) throw signal.reason;
+      // Refused destinations and unusable answers are not the upstream being down.
+      if (error instanceof UpstreamRefusedError || error instanceof UpstreamAnswerError) throw error;
       this.observer?.failed(timeout.signal.aborted ? 'timeout' : 'unreachable');
       if (timeout.signal.aborted) {
         throw new UpstreamUnavailableError(this.url, `${context}no response within ${this.timeoutMs} ms`, { cause: error });
@@ -264,8 +353,30 @@ export class UpstreamClient {
   }
 }
 
-function tokenCacheKey(service: BearerService, scope: string): string {
-  return JSON.stringify([service.realm, service.service ?? '', scope]);
+/**
+ * Where a redirect from `current` to `location` goes, for an upstream configured at `upstreamUrl`: never
+ * from https to http unless the upstream itself is configured with http (a configured https upstream's
+ * traffic must not be readable on the way), never to anything but http(s).
+ */
+export function redirectTarget(current: URL, location: string, upstreamUrl: string): URL {
+  let next: URL;
+  try {
+    next = new URL(location, current);
+  } catch {
+    throw new UpstreamAnswerError(upstreamUrl, 'redirected to an invalid URL');
+  }
+  if (next.protocol !== 'http:' && next.protocol !== 'https:') {
+    throw new UpstreamRefusedError(next.host, `a redirect to ${next.protocol}`);
+  }
+  if (current.protocol === 'https:' && next.protocol === 'http:' && !upstreamUrl.startsWith('http:')) {
+    throw new UpstreamRefusedError(next.host, 'a redirect from https to http');
+  }
+  return next;
+}
+
+/** Clients may share a cache: the key names the upstream and the user the token was issued for. */
+function tokenCacheKey(client: UpstreamClient, service: BearerService, scope: string): string {
+  return JSON.stringify([client.url, client.username, service.realm, service.service ?? '', scope]);
 }
 
 /** The caller's headers with our Authorization (or none) in place of any they gave. */
@@ -283,16 +394,11 @@ async function discard(response: Response): Promise<void> {
   await response.body?.cancel().catch(() => undefined);
 }
 
-async function readCapped(response: Response, maxBytes: number): Promise<string> {
-  const chunks: Uint8Array[] = [];
-  let total = 0;
+/** The body as text, or undefined once it passes `maxBytes` (the rest is not read). */
+async function readCapped(response: Response, maxBytes: number): Promise<string | undefined> {
   if (response.body === null) return '';
-  for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
-    total += chunk.length;
-    if (total > maxBytes) throw new Error(`token response larger than ${maxBytes} bytes`);
-    chunks.push(chunk);
-  }
-  return Buffer.concat(chunks).toString('utf8');
+  const content = await readAtMost(response.body as unknown as AsyncIterable<Uint8Array>, maxBytes);
+  return content?.toString('utf8');
 }
 
 /** distribution's token spec: `token` (or OAuth2's `access_token`), `expires_in` seconds (60 if less or absent), `issued_at`. */
@@ -310,7 +416,7 @@ function parseTokenResponse(text: string): { token: string; expiresIn: number } 
   const stated = typeof fields.expires_in === 'number' && Number.isFinite(fields.expires_in) ? fields.expires_in : 0;
   // issued_at is not used: the lifetime counts from when the answer arrived, on our clock, so a token
   // service with a skewed clock cannot make us hold a token past its end (the cache's margin covers latency).
-  return { token, expiresIn: Math.max(stated, MIN_TOKEN_LIFETIME_SECONDS) };
+  return { token, expiresIn: Math.min(Math.max(stated, MIN_TOKEN_LIFETIME_SECONDS), MAX_TOKEN_LIFETIME_SECONDS) };
 }
 
 /**

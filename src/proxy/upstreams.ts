@@ -2,6 +2,7 @@ import { ProxyConfig, UpstreamConfig } from '../config/config';
 import { RegistryError } from '../oci/errors';
 import { Logger } from '../log';
 import type { UpstreamObserver } from '../metrics/registry-metrics';
+import { TokenCache } from './token-cache';
 import { UpstreamClient } from './upstream-client';
 
 /** The prefix under which cached repositories live: proxy/<upstream>/<name>. */
@@ -28,9 +29,19 @@ export interface ProxiedName {
   name: string;
 }
 
-/** Resolves the <upstream> part of proxy/<upstream>/<name>, with one client (and token cache) per upstream. */
+/** Clients kept for upstreams nobody configured (a client names those): the least recently used go first. */
+export const MAX_UNCONFIGURED_CLIENTS = 64;
+
+/**
+ * Resolves the <upstream> part of proxy/<upstream>/<name>, with one client per upstream, and one token
+ * cache shared by all (bounded in entries and bytes, whatever scopes the upstreams choose).
+ */
 export class Upstreams {
+  /** Configured upstreams and Docker Hub, by every name they answer to: a fixed set. */
   private readonly clients = new Map<string, Upstream>();
+  /** Upstreams a client named: any host, so a bounded, least recently used set. */
+  private readonly named = new Map<string, Upstream>();
+  private readonly tokens = new TokenCache();
 
   /** `metrics`: each upstream's client reports its requests there, under the upstream's canonical name. */
   constructor(
@@ -40,7 +51,7 @@ export class Upstreams {
   ) {}
 
   purgeExpiredTokens(): void {
-    for (const upstream of new Set(this.clients.values())) upstream.client.purgeExpiredTokens();
+    this.tokens.purgeExpired();
   }
 
   /** Takes `proxy/<upstream>/<name>` apart; throws NAME_UNKNOWN or DENIED for upstreams that are not served. */
@@ -61,8 +72,19 @@ export class Upstreams {
   private upstream(host: string): Upstream {
     const known = this.clients.get(host);
     if (known) return known;
+    const named = this.named.get(host);
+    if (named) {
+      // Most recently used last (Map order is insertion order).
+      this.named.delete(host);
+      this.named.set(host, named);
+      return named;
+    }
     const { name, settings } = lookUpUpstream(this.config, host);
-    const upstream = this.clients.get(name) ?? {
+    // The operator configured this URL: its host is dialled as configured (loopback, LAN). Any other
+    // upstream must resolve to public addresses only (UpstreamClient's `trusted`).
+    const configured = this.config.upstreams.some((entry) => entry.url === settings.url);
+    const kept = configured || name === DOCKER_HUB ? this.clients : this.named;
+    const upstream = kept.get(name) ?? {
       name,
       url: settings.url,
       client: new UpstreamClient({
@@ -72,10 +94,16 @@ export class Upstreams {
         concurrency: this.config.concurrency,
         log: this.log,
         observer: this.metrics?.upstream(name),
+        trusted: configured,
+        tokens: this.tokens,
       }),
     };
-    this.clients.set(name, upstream);
-    this.clients.set(host, upstream);
+    kept.set(name, upstream);
+    kept.set(host, upstream);
+    for (const [oldest] of this.named) {
+      if (this.named.size <= MAX_UNCONFIGURED_CLIENTS) break;
+      this.named.delete(oldest);
+    }
     return upstream;
   }
 }

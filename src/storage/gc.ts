@@ -84,7 +84,10 @@ export class GarbageCollector {
 
     // Files present now; what appears later is newer than the cutoff anyway.
     const files = { hosted: await listBlobFiles(this.options.stores.hosted), proxy: await listBlobFiles(this.options.stores.proxy) };
-    const { manifests, selected } = this.plan(files, started, cutoff, dryRun);
+    // Transfers from upstreams under way take disk too: max_size counts them (an upstream's blob is not
+    // in the index until it is complete).
+    const incomingBytes = await directoryBytes(incomingDirectory(this.options.stores.proxy.root));
+    const { manifests, selected } = this.plan(files, started, cutoff, dryRun, incomingBytes);
     const blobs: GcReport['blobs'] = [];
     for (const kind of ['hosted', 'proxy'] as const) {
       blobs.push(...(dryRun ? selected[kind].map((file) => ({ store: kind, ...file })) : await this.sweep(kind, selected[kind], cutoff)));
@@ -123,6 +126,7 @@ export class GarbageCollector {
     now: number,
     cutoff: number,
     dryRun: boolean,
+    incomingBytes: number,
   ): { manifests: GcReport['manifests']; selected: Record<StoreKind, StoredFile[]> } {
     const db = this.options.index.db;
     const manifests: GcReport['manifests'] = [];
@@ -148,7 +152,7 @@ export class GarbageCollector {
         const unlink = db.prepare('DELETE FROM repository_blobs WHERE repository_id = ? AND digest = ?');
         // The cache's size counts blobs pulled by digest that no cached manifest references, too: they go in
         // the same least-recently-used order, or the loop would evict every image and still be over the limit.
-        while ((cacheSize.get() as number) > maxSize) {
+        while ((cacheSize.get() as number) + incomingBytes > maxSize) {
           const row = leastRecentlyUsed.get() as (ManifestKey & { kind: 'manifest' | 'blob' }) | undefined;
           if (!row) break;
           if (row.kind === 'blob') {
@@ -508,6 +512,16 @@ async function readDirectory(directory: string): Promise<string[]> {
 }
 
 /** Leftovers of interrupted writes: files not modified since `before`. */
+/** The bytes of the files in `directory` (not recursive); 0 if it does not exist. */
+async function directoryBytes(directory: string): Promise<number> {
+  let total = 0;
+  for (const entry of await readDirectory(directory)) {
+    const stat = await fsp.stat(path.join(directory, entry)).catch(() => null);
+    if (stat?.isFile()) total += stat.size;
+  }
+  return total;
+}
+
 async function removeOlderThan(directory: string, before: number): Promise<void> {
   for (const entry of await readDirectory(directory)) {
     const file = path.join(directory, entry);

@@ -85,6 +85,11 @@ export class RegistryIndex {
     return row?.size ?? null;
   }
 
+  /** A few manifests of `repository` that name `digest` as a blob (config or layer). */
+  manifestsReferencingBlob(repository: string, digest: string): string[] {
+    return this.statements.manifestsReferencingBlob.all({ repository, digest }) as string[];
+  }
+
   unlinkBlob(repository: string, digest: string): boolean {
     return this.statements.unlinkBlob.run({ repository, digest }).changes > 0;
   }
@@ -328,6 +333,12 @@ function prepareStatements(db: Database.Database) {
       `SELECT b.size FROM repository_blobs rb JOIN blobs b ON b.digest = rb.digest
        WHERE rb.repository_id = ${REPOSITORY_ID} AND rb.digest = @digest`,
     ),
+    manifestsReferencingBlob: db
+      .prepare(
+        `SELECT manifest_digest FROM manifest_references
+         WHERE repository_id = ${REPOSITORY_ID} AND child_digest = @digest AND child_kind = 'blob' LIMIT 4`,
+      )
+      .pluck(),
     unlinkBlob: db.prepare(`DELETE FROM repository_blobs WHERE repository_id = ${REPOSITORY_ID} AND digest = @digest`),
     upsertManifest: db.prepare(
       `INSERT INTO manifests (repository_id, digest, media_type, size, subject_digest, artifact_type, annotations, created_at)

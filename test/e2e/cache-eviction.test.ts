@@ -3,6 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { buildImageLayout, BuiltImage } from '../helpers/oci-image';
 import { skopeoCopy, skopeoInspect } from '../helpers/skopeo';
+import { incomingDirectory } from '../../src/storage/paths';
 import { createTestApp, TestApp } from '../helpers/test-app';
 import { startUpstreamRegistry, UpstreamRegistry } from '../helpers/upstream-registry';
 
@@ -56,6 +57,26 @@ describe('cache eviction by size and age', () => {
       }
       // An evicted image is simply fetched again.
       expect((await skopeoInspect(`docker://${app.host}/proxy/upstream.test/team/two:1`)).Digest).toBe(images[1].manifestDigest);
+    } finally {
+      await app.close();
+    }
+  });
+
+  test('max_size counts transfers under way (.incoming): the least recently pulled image makes room for them', async () => {
+    const app = await createTestApp({ configuration: configuration(`max_size = ${Math.round(3.5 * LAYER_SIZE)}`) });
+    try {
+      for (const name of ['one', 'two', 'three']) {
+        await pull(app, `team/${name}`);
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      expect((await app.registry.collectGarbage({ dryRun: true })).manifests).toEqual([]);
+
+      // A cold blob being downloaded: its bytes are on disk, not yet in the index.
+      const incoming = incomingDirectory(app.config.proxy_storage);
+      fs.mkdirSync(incoming, { recursive: true });
+      fs.writeFileSync(path.join(incoming, 'transfer-under-way'), Buffer.alloc(LAYER_SIZE));
+      const report = await app.registry.collectGarbage({ dryRun: true });
+      expect(report.manifests).toEqual([{ repository: 'proxy/upstream.test/team/one', digest: images[0].manifestDigest, reason: 'max_size' }]);
     } finally {
       await app.close();
     }

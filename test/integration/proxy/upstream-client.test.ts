@@ -30,8 +30,9 @@ function capturingLogger(): { log: Logger; lines: string[] } {
   return { log: createLogger('debug', { destination: (line) => lines.push(line) }), lines };
 }
 
+/** A client of a local peer, configured as `[[proxy.upstreams]]` would configure it: trusted at its own host. */
 function clientFor(upstream: { url: string }, options: Partial<UpstreamClientOptions> = {}): UpstreamClient {
-  return new UpstreamClient({ url: upstream.url, timeoutMs: 5000, concurrency: 4, log: createLogger('silent'), ...options });
+  return new UpstreamClient({ url: upstream.url, timeoutMs: 5000, concurrency: 4, log: createLogger('silent'), trusted: true, ...options });
 }
 
 async function pushImage(upstream: UpstreamRegistry): Promise<void> {

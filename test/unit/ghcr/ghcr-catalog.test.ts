@@ -8,6 +8,7 @@ const proxy = (upstreams: UpstreamConfig[] = [], allowed: string[] = []): ProxyC
   tag_ttl: 300_000,
   timeout: 30_000,
   concurrency: 8,
+  max_concurrent_downloads: 16,
   max_age: 0,
   max_size: 0,
   upstreams,

@@ -68,3 +68,57 @@ describe('BlobDownloads.abortAll (a shutdown)', () => {
     await new BlobDownloads(store).abortAll();
   });
 });
+
+/** A body that sends `chunk` again and again, forever, as fast as it is read. */
+function endlessBody(chunk: Buffer): ReadableStream<Uint8Array> {
+  return new ReadableStream<Uint8Array>({
+    pull(controller) {
+      controller.enqueue(chunk);
+    },
+  });
+}
+
+describe('BlobDownloads bounds: what an upstream may take', () => {
+  let root: string;
+  let store: BlobStore;
+
+  beforeEach(() => {
+    root = fs.mkdtempSync(path.join(os.tmpdir(), 'blob-downloads-'));
+    store = new BlobStore(root);
+  });
+  afterEach(() => fs.rmSync(root, { recursive: true, force: true }));
+
+  test('no more than maxConcurrent transfers at once: the next asks its upstream only when one ends', async () => {
+    const downloads = new BlobDownloads(store, 2);
+    const asked: string[] = [];
+    const start = (name: string, stall: boolean) =>
+      downloads.join(name, digest, async () => {
+        asked.push(name);
+        return { body: upstreamBody(stall), size: content.length };
+      }, () => undefined);
+    const first = await start('a/one', true);
+    await start('a/two', true);
+    const third = start('a/three', false);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(asked).toEqual(['a/one', 'a/two']);
+    expect(downloads.transfers).toBe(2);
+
+    await first.abort(new Error('gone'));
+    await (await third).done;
+    expect(asked).toEqual(['a/one', 'a/two', 'a/three']);
+    await downloads.abortAll();
+    expect(downloads.transfers).toBe(0);
+  });
+
+  test.each([
+    ['a Content-Length', { size: 1024 }],
+    ['no Content-Length but a declared size', { size: undefined, bound: 1024 }],
+  ])('an endless body with %s stops at that size: the transfer fails and its file is removed', async (_case, sizes) => {
+    const downloads = new BlobDownloads(store);
+    const download = await downloads.join('a/b', digest, async () => ({ body: endlessBody(Buffer.alloc(4096)), ...sizes }), () => undefined);
+    await expect(download.done).rejects.toThrow(/upstream sent more than the 1024 bytes/);
+    expect(fs.readdirSync(incomingDirectory(root))).toEqual([]);
+    expect(await store.size(digest)).toBeNull();
+    expect(downloads.transfers).toBe(0);
+  });
+});

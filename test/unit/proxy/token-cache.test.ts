@@ -65,3 +65,43 @@ describe('TokenCache', () => {
     expect(real.get('k')).toBe('token');
   });
 });
+
+describe('TokenCache bounds: an upstream chooses scopes and token sizes', () => {
+  test('past maxEntries the least recently used token goes first', () => {
+    const cache = new TokenCache({ maxEntries: 3 });
+    cache.set('a', 'ta', 300);
+    cache.set('b', 'tb', 300);
+    cache.set('c', 'tc', 300);
+    expect(cache.get('a')).toBe('ta'); // a is now the most recently used
+    cache.set('d', 'td', 300);
+    expect(cache.size).toBe(3);
+    expect(cache.get('b')).toBeUndefined();
+    expect(['a', 'c', 'd'].map((key) => cache.get(key))).toEqual(['ta', 'tc', 'td']);
+  });
+
+  test('past maxBytes the oldest tokens go, and a token larger than the bound is not kept', () => {
+    const cache = new TokenCache({ maxBytes: 1000 });
+    for (let i = 0; i < 10; i++) cache.set(`scope-${i}`, 'x'.repeat(200), 300);
+    expect(cache.byteSize).toBeLessThanOrEqual(1000);
+    expect(cache.size).toBe(4);
+    expect(cache.get('scope-9')).toBe('x'.repeat(200));
+    expect(cache.get('scope-0')).toBeUndefined();
+    cache.set('huge', 'x'.repeat(2000), 300);
+    expect(cache.get('huge')).toBeUndefined();
+    expect(cache.get('scope-9')).toBe('x'.repeat(200));
+  });
+
+  test('bytes are given back when tokens are replaced, deleted or expire', () => {
+    let now = 0;
+    const cache = new TokenCache({ now: () => now, marginSeconds: 0 });
+    cache.set('k', 'abc', 60);
+    cache.set('k', 'abcdef', 60);
+    expect(cache.byteSize).toBe('k'.length + 'abcdef'.length);
+    cache.set('j', 'x', 120);
+    cache.delete('j');
+    expect(cache.byteSize).toBe('k'.length + 'abcdef'.length);
+    now += 61_000;
+    expect(cache.size).toBe(0);
+    expect(cache.byteSize).toBe(0);
+  });
+});

@@ -10,6 +10,7 @@ function upstreams(overrides: Partial<ProxyConfig> = {}): Upstreams {
     tag_ttl: 300_000,
     timeout: 30_000,
     concurrency: 8,
+    max_concurrent_downloads: 16,
     max_age: 0,
     max_size: 0,
     upstreams: [],
@@ -77,5 +78,25 @@ describe('Upstreams.parse: proxy/<upstream>/<name>', () => {
   test('names that do not name an upstream and an image are NAME_UNKNOWN', () => {
     expect(errorCode(() => upstreams().parse('proxy/ghcr.io'))).toBe('NAME_UNKNOWN');
     expect(errorCode(() => upstreams().parse('proxy/notahost/image'))).toBe('NAME_UNKNOWN');
+  });
+});
+
+describe('Upstreams: clients kept', () => {
+  test('clients for upstreams a client named are kept for the 64 most recently used only; configured ones always', () => {
+    const kept = upstreams({
+      upstreams: [{ host: 'mine.test', url: 'http://127.0.0.1:1', aliases: [], username: '', password: '' }],
+    });
+    const mine = kept.parse('proxy/mine.test/a').upstream;
+    const hub = kept.parse('proxy/docker.io/a').upstream;
+    const first = kept.parse('proxy/host-0.example/a').upstream;
+    for (let i = 1; i < 64; i++) kept.parse(`proxy/host-${i}.example/a`);
+    // host-0 is used again: it becomes the most recent, and host-1 the oldest.
+    expect(kept.parse('proxy/host-0.example/a').upstream).toBe(first);
+    const second = kept.parse('proxy/host-1.example/a').upstream;
+    for (let i = 64; i < 1000; i++) kept.parse(`proxy/host-${i}.example/a`);
+    expect(kept.parse('proxy/host-999.example/a').upstream).toBe(kept.parse('proxy/host-999.example/b').upstream);
+    expect(kept.parse('proxy/host-1.example/a').upstream).not.toBe(second);
+    expect(kept.parse('proxy/mine.test/a').upstream).toBe(mine);
+    expect(kept.parse('proxy/docker.io/a').upstream).toBe(hub);
   });
 });
