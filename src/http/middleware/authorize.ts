@@ -28,7 +28,8 @@ interface AccessState {
 
 /**
  * Authentication and authorization at the edge, after the namespace mapping (rules apply to the name
- * content is stored under, whatever spelling the client used: see `storedName`) and before the routes. Without `[auth] htpasswd` every request passes.
+ * content is stored under, whatever spelling the client used: see `storedName`) and before the routes.
+ * Without `[auth] htpasswd` every request passes.
  * - `/v2/` needs credentials: containers/image (skopeo, podman) sends them only after a challenge there.
  *   Empty Basic credentials (`Og==`, anonymous skopeo) count as anonymous, allowed with `anonymous = "pull"`.
  * - `_catalog` and anything that is not a repository route need a login, or anonymous access.

@@ -37,7 +37,8 @@ export function requestAccounting(log: Logger, metrics: RegistryMetrics, router:
         method,
         route,
         path: ctx.originalUrl.split('?')[0], // what the client asked, before a mirror's mapping; no query
-        // The repository as stored and ruled, whatever spelling the path used (proxy/index.docker.io/…, a mirror's alpine).
+        // The repository as stored and ruled, whatever spelling the path used (proxy/index.docker.io/…, a
+        // mirror's alpine); absent on other routes.
         name: repositoryName(ctx),
         status: ctx.status,
         bytesIn,
