@@ -78,9 +78,10 @@ export function createApp({
   app.use(apiVersion);
   app.use(absoluteLocation(config.public_url));
   app.use(renderErrors(log));
-  // Rewrites mirror and ?ns= names to proxy/<upstream>/… before anything routes on the path.
+  // Rewrites every spelling of a name (mirror, ?ns=, Docker Hub's host names, aliases) to the name it is
+  // stored under, before anything routes on the path or rules on it.
   app.use(namespace(config, endpoint));
-  // Authentication and rules, on the names as mapped above; the one place that decides who may do what.
+  // Authentication and rules, on the stored names mapped above; the one place that decides who may do what.
   app.use(authorize(access, config.public_url));
   // Before the routes: it looks at what they left, and marks a path known under another method 405 with
   // Allow (or an unknown method 501); renderErrors writes the body. Throwing would lose Allow.

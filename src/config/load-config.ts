@@ -3,6 +3,7 @@ import path from 'node:path';
 import { parse as parseToml, TomlError } from 'smol-toml';
 import type { Config } from './config';
 import { CONFIG_SCHEMA, KeySpec, Schema, settableKeys } from './schema';
+import { accessRuleProblem } from './access-rules';
 import { mirrorProblem, parseListen } from './mirrors';
 
 /** Stops the start. The message is one line: the key, what is wrong, and where the value came from. */
@@ -37,8 +38,8 @@ export function loadConfig(options: LoadConfigOptions): Config {
     env: withEnvAliases(options.env),
     overrides: options.overrides ?? {},
   });
-  // [[mirror]] is set in the file only, so that is where a problem with it comes from.
-  const problem = mirrorProblem(values as unknown as Config);
+  // [[mirror]] and [[auth.rules]] are set in the file only, so that is where a problem with them comes from.
+  const problem = mirrorProblem(values as unknown as Config) ?? accessRuleProblem(values as unknown as Config);
   if (problem) throw new ConfigError(`${problem} (from ${file?.origin ?? 'defaults'})`);
   return deepFreeze(values) as unknown as Config;
 }

@@ -1,5 +1,5 @@
 import { RegistryError } from '../oci/errors';
-import { lookUpUpstream } from '../proxy/upstreams';
+import { lookUpUpstream } from './stored-names';
 import type { Config } from './config';
 
 /** `host:port` or `[v6]:port` of a `[[mirror]] listen`; null when it is neither. Port 0 picks a free port, as `port` does. */

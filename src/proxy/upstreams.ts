@@ -2,16 +2,12 @@ import { ProxyConfig, UpstreamConfig } from '../config/config';
 import { RegistryError } from '../oci/errors';
 import { Logger } from '../log';
 import type { UpstreamObserver } from '../metrics/registry-metrics';
+import { DOCKER_HUB, lookUpUpstream, storedName } from '../config/stored-names';
 import { TokenCache } from './token-cache';
 import { UpstreamClient } from './upstream-client';
 
-/** The prefix under which cached repositories live: proxy/<upstream>/<name>. */
-export const PROXY_PREFIX = 'proxy/';
-
-/** Docker Hub answers to several names; they are one upstream, cached once, under "docker.io". */
-const DOCKER_HUB_NAMES = ['docker.io', 'index.docker.io', 'registry-1.docker.io'];
-const DOCKER_HUB = 'docker.io';
-const DOCKER_HUB_URL = 'https://registry-1.docker.io';
+// For the modules that import them from here; they live with the names they make.
+export { lookUpUpstream, PROXY_PREFIX } from '../config/stored-names';
 
 export interface Upstream {
   /** Canonical name, the second component of cached repository names. */
@@ -54,19 +50,14 @@ export class Upstreams {
     this.tokens.purgeExpired();
   }
 
-  /** Takes `proxy/<upstream>/<name>` apart; throws NAME_UNKNOWN or DENIED for upstreams that are not served. */
+  /**
+   * Takes `proxy/<upstream>/<name>`, in any spelling, apart into the stored name (see `storedName`) and where
+   * it comes from; throws NAME_UNKNOWN or DENIED for upstreams that are not served.
+   */
   parse(fullName: string): ProxiedName {
-    const [, host, ...rest] = fullName.split('/');
-    if (!host || rest.length === 0) {
-      throw new RegistryError('NAME_UNKNOWN', {
-        message: 'proxied repositories are named proxy/<registry>/<image>',
-        detail: { name: fullName },
-      });
-    }
-    const upstream = this.upstream(host);
-    // Docker Hub's official images live under library/.
-    const remoteName = upstream.name === DOCKER_HUB && rest.length === 1 ? `library/${rest[0]}` : rest.join('/');
-    return { upstream, remoteName, name: `${PROXY_PREFIX}${upstream.name}/${remoteName}` };
+    const name = storedName(this.config, fullName);
+    const [, host, ...remoteName] = name.split('/');
+    return { upstream: this.upstream(host), remoteName: remoteName.join('/'), name };
   }
 
   private upstream(host: string): Upstream {
@@ -106,34 +97,4 @@ export class Upstreams {
     }
     return upstream;
   }
-}
-
-/**
- * The canonical name and connection settings of the upstream called `host` (a Docker Hub alias, a configured
- * host or alias, or any allowed registry host); throws NAME_UNKNOWN or DENIED for hosts that are not served.
- * Mirror endpoints and `?ns=` use it too, so every way into the cache names upstreams alike.
- */
-export function lookUpUpstream(
-  config: ProxyConfig,
-  host: string,
-): { name: string; settings: Pick<UpstreamConfig, 'url' | 'username' | 'password'> } {
-  const isDockerHub = DOCKER_HUB_NAMES.includes(host);
-  const names = (entry: UpstreamConfig) => [entry.host, ...entry.aliases];
-  const configured = config.upstreams.find((entry) =>
-    names(entry).some((candidate) => candidate === host || (isDockerHub && DOCKER_HUB_NAMES.includes(candidate))),
-  );
-  if (isDockerHub) {
-    return { name: DOCKER_HUB, settings: configured ?? { url: DOCKER_HUB_URL, username: '', password: '' } };
-  }
-  if (configured) return { name: configured.host, settings: configured };
-
-  const allowed = config.allowed_upstreams;
-  if (allowed.length > 0 && !allowed.includes(host)) {
-    throw new RegistryError('DENIED', { message: `upstream ${host} is not allowed here`, detail: { upstream: host } });
-  }
-  // A registry host has a dot (ghcr.io, quay.io) or is localhost; anything else is a typo, not a host to dial.
-  if (!host.includes('.') && host !== 'localhost') {
-    throw new RegistryError('NAME_UNKNOWN', { message: `${host} is not a registry host name`, detail: { upstream: host } });
-  }
-  return { name: host, settings: { url: `https://${host}`, username: '', password: '' } };
 }

@@ -4,20 +4,14 @@ import { Action } from '../../auth/policy';
 import { tokenAllows } from '../../auth/token';
 import { RegistryError } from '../../oci/errors';
 import { HEALTH_PATHS } from '../routes/health';
-import { single } from '../request';
+import { decodeComponent, REPOSITORY_ROUTE, single } from '../request';
 
 /** Where the built-in token service answers (`[auth] token = true`), on every listener. */
 export const TOKEN_PATH = '/token';
 
-/**
- * A repository route's path as the router takes it apart: /v2/<name>/<resource>, where only the name may
- * hold slashes. Case-insensitive with an optional trailing slash, as @koa/router matches.
- */
-const REPOSITORY_ROUTE = /^\/v2\/(.+)\/(?:(blobs\/uploads)(?:\/([^/]*))?|blobs\/[^/]+|manifests\/[^/]+|tags\/list|referrers\/[^/]+)\/?$/i;
-
 interface Target {
   kind: 'base' | 'catalog' | 'repository' | 'other';
-  /** The repository's name as the routes will see it (after namespace mapping, percent-decoded). */
+  /** The repository's stored name, as the routes will see it (after namespace mapping, percent-decoded). */
   name?: string;
   /** The name as the client wrote it, which a token's scope names. */
   requestedName?: string;
@@ -33,8 +27,9 @@ interface AccessState {
 }
 
 /**
- * Authentication and authorization at the edge, after the namespace mapping (rules apply to the mapped
- * proxy/<upstream>/… name) and before the routes. Without `[auth] htpasswd` every request passes.
+ * Authentication and authorization at the edge, after the namespace mapping (rules apply to the name
+ * content is stored under, whatever spelling the client used: see `storedName`) and before the routes.
+ * Without `[auth] htpasswd` every request passes.
  * - `/v2/` needs credentials: containers/image (skopeo, podman) sends them only after a challenge there.
  *   Empty Basic credentials (`Og==`, anonymous skopeo) count as anonymous, allowed with `anonymous = "pull"`.
  * - `_catalog` and anything that is not a repository route need a login, or anonymous access.
@@ -146,7 +141,13 @@ function requireRight(
   requestedName: string,
 ): void {
   const allowed = access.policy.allows(caller.principal, action, name);
-  // A token bounds a request to the scopes it was issued for, named as the client asked for them.
+  // The rules decide on the stored name, always, here; a token only narrows that to the scopes it was issued
+  // for. /token grants a scope after checking the rules on its stored name, but writes it as the client asked
+  // (`proxy/index.docker.io/library/alpine`, or a mirror's `alpine`), because that is the name the client
+  // will present it for, and it may have reached /token through another endpoint (public_url's) than its
+  // requests (a mirror's), where the same spelling maps elsewhere. So the typed name, or the stored one,
+  // must be in the token; either way the rules on the stored name have just been checked, and a token can
+  // never grant what they refuse.
   const scoped = !caller.token || tokenAllows(caller.token, action, requestedName) || tokenAllows(caller.token, action, name);
   if (allowed && scoped) return;
   if (caller.principal.kind === 'anonymous' || (allowed && !scoped)) {
@@ -177,10 +178,10 @@ function describeTarget(ctx: Context): Target {
   if (/^\/v2\/_catalog\/?$/i.test(path)) return { kind: 'catalog' };
   const match = REPOSITORY_ROUTE.exec(path);
   if (!match) return { kind: 'other' };
-  const name = decode(match[1]);
+  const name = decodeComponent(match[1]);
   const original = REPOSITORY_ROUTE.exec(ctx.originalUrl.split('?')[0]);
-  const requestedName = original ? decode(original[1]) : name;
-  const uploadId = match[2] === undefined ? undefined : decode(match[3] ?? '');
+  const requestedName = original ? decodeComponent(original[1]) : name;
+  const uploadId = match[2] === undefined ? undefined : decodeComponent(match[3] ?? '');
   const method = ctx.method;
   const action: Action =
     uploadId !== undefined || method === 'POST' || method === 'PUT' || method === 'PATCH'
@@ -189,13 +190,4 @@ function describeTarget(ctx: Context): Target {
         ? 'delete'
         : 'pull';
   return { kind: 'repository', name, requestedName, action, uploadId };
-}
-
-/** As @koa/router decodes parameters: a malformed escape stays as written. */
-function decode(text: string): string {
-  try {
-    return decodeURIComponent(text);
-  } catch {
-    return text;
-  }
 }

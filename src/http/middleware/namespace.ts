@@ -1,8 +1,8 @@
 import { Context, Middleware } from 'koa';
 import { Config } from '../../config/config';
-import { PROXY_PREFIX, lookUpUpstream } from '../../proxy/upstreams';
+import { lookUpUpstream, NameSource, PROXY_PREFIX, storedName } from '../../config/stored-names';
 import { RegistryError } from '../../oci/errors';
-import { single } from '../request';
+import { decodeComponent, REPOSITORY_ROUTE, single } from '../request';
 
 /**
  * What a listener serves: the main registry (hosted repositories, proxy/<upstream>/…, and `?ns=`), or a
@@ -14,20 +14,19 @@ export type Endpoint =
   /** `mainPort`: the main listener's port, named when a push is refused. */
   | { kind: 'mirror'; upstream: string; mainPort?: number };
 
-// A repository route's path, taken apart as the router does: /v2/<name>/<resource>, <name> as long as it can be.
-const REPOSITORY_PATH = /^\/v2\/(.+)(\/(?:manifests\/[^/]+|blobs\/uploads\/[^/]*|blobs\/[^/]+|tags\/list|referrers\/[^/]+))$/;
-
 /**
- * Maps the names a request uses onto the registry's own before the router runs, by rewriting the path:
- * routes and repositories never learn about mirrors, and a mirror reads and fills the very cache entries
- * that proxy/<upstream>/… does.
+ * Maps the names a request uses onto the names content is stored under (`storedName`), before anything
+ * looks at them, by rewriting the path: the rules, the routes, the repositories and the log see one name
+ * for every spelling, and a mirror reads and fills the very cache entries that proxy/<upstream>/… does.
  * - On a mirror (this listener's, or a `[[mirror]] host` the request's Host names): /v2/<name>/… is
- *   /v2/proxy/<upstream>/<name>/… (Upstreams adds library/ for Docker Hub), unless it already names
- *   proxy/<upstream>/; anything but GET and HEAD is refused. containerd's `?ns=` is ignored there: the
- *   endpoint has one upstream.
- * - On the main endpoint, a GET or HEAD with containerd's `?ns=<registry>` naming an upstream the cache
- *   serves is read from proxy/<registry>/<name>. Without `ns` nothing changes: a hosted repository is
- *   never shadowed by a cached one.
+ *   /v2/proxy/<upstream>/<name>/…, unless it already names proxy/<upstream>/; anything but GET and HEAD is
+ *   refused. containerd's `?ns=` is ignored there: the endpoint has one upstream.
+ * - On the main endpoint, proxy/<host>/<image> in any spelling (Docker Hub's three host names, aliases,
+ *   library/) is the canonical proxy/<upstream>/<image>; a GET or HEAD with containerd's `?ns=<registry>`
+ *   naming an upstream the cache serves is read from proxy/<registry>/<name>. Without `ns` a hosted
+ *   repository is never shadowed by a cached one. A mount's `from` is mapped too.
+ * A name under proxy/ of a host the cache does not serve is left as written: the cache refuses it with the
+ * same error (NAME_UNKNOWN or DENIED), after authentication, so that it tells anonymous callers nothing more.
  * A mirror shows names without its prefix (tags/list, _catalog): see `shownName` and `namespacePrefix`.
  */
 export function namespace(config: Config, endpoint: Endpoint): Middleware {
@@ -42,52 +41,72 @@ export function namespace(config: Config, endpoint: Endpoint): Middleware {
     // A configured name with a port matches Host as sent; one without matches any port.
     const hostMirror = hostMirrors.get(ctx.host.toLowerCase()) ?? hostMirrors.get(ctx.hostname.toLowerCase());
     const mirrored = hostMirror ?? listenerUpstream;
-    const repositoryPath = REPOSITORY_PATH.exec(ctx.path);
-    const reading = ctx.method === 'GET' || ctx.method === 'HEAD';
+    const state = ctx.state as NamespaceState;
+    const source: NameSource = mirrored !== undefined ? { mirror: mirrored } : {};
+    // Token scopes name repositories as requests on this endpoint do; the token route maps them alike.
+    state.storedName = (name) => storedName(config.proxy, name, source);
+    if (mirrored !== undefined) state.namespacePrefix = `${PROXY_PREFIX}${mirrored}/`;
 
-    if (mirrored !== undefined) {
-      const prefix = `${PROXY_PREFIX}${mirrored}/`;
-      (ctx.state as NamespaceState).namespacePrefix = prefix;
-      if (repositoryPath) {
-        const [, name, resource] = repositoryPath;
-        if (!reading) {
-          // A port mirror knows the main port, but not which name and port reach it past a reverse proxy
-          // (trust_proxy): there the main port is an internal one.
-          const mainPort =
-            hostMirror === undefined && endpoint.kind === 'mirror' && !config.trust_proxy ? endpoint.mainPort : undefined;
-          throw pushRefused(ctx, name, mirrored, config.public_url, mainPort);
-        }
-        if (!isUnder(name, mirrored)) ctx.path = `/v2/${prefix}${name}${resource}`;
+    const repositoryPath = REPOSITORY_ROUTE.exec(ctx.path);
+    if (repositoryPath) {
+      const written = repositoryPath[1];
+      const name = decodeComponent(written);
+      const reading = ctx.method === 'GET' || ctx.method === 'HEAD';
+      if (mirrored !== undefined && !reading) {
+        // A port mirror knows the main port, but not which name and port reach it past a reverse proxy
+        // (trust_proxy): there the main port is an internal one.
+        const mainPort = hostMirror === undefined && endpoint.kind === 'mirror' && !config.trust_proxy ? endpoint.mainPort : undefined;
+        throw pushRefused(ctx, name, mirrored, config.public_url, mainPort);
       }
-    } else if (repositoryPath && reading) {
-      const [, name, resource] = repositoryPath;
-      const ns = single(ctx.query.ns);
-      const upstream = ns && !name.startsWith(PROXY_PREFIX) ? servedUpstream(ns) : undefined;
-      if (upstream) ctx.path = `/v2/${PROXY_PREFIX}${upstream}/${name}${resource}`;
+      const ns = mirrored === undefined && reading ? single(ctx.query.ns) : undefined;
+      const stored = servedName(name, ns ? { ns } : source);
+      state.repositoryName = stored;
+      if (stored !== name) ctx.path = `/v2/${encodeName(stored)}${ctx.path.slice('/v2/'.length + written.length)}`;
+    }
+    const from = single(ctx.query.from);
+    if (from !== undefined && ctx.method === 'POST') {
+      const stored = servedName(from, source);
+      if (stored !== from) ctx.query = { ...ctx.query, from: stored };
     }
     await next();
   };
 
-  /** Whether `name` is proxy/<one of the mirrored upstream's names>/<image>, which a mirror serves as it is. */
-  function isUnder(name: string, upstream: string): boolean {
-    const [first, host, ...image] = name.split('/');
-    return `${first}/` === PROXY_PREFIX && image.length > 0 && servedUpstream(host) === upstream;
-  }
-
-  /** The canonical name of an upstream the cache would serve, or undefined. */
-  function servedUpstream(host: string): string | undefined {
-    if (!config.proxy.enabled) return undefined;
+  /** The stored name; as written when it names an upstream the cache does not serve (see above). */
+  function servedName(name: string, source: NameSource): string {
     try {
-      return upstreamName(host);
+      return storedName(config.proxy, name, source);
     } catch (error) {
-      if (error instanceof RegistryError) return undefined;
+      if (error instanceof RegistryError) return name;
       throw error;
     }
   }
 }
 
+/** Each component percent-encoded: a stored name is valid and needs none, but a refused one may hold anything. */
+function encodeName(name: string): string {
+  return name.split('/').map(encodeURIComponent).join('/');
+}
+
 interface NamespaceState {
   namespacePrefix?: string;
+  /** The repository a repository route names, as stored. */
+  repositoryName?: string;
+  storedName?: (name: string) => string;
+}
+
+/**
+ * The name `name` is stored under, as a request to this endpoint would write it (a mirror's library/alpine
+ * is proxy/docker.io/library/alpine); throws NAME_UNKNOWN or DENIED as `storedName` does.
+ */
+export function storedNameOf(ctx: Context, name: string): string {
+  const map = (ctx.state as NamespaceState).storedName;
+  if (!map) throw new Error('the namespace middleware has not run');
+  return map(name);
+}
+
+/** The stored name of the repository a repository route names (for the request log); undefined elsewhere. */
+export function repositoryName(ctx: Context): string | undefined {
+  return (ctx.state as NamespaceState).repositoryName;
 }
 
 /** The prefix a request's endpoint hides from the names it shows: '' on the main endpoint, 'proxy/docker.io/' on a Docker Hub mirror. */

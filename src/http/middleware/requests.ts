@@ -4,6 +4,7 @@ import { Stream } from 'node:stream';
 import { Logger } from '../../log';
 import { RegistryMetrics, UNMATCHED_ROUTE } from '../../metrics/registry-metrics';
 import { callerName } from './authorize';
+import { repositoryName } from './namespace';
 
 /**
  * The outermost middleware: each request, once its response is done or abandoned, becomes one log line
@@ -36,6 +37,9 @@ export function requestAccounting(log: Logger, metrics: RegistryMetrics, router:
         method,
         route,
         path: ctx.originalUrl.split('?')[0], // what the client asked, before a mirror's mapping; no query
+        // The repository as stored and ruled, whatever spelling the path used (proxy/index.docker.io/…, a
+        // mirror's alpine); absent on other routes.
+        name: repositoryName(ctx),
         status: ctx.status,
         bytesIn,
         bytesOut,

@@ -1,9 +1,9 @@
+import { Context } from 'koa';
 import { AccessControl } from '../../auth/access-control';
 import { ANONYMOUS, Principal } from '../../auth/policy';
 import { parseScopes, TokenAccess } from '../../auth/token';
-import { PROXY_PREFIX } from '../../proxy/upstreams';
 import { RegistryError } from '../../oci/errors';
-import { namespacePrefix } from '../middleware/namespace';
+import { storedNameOf } from '../middleware/namespace';
 import { TOKEN_PATH } from '../middleware/authorize';
 import { RegistryRouter } from './context';
 
@@ -41,12 +41,13 @@ export function tokenRoutes(router: RegistryRouter, access: AccessControl): void
         headers: { 'WWW-Authenticate': `Basic realm="${access.config.realm.replace(/["\\\r\n]/g, '')}"` },
       });
     }
-    // On a mirror endpoint a scope names the image as the mirror shows it; rights are those of the cached name.
-    const prefix = namespacePrefix(ctx);
+    // Rights are those of the name the content is stored under (a mirror's alpine, proxy/index.docker.io/…
+    // and proxy/docker.io/alpine are all proxy/docker.io/library/alpine); the grant keeps the scope's name as
+    // asked, which is the name the client will present it for (see requireRight in authorize.ts).
     const scopeValues = ([] as string[]).concat(ctx.query.scope ?? []);
     const grants: TokenAccess[] = parseScopes(scopeValues).flatMap(({ name, actions }) => {
-      const ruled = prefix && !name.startsWith(PROXY_PREFIX) ? prefix + name : name;
-      const granted = access.policy.granted(principal, actions, ruled);
+      const stored = scopeName(ctx, name);
+      const granted = stored === undefined ? [] : access.policy.granted(principal, actions, stored);
       return granted.length > 0 ? [{ type: 'repository' as const, name, actions: granted }] : [];
     });
     const { token, claims } = signer.issue(principal.kind === 'user' ? principal.name : '', grants);
@@ -58,4 +59,14 @@ export function tokenRoutes(router: RegistryRouter, access: AccessControl): void
       issued_at: new Date(claims.iat * 1000).toISOString(),
     };
   });
+}
+
+/** A scope's stored name; undefined for a name under proxy/ of an upstream not served, which grants nothing. */
+function scopeName(ctx: Context, name: string): string | undefined {
+  try {
+    return storedNameOf(ctx, name);
+  } catch (error) {
+    if (error instanceof RegistryError) return undefined;
+    throw error;
+  }
 }

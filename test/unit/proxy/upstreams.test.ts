@@ -65,6 +65,15 @@ describe('Upstreams.parse: proxy/<upstream>/<name>', () => {
     expect(configured.parse('proxy/docker.io/alpine').name).toBe('proxy/docker.io/library/alpine');
   });
 
+  test("an alias of an upstream configured under a Docker Hub host name is Docker Hub, cached under docker.io", () => {
+    const configured = upstreams({
+      upstreams: [{ host: 'registry-1.docker.io', url: 'http://127.0.0.1:5057', aliases: ['hub'], username: '', password: '' }],
+    });
+    const parsed = configured.parse('proxy/hub/alpine');
+    expect(parsed).toMatchObject({ name: 'proxy/docker.io/library/alpine', remoteName: 'library/alpine' });
+    expect(parsed.upstream).toBe(configured.parse('proxy/docker.io/alpine').upstream);
+  });
+
   test('an allow-list refuses other hosts with DENIED; configured upstreams stay allowed', () => {
     const restricted = upstreams({
       allowed_upstreams: ['ghcr.io'],
