@@ -71,20 +71,35 @@ export async function baseRootfsTarball(versions: BaseImageVersions): Promise<st
   return tarball;
 }
 
-/** Imports the base into `dockerd` as `tag`. */
+/**
+ * Imports the base into `dockerd` as `tag`. When this machine's Node trusts extra certificate authorities
+ * (NODE_EXTRA_CA_CERTS, e.g. a TLS-inspecting proxy in front of the npm registry), the image trusts the
+ * same, so that the Dockerfile's `npm ci` reaches the registry as the host's npm does. They are appended to
+ * a copy of the cached tarball, which stays the same on every machine.
+ */
 export async function importBaseImage(dockerd: Dockerd, tag: string): Promise<void> {
-  const tarball = await baseRootfsTarball(await currentVersions());
-  await dockerd.docker(
-    [
-      'import',
-      '--change', 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
-      '--change', 'ENV npm_config_nodedir=/usr/local',
-      '--change', 'CMD ["node"]',
-      tarball,
-      tag,
-    ],
-    { timeoutMs: BUILD_TIMEOUT_MS },
-  );
+  let tarball = await baseRootfsTarball(await currentVersions());
+  const changes = [
+    'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+    'ENV npm_config_nodedir=/usr/local',
+    'CMD ["node"]',
+  ];
+  const extraCertificates = process.env.NODE_EXTRA_CA_CERTS;
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'docker-base-import-'));
+  try {
+    if (extraCertificates && fs.existsSync(extraCertificates)) {
+      const copy = path.join(work, 'rootfs.tar');
+      fs.copyFileSync(tarball, copy);
+      fs.mkdirSync(path.join(work, 'add/etc/ssl/certs'), { recursive: true });
+      fs.copyFileSync(extraCertificates, path.join(work, 'add/etc/ssl/certs/machine-ca.crt'));
+      await run('tar', ['--numeric-owner', '--owner=0', '--group=0', '-rf', copy, '-C', path.join(work, 'add'), './etc/ssl/certs/machine-ca.crt']);
+      changes.push('ENV NODE_EXTRA_CA_CERTS=/etc/ssl/certs/machine-ca.crt');
+      tarball = copy;
+    }
+    await dockerd.docker(['import', ...changes.flatMap((change) => ['--change', change]), tarball, tag], { timeoutMs: BUILD_TIMEOUT_MS });
+  } finally {
+    fs.rmSync(work, { recursive: true, force: true });
+  }
 }
 
 /** `npm pack`s a package into `work` and unpacks it; returns the directory holding its files. */
