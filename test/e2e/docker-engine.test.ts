@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createAuthApp, HTPASSWD_FILE } from '../helpers/auth';
+import { startContainerd } from '../helpers/containerd';
 import { Dockerd, startDockerd } from '../helpers/dockerd';
 import { buildImageLayout, buildMultiArchLayout, BuiltImage, BuiltMultiArchImage } from '../helpers/oci-image';
 import { RateLimitingProxy, startRateLimitingProxy } from '../helpers/rate-limiting-proxy';
@@ -156,6 +157,21 @@ describe('Docker Engine pulling and pushing', () => {
         limiter.setLimiting(false);
       }
     });
+  });
+
+  test('containerd with the same set-up: anonymous pull through the mirror port after the Bearer challenge', async () => {
+    const containerd = await startContainerd();
+    try {
+      const hosts = path.join(work, 'certs.d');
+      fs.mkdirSync(path.join(hosts, 'docker.io'), { recursive: true });
+      fs.writeFileSync(
+        path.join(hosts, 'docker.io', 'hosts.toml'),
+        ['server = "https://registry-1.docker.io"', `[host."${app.mirrorUrl(0)}"]`, '  capabilities = ["pull", "resolve"]', ''].join('\n'),
+      );
+      expect(await containerd.pull('docker.io/library/app:1', hosts)).toContain(image.manifestDigest);
+    } finally {
+      await containerd.stop();
+    }
   });
 
   describe(`registry-mirrors = a [[mirror]] host name (${MIRROR_HOST}, in this dockerd's own /etc/hosts)`, () => {
