@@ -33,7 +33,8 @@ describe('the Dockerfile, built and run by Docker', () => {
 
   beforeAll(async () => {
     work = fs.mkdtempSync(path.join(os.tmpdir(), 'docker-image-'));
-    dockerd = await startDockerd();
+    // overlay2 where it works: with vfs every build step copies the whole base image (minutes more).
+    dockerd = await startDockerd({ storageDriver: 'overlay2' });
     await importBaseImage(dockerd, BASE);
     // The legacy builder: Debian's docker.io has no buildx; --network host because there is no bridge.
     await dockerd.docker(['build', '--network', 'host', '--build-arg', `NODE_IMAGE=${BASE}`, '--tag', IMAGE, ROOT], {

@@ -11,7 +11,7 @@
  *     cfg/                  DOCKER_CONFIG of the CLI: `docker login` stores credentials here
  *     dockerd.log           the daemon's output
  */
-import { ChildProcess, execFile, spawn } from 'node:child_process';
+import { ChildProcess, execFile, spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 
@@ -32,6 +32,11 @@ export interface DockerdOptions {
   insecureRegistries?: string[];
   /** Names that resolve to an address for this daemon only, e.g. `{ 'hub.test': '127.0.0.1' }`. */
   hosts?: Record<string, string>;
+  /**
+   * `vfs` (the default) works anywhere but copies an image's whole file system for every container and
+   * build step; `overlay2` shares layers, and falls back to vfs where the kernel cannot mount overlays.
+   */
+  storageDriver?: 'vfs' | 'overlay2';
 }
 
 export interface DockerResult {
@@ -50,6 +55,17 @@ export interface Dockerd {
 }
 
 export async function startDockerd(options: DockerdOptions = {}): Promise<Dockerd> {
+  if (options.storageDriver === 'overlay2') {
+    try {
+      return await startDaemon(options, 'overlay2');
+    } catch {
+      return startDaemon(options, 'vfs');
+    }
+  }
+  return startDaemon(options, 'vfs');
+}
+
+async function startDaemon(options: DockerdOptions, storageDriver: 'vfs' | 'overlay2'): Promise<Dockerd> {
   const dir = fs.mkdtempSync('/tmp/dk-');
   const socket = path.join(dir, 'docker.sock');
   const logPath = path.join(dir, 'dockerd.log');
@@ -58,7 +74,7 @@ export async function startDockerd(options: DockerdOptions = {}): Promise<Docker
     JSON.stringify({ 'registry-mirrors': options.registryMirrors ?? [], 'insecure-registries': options.insecureRegistries ?? [] }),
   );
   const dockerdArgs = [
-    '--storage-driver', 'vfs', '--iptables=false', '--ip-masq=false', '--bridge=none',
+    '--storage-driver', storageDriver, '--iptables=false', '--ip-masq=false', '--bridge=none',
     '--data-root', path.join(dir, 'root'), '--exec-root', path.join(dir, 'exec'), '--pidfile', path.join(dir, 'pid'),
     '-H', `unix://${socket}`, '--config-file', path.join(dir, 'daemon.json'),
   ];
@@ -103,6 +119,8 @@ export async function startDockerd(options: DockerdOptions = {}): Promise<Docker
       await exited;
       clearTimeout(timer);
     }
+    // dockerd leaves its network namespace's bind mount (exec/netns/default) behind, even on SIGTERM.
+    unmountUnder(dir);
     fs.rmSync(dir, { recursive: true, force: true });
   };
 
@@ -110,6 +128,7 @@ export async function startDockerd(options: DockerdOptions = {}): Promise<Docker
   for (;;) {
     if (child.exitCode !== null || child.signalCode !== null) {
       const output = log();
+      unmountUnder(dir);
       fs.rmSync(dir, { recursive: true, force: true });
       throw new Error(`dockerd exited before serving:\n${output}`);
     }
@@ -122,4 +141,15 @@ export async function startDockerd(options: DockerdOptions = {}): Promise<Docker
     await new Promise((resolve) => setTimeout(resolve, 250));
   }
   return { dir, docker, log, stop };
+}
+
+/** Unmounts whatever is mounted under `dir` in this mount namespace, deepest first. */
+function unmountUnder(dir: string): void {
+  const mounts = fs
+    .readFileSync('/proc/self/mounts', 'utf8')
+    .split('\n')
+    .map((line) => line.split(' ')[1])
+    .filter((target): target is string => target !== undefined && target.startsWith(`${dir}/`))
+    .sort((a, b) => b.length - a.length);
+  for (const target of mounts) spawnSync('umount', ['--lazy', target]);
 }
