@@ -1,8 +1,11 @@
-# The registry as a container image. `npm test` replays this file without Docker
-# (scripts/dockerfile-mirror.mjs): keep to the instructions that script understands.
+# The registry as a container image. `npm test` builds it with Docker and runs it
+# (test/e2e/docker-image.test.ts), on a base assembled offline and passed as NODE_IMAGE.
+
+# Any Debian-based image with node, npm and a user node (uid 1000), as the official node images have.
+ARG NODE_IMAGE=node:26-trixie-slim
 
 # Build stage: compiles TypeScript and better-sqlite3's native module (node-gyp needs python3, make, g++).
-FROM node:26-trixie-slim AS build
+FROM ${NODE_IMAGE} AS build
 WORKDIR /app
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 make g++ \
@@ -15,7 +18,7 @@ RUN npm run build && npm prune --omit=dev --no-audit --no-fund
 
 # Runtime stage: compiled code and production dependencies only, as the image's non-root user node
 # (uid 1000). Same base image as the build stage: the native module is compiled for its Node and libc.
-FROM node:26-trixie-slim
+FROM ${NODE_IMAGE}
 ENV NODE_ENV=production \
     REGISTRY_HOST=0.0.0.0 \
     REGISTRY_REGISTRY_STORAGE=/storage/registry \

@@ -16,6 +16,13 @@ const REQUIRED = {
   nginx: 'nginx',
   // checks deploy/registry.service
   'systemd-analyze': 'systemd',
+  // Docker Engine as a client (test/helpers/dockerd.ts) and to build the image; dockerd is in /usr/sbin
+  dockerd: 'docker.io',
+  docker: 'docker.io',
+  // assembles the image's base offline (test/helpers/docker-base-image.ts)
+  debootstrap: 'debootstrap',
+  // gives the daemon a hosts file of its own (unshare --mount)
+  unshare: 'util-linux',
 };
 
 try {

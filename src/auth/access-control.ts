@@ -34,6 +34,8 @@ export type Authentication = { ok: true; caller: Caller } | { ok: false; throttl
  */
 export class AccessControl {
   readonly policy: AccessPolicy;
+  /** The scheme a 401 challenges with; Bearer points at the token service (`signer`), which exists only then. */
+  readonly challenge: 'basic' | 'bearer';
   readonly signer: TokenSigner | null;
   readonly uploads: UploadOwners;
   private readonly users: HtpasswdFile;
@@ -50,9 +52,13 @@ export class AccessControl {
         throw new ConfigError(`auth.rules[${index}]: "anonymous" may only pull (prefix ${JSON.stringify(rule.prefix)})`);
       }
     });
+    if (config.token && config.challenge === 'basic') {
+      throw new ConfigError('auth.token = true asks for Bearer challenges, auth.challenge = "basic" for Basic: set one');
+    }
     this.users = new HtpasswdFile(config.htpasswd, log);
     this.policy = new AccessPolicy(config);
-    this.signer = config.token ? new TokenSigner(config.realm, config.token_ttl) : null;
+    this.challenge = challengeScheme(config);
+    this.signer = this.challenge === 'bearer' ? new TokenSigner(config.realm, config.token_ttl) : null;
     this.uploads = new UploadOwners(config.max_uploads, uploadOwners);
   }
 
@@ -138,6 +144,19 @@ export class AccessControl {
     const left = entry.windowStart + FAILURE_WINDOW_MS - now;
     return left > 0 ? Math.ceil(left / 1000) : 0;
   }
+}
+
+/**
+ * `challenge = "auto"`: Bearer when anonymous may pull, Basic otherwise. Docker Engine pulls anonymously only
+ * after a Bearer challenge (after a Basic one it stops with "no basic auth credentials"), and it runs every
+ * handler whose scheme a 401 offers, so offering both fails the same way. skopeo, podman and containerd answer
+ * either, and every request accepts Basic credentials whatever the challenge. Synology DSM's registry browser
+ * speaks only Basic (not tested here): `challenge = "basic"` is for it, and then Docker needs a login to pull.
+ */
+function challengeScheme(config: Pick<AuthConfig, 'challenge' | 'token' | 'anonymous'>): 'basic' | 'bearer' {
+  if (config.token) return 'bearer';
+  if (config.challenge === 'auto') return config.anonymous === 'pull' ? 'bearer' : 'basic';
+  return config.challenge;
 }
 
 /** Where upload owners are kept across restarts: the index's uploads table. */

@@ -124,7 +124,13 @@ export interface AuthConfig {
   anonymous: 'none' | 'pull';
   /** Shown in the Basic challenge, and the token service's name. */
   realm: string;
-  /** Serve a token endpoint at /token and challenge with Bearer instead of Basic. */
+  /**
+   * The scheme of the challenge on a 401: Basic, or Bearer pointing at the token endpoint /token (served only
+   * then). auto: Bearer when anonymous may pull (Docker Engine pulls anonymously only after a Bearer
+   * challenge), else Basic. Basic credentials are accepted on every request either way.
+   */
+  challenge: 'auto' | 'basic' | 'bearer';
+  /** Older spelling of `challenge = "bearer"`. */
   token: boolean;
   /** How long an issued token is valid, in ms. */
   token_ttl: number;

@@ -249,7 +249,13 @@ export const CONFIG_SCHEMA = {
         description: 'Requests without credentials: refused (none), or may pull where the rules allow (pull)',
       },
       realm: { type: 'string', default: 'registry', description: 'Realm of the Basic challenge; service name of tokens' },
-      token: { type: 'boolean', default: false, description: 'Serve /token and challenge with Bearer instead of Basic' },
+      challenge: {
+        type: 'enum',
+        default: 'auto',
+        values: ['auto', 'basic', 'bearer'],
+        description: 'What a 401 asks for: Basic, or Bearer from /token; auto: Bearer when anonymous = "pull", else Basic',
+      },
+      token: { type: 'boolean', default: false, description: 'Older spelling of challenge = "bearer"' },
       token_ttl: { type: 'duration', default: '5m', description: 'How long an issued token is valid' },
       max_uploads: {
         type: 'integer',

@@ -50,7 +50,7 @@ async function catalogOf(client: RegistryClient, headers: Record<string, string>
   return ((await response.json()) as { repositories: string[] }).repositories;
 }
 
-describe('access control with htpasswd Basic auth and rules', () => {
+describe('access control with htpasswd Basic auth and rules (challenge = "basic")', () => {
   let app: TestApp;
   let anonymous: RegistryClient;
   let alice: RegistryClient;
@@ -58,7 +58,7 @@ describe('access control with htpasswd Basic auth and rules', () => {
   let carol: RegistryClient;
 
   beforeAll(async () => {
-    app = await createAuthApp(USERS, RULES);
+    app = await createAuthApp(USERS, RULES.replace('max_uploads = 3', 'max_uploads = 3\nchallenge = "basic"'));
     anonymous = new RegistryClient(app);
     alice = new RegistryClient(app, ALICE);
     bob = new RegistryClient(app, BOB);
@@ -327,6 +327,54 @@ describe('the built-in token service ([auth] token = true)', () => {
   });
 });
 
+describe('the default challenge (auto) with anonymous = "pull": Bearer, and Basic on every request', () => {
+  let app: TestApp;
+  beforeAll(async () => {
+    app = await createAuthApp(USERS, RULES);
+    await new RegistryClient(app, BOB).pushImage('team/app', { tag: 'v1' });
+    await new RegistryClient(app, ALICE).pushImage('private/secret', { tag: 'v1' });
+  });
+  afterAll(() => app.close());
+
+  const bearer = (token: string) => ({ Authorization: `Bearer ${token}` });
+  async function tokenFor(headers: Record<string, string>, scope?: string): Promise<string> {
+    const query = scope ? `&scope=${encodeURIComponent(scope)}` : '';
+    const response = await fetch(`${app.url}/token?service=registry${query}`, { headers });
+    await expectStatus(response, 200);
+    return ((await response.json()) as { token: string }).token;
+  }
+
+  test('GET /v2/ without credentials: 401 with a Bearer challenge pointing at /token (dockerd pulls anonymously only then)', async () => {
+    const response = await fetch(`${app.url}/v2/`);
+    expect(response.headers.get('WWW-Authenticate')).toBe(`Bearer realm="${app.url}/token",service="registry"`);
+    await expectErrorCode(response, 401, 'UNAUTHORIZED');
+  });
+
+  test('an anonymous token opens /v2/ and pulls what anonymous may pull, nothing else', async () => {
+    await expectStatus(await fetch(`${app.url}/v2/`, { headers: bearer(await tokenFor({})) }), 200);
+    const token = await tokenFor({}, 'repository:team/app:pull');
+    await expectStatus((await new RegistryClient(app, bearer(token)).getManifest('team/app', 'v1')).response, 200);
+    const refused = await fetch(`${app.url}/v2/private/secret/manifests/v1`, { headers: bearer(await tokenFor({}, 'repository:private/secret:pull')) });
+    expect(refused.headers.get('WWW-Authenticate')).toContain('scope="repository:private/secret:pull"');
+    await expectErrorCode(refused, 401, 'UNAUTHORIZED');
+  });
+
+  test('Basic credentials work on every request without a token: /v2/, a private pull, a push', async () => {
+    await expectStatus(await fetch(`${app.url}/v2/`, { headers: ALICE }), 200);
+    await expectStatus(await fetch(`${app.url}/v2/`, { headers: EMPTY_BASIC }), 200);
+    await expectStatus((await new RegistryClient(app, ALICE).getManifest('private/secret', 'v1')).response, 200);
+    await new RegistryClient(app, BOB).pushImage('team/basic', { tag: 'v1' });
+    const wrong = await fetch(`${app.url}/v2/`, { headers: basic('alice:nope') });
+    await expectErrorCode(wrong, 401, 'UNAUTHORIZED');
+  });
+
+  test('/token takes Basic credentials: a logged-in user gets the push a rule gives them', async () => {
+    const client = new RegistryClient(app, bearer(await tokenFor(BOB, 'repository:team/tokened:pull,push')));
+    await client.pushImage('team/tokened', { tag: 'v1' });
+    await expectErrorCode(await fetch(`${app.url}/token?service=registry`, { headers: basic('bob:wrong') }), 401, 'UNAUTHORIZED');
+  });
+});
+
 describe('a mirror endpoint with auth', () => {
   let app: TestApp;
   beforeAll(async () => {
@@ -337,7 +385,7 @@ describe('a mirror endpoint with auth', () => {
   test('challenges on /v2/ and rules names as the cache stores them (proxy/docker.io/…)', async () => {
     const mirror = app.mirrorUrl();
     const base = await fetch(`${mirror}/v2/`);
-    expect(base.headers.get('WWW-Authenticate')).toBe('Basic realm="registry"');
+    expect(base.headers.get('WWW-Authenticate')).toBe(`Bearer realm="${mirror}/token",service="registry"`);
     await expectErrorCode(base, 401, 'UNAUTHORIZED');
     // library/alpine here is proxy/docker.io/library/alpine, whose rule does not list anonymous: refused
     // before anything is asked of Docker Hub.

@@ -168,8 +168,9 @@ function unauthorized(ctx: Context, access: AccessControl, publicUrl: string, me
   return new RegistryError('UNAUTHORIZED', { message, headers: { 'WWW-Authenticate': challenge } });
 }
 
+/** A quoted-string's content (RFC 9110 5.6.4) that Node accepts in a header: no quotes, backslashes or control/non-ASCII characters (a name like a%00b). */
 function quoted(text: string): string {
-  return text.replace(/["\\\r\n]/g, '');
+  return text.replace(/["\\]|[^\x20-\x7e]/g, '');
 }
 
 function describeTarget(ctx: Context): Target {

@@ -22,6 +22,7 @@ describe('AccessControl.authenticate', () => {
       htpasswd,
       anonymous: 'pull',
       realm: 'registry',
+      challenge: 'auto',
       token: true,
       token_ttl: 60_000,
       max_uploads: 0,
@@ -88,7 +89,7 @@ describe('AccessControl.authenticate', () => {
 });
 
 describe('AccessControl at start', () => {
-  const base: AuthConfig = { htpasswd: '', anonymous: 'none', realm: 'r', token: false, token_ttl: 1000, max_uploads: 0, groups: [], rules: [] };
+  const base: AuthConfig = { htpasswd: '', anonymous: 'none', realm: 'r', challenge: 'auto', token: false, token_ttl: 1000, max_uploads: 0, groups: [], rules: [] };
 
   test('no htpasswd: no access control (the registry is open)', () => {
     expect(AccessControl.fromConfig(base, log)).toBeNull();
@@ -101,6 +102,45 @@ describe('AccessControl at start', () => {
     );
     const rules = [{ prefix: 'x', pull: [], push: ['anonymous'], delete: [] }];
     expect(() => AccessControl.fromConfig({ ...base, htpasswd: missing, rules }, log)).toThrow(/auth\.rules\[0\]: "anonymous" may only pull/);
+  });
+});
+
+describe('the challenge scheme', () => {
+  let dir: string;
+  let htpasswd: string;
+  beforeAll(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'access-control-challenge-'));
+    htpasswd = path.join(dir, 'users.htpasswd');
+    addUsers(htpasswd, { alice: 'pw' });
+  });
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const configWith = (changes: Partial<AuthConfig>): AuthConfig => ({
+    htpasswd,
+    anonymous: 'none',
+    realm: 'r',
+    challenge: 'auto',
+    token: false,
+    token_ttl: 1000,
+    max_uploads: 0,
+    groups: [],
+    rules: [],
+    ...changes,
+  });
+  const schemeOf = (changes: Partial<AuthConfig>) => {
+    const access = new AccessControl(configWith(changes), log);
+    return { challenge: access.challenge, tokens: access.signer !== null };
+  };
+
+  test('auto: Bearer with a token service when anonymous may pull (what dockerd needs to pull anonymously), else Basic', () => {
+    expect(schemeOf({ anonymous: 'pull' })).toEqual({ challenge: 'bearer', tokens: true });
+    expect(schemeOf({ anonymous: 'none' })).toEqual({ challenge: 'basic', tokens: false });
+  });
+
+  test('basic and bearer as set; token = true is bearer; token = true with challenge = "basic" is a configuration error', () => {
+    expect(schemeOf({ anonymous: 'pull', challenge: 'basic' })).toEqual({ challenge: 'basic', tokens: false });
+    expect(schemeOf({ challenge: 'bearer' })).toEqual({ challenge: 'bearer', tokens: true });
+    expect(schemeOf({ token: true })).toEqual({ challenge: 'bearer', tokens: true });
+    expect(() => schemeOf({ token: true, challenge: 'basic' })).toThrow(/auth\.token = true .* auth\.challenge = "basic"/);
   });
 });
 

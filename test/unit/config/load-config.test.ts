@@ -71,6 +71,7 @@ describe('loadConfig', () => {
       auth: {
         htpasswd: '',
         anonymous: 'none',
+        challenge: 'auto',
         realm: 'registry',
         token: false,
         token_ttl: 300_000,

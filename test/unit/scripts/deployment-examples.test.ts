@@ -5,25 +5,13 @@ import path from 'node:path';
 import { parse } from 'yaml';
 import { parseDuration } from '../../../src/config/load-config';
 import { CONFIG_SCHEMA, settableKeys } from '../../../src/config/schema';
+import { runtimeOf } from '../../helpers/dockerfile';
 
-// docker-compose.yml and deploy/registry.service cannot be run here (no Docker engine, no systemd as
-// PID 1): these tests hold them to the Dockerfile and to the configuration schema instead.
-interface StageConfig {
-  env: Record<string, string>;
-  workdir: string;
-  volumes: string[];
-  expose: { port: number }[];
-}
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-const dockerfile = require('../../../scripts/dockerfile.cjs') as {
-  parseDockerfile(text: string): unknown;
-  evaluate(parsed: unknown): { config: StageConfig }[];
-  parseDuration(text: string, where: string): number;
-};
-
+// docker-compose.yml and deploy/registry.service are not run here (compose and systemd as PID 1 are not
+// installed): these tests hold them to the Dockerfile and to the configuration schema instead.
 const ROOT = path.join(__dirname, '../../..');
 const read = (file: string) => fs.readFileSync(path.join(ROOT, file), 'utf8');
-const image = dockerfile.evaluate(dockerfile.parseDockerfile(read('Dockerfile'))).at(-1)!.config;
+const image = runtimeOf(read('Dockerfile'));
 const ENV_NAMES = new Set(settableKeys(CONFIG_SCHEMA).map((key) => key.env));
 const SHUTDOWN_TIMEOUT = parseDuration(CONFIG_SCHEMA.shutdown_timeout.default)!;
 
@@ -56,7 +44,7 @@ describe('docker-compose.yml', () => {
   });
 
   it('publishes the port the Dockerfile EXPOSEs', () => {
-    const [{ port }] = image.expose;
+    const [port] = image.expose;
     expect(service.ports).toEqual([`${port}:${port}`]);
   });
 
@@ -79,7 +67,7 @@ describe('docker-compose.yml', () => {
   });
 
   it('gives the registry longer than shutdown_timeout to drain before docker stop sends SIGKILL', () => {
-    expect(dockerfile.parseDuration(service.stop_grace_period, 'stop_grace_period')).toBeGreaterThan(SHUTDOWN_TIMEOUT);
+    expect(parseDuration(service.stop_grace_period)!).toBeGreaterThan(SHUTDOWN_TIMEOUT);
   });
 });
 
@@ -110,7 +98,7 @@ describe('deploy/registry.service', () => {
   it('restarts on failure and waits longer than shutdown_timeout after SIGTERM', () => {
     expect(one('Restart')).toBe('on-failure');
     expect(one('KillSignal')).toBe('SIGTERM');
-    expect(dockerfile.parseDuration(one('TimeoutStopSec'), 'TimeoutStopSec')).toBeGreaterThan(SHUTDOWN_TIMEOUT);
+    expect(parseDuration(one('TimeoutStopSec'))!).toBeGreaterThan(SHUTDOWN_TIMEOUT);
   });
 
   it('keeps every storage path in the one directory it may write', () => {
