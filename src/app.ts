@@ -6,7 +6,7 @@ import { ServerLifecycle } from './lifecycle';
 import { Logger } from './log';
 import { RegistryMetrics } from './metrics/registry-metrics';
 import { apiVersion, renderErrors } from './http/middleware/errors';
-import { authorize, requireAuthorizedName } from './http/middleware/authorize';
+import { assertRoutesDeclareAccess, authenticate } from './http/middleware/authorize';
 import { absoluteLocation } from './http/middleware/location';
 import { Endpoint, namespace } from './http/middleware/namespace';
 import { requestAccounting } from './http/middleware/requests';
@@ -71,8 +71,8 @@ export function createApp({
   if (access) tokenRoutes(router, access);
   // With `[metrics] listen` set, /metrics has a listener of its own (metrics-listener.ts); mirrors serve the cache only.
   if (config.metrics.enabled && config.metrics.listen === '' && endpoint.kind === 'main') metricsRoutes(router, metrics);
-  // A safety net under authorize(): a route's repository name must be the one that was authorized.
-  router.param('name', requireAuthorizedName(access));
+  // A route that names a repository and forgets its requireAccess stops the start here.
+  assertRoutesDeclareAccess(router);
 
   app.use(requestAccounting(log, metrics, router));
   app.use(apiVersion);
@@ -81,8 +81,9 @@ export function createApp({
   // Rewrites every spelling of a name (mirror, ?ns=, Docker Hub's host names, aliases) to the name it is
   // stored under, before anything routes on the path or rules on it.
   app.use(namespace(config, endpoint));
-  // Authentication and rules, on the stored names mapped above; the one place that decides who may do what.
-  app.use(authorize(access, config.public_url));
+  // Who is asking; each repository route then declares the access it needs (requireAccess), ruled on the
+  // stored name the router matched.
+  app.use(authenticate(access, config.public_url));
   // Before the routes: it looks at what they left, and marks a path known under another method 405 with
   // Allow (or an unknown method 501); renderErrors writes the body. Throwing would lose Allow.
   app.use(router.allowedMethods());

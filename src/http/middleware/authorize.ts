@@ -1,48 +1,35 @@
+import Router from '@koa/router';
 import { Context, Middleware } from 'koa';
 import { AccessControl, Caller } from '../../auth/access-control';
 import { Action } from '../../auth/policy';
 import { tokenAllows } from '../../auth/token';
 import { RegistryError } from '../../oci/errors';
 import { HEALTH_PATHS } from '../routes/health';
-import { decodeComponent, REPOSITORY_ROUTE, single } from '../request';
+import { requestedRepositoryName } from './namespace';
 
 /** Where the built-in token service answers (`[auth] token = true`), on every listener. */
 export const TOKEN_PATH = '/token';
 
-interface Target {
-  kind: 'base' | 'catalog' | 'repository' | 'other';
-  /** The repository's stored name, as the routes will see it (after namespace mapping, percent-decoded). */
-  name?: string;
-  /** The name as the client wrote it, which a token's scope names. */
-  requestedName?: string;
-  action?: Action;
-  /** Set on requests to one upload session; "" on POST …/blobs/uploads/. */
-  uploadId?: string;
-}
-
 interface AccessState {
   caller?: Caller;
-  /** The name authorized for this request; the router's `name` parameter must be the same. */
-  authorizedName?: string;
+  /** Set by `authenticate` when `[auth]` is on: what `requireAccess` asks. */
+  decide?: (ctx: Context, action: Action, name: string) => void;
 }
 
 /**
- * Authentication and authorization at the edge, after the namespace mapping (rules apply to the name
- * content is stored under, whatever spelling the client used: see `storedName`) and before the routes.
- * Without `[auth] htpasswd` every request passes.
+ * Authentication at the edge, before the routes; authorization is declared by each route with
+ * `requireAccess`, on the name the router matched. Without `[auth] htpasswd` every request passes.
  * - `/v2/` needs credentials: containers/image (skopeo, podman) sends them only after a challenge there.
  *   Empty Basic credentials (`Og==`, anonymous skopeo) count as anonymous, allowed with `anonymous = "pull"`.
- * - `_catalog` and anything that is not a repository route need a login, or anonymous access.
- * - Repository routes: GET/HEAD pull, POST/PUT/PATCH push, DELETE delete (any request on an upload session
- *   is push). Refused: 401 with a challenge when the caller is anonymous or a token lacks the scope, 403 DENIED
- *   for a logged-in user without the right.
+ * - Anything else needs a login, or anonymous access (`_catalog` and search then list what the caller may pull).
+ * - Repository routes: `requireAccess('pull' | 'push' | 'delete')`. Refused: 401 with a challenge when the
+ *   caller is anonymous or a token lacks the scope, 403 DENIED for a logged-in user without the right.
  */
-export function authorize(access: AccessControl | null, publicUrl: string): Middleware {
+export function authenticate(access: AccessControl | null, publicUrl: string): Middleware {
   if (!access) return (_ctx, next) => next();
   return async (ctx, next) => {
     if (access.signer && ctx.path === TOKEN_PATH) return next(); // the token route authenticates for itself
     if (HEALTH_PATHS.has(ctx.path)) return next(); // probes carry no credentials and reveal no content
-    const target = describeTarget(ctx);
     const authentication = await access.authenticate(ctx.get('Authorization'), ctx.ip);
     if (!authentication.ok) {
       if (authentication.throttled) {
@@ -55,62 +42,47 @@ export function authorize(access: AccessControl | null, publicUrl: string): Midd
     }
     const { caller } = authentication;
     const anonymous = caller.principal.kind === 'anonymous';
-    if (anonymous && (access.config.anonymous === 'none' || (target.kind === 'base' && !caller.presented))) {
+    const base = /^\/v2\/?$/.test(ctx.path);
+    if (anonymous && (access.config.anonymous === 'none' || (base && !caller.presented))) {
       throw unauthorized(ctx, access, publicUrl);
     }
     const state = ctx.state as AccessState;
     state.caller = caller;
-
-    if (target.kind !== 'repository') return next();
-    const { name, action, uploadId } = target as Required<Target>;
-    requireRight(ctx, access, publicUrl, caller, action, name, target.requestedName!);
-    state.authorizedName = name;
-    const user = caller.principal.kind === 'user' ? caller.principal.name : '';
-
-    if (ctx.method === 'POST' && uploadId === '') {
-      const from = single(ctx.query.from);
-      // dist-spec: a mount the registry will not do falls back to an upload session; no reading across rights.
-      if (from !== undefined && !access.policy.allows(caller.principal, 'pull', from)) {
-        const { mount: _mount, from: _from, ...rest } = ctx.query;
-        ctx.query = rest;
-      }
-      if (!access.uploads.mayOpen(user)) {
-        throw new RegistryError('TOOMANYREQUESTS', {
-          message: `at most ${access.config.max_uploads} open uploads per user`,
-          headers: { 'Retry-After': '60' },
-        });
-      }
-      await next();
-      const opened = ctx.response.get('Docker-Upload-UUID');
-      if (ctx.status === 202 && typeof opened === 'string' && opened !== '') access.uploads.opened(opened, user);
-      return;
-    }
-    if (uploadId) {
-      // Another user's session is as good as unknown: its id says nothing about who else may write to it.
-      if (!access.uploads.mayUse(uploadId, user)) throw new RegistryError('BLOB_UPLOAD_UNKNOWN', { detail: { uploadId } });
-      const end = access.uploads.begin(uploadId);
-      try {
-        await next();
-      } finally {
-        end();
-      }
-      if ((ctx.method === 'PUT' && ctx.status === 201) || (ctx.method === 'DELETE' && ctx.status === 204)) {
-        access.uploads.closed(uploadId);
-      }
-      return;
-    }
+    state.decide = (routeCtx, action, name) => requireRight(routeCtx, access, publicUrl, caller, action, name);
     await next();
   };
 }
 
-/** For the router's `name` parameter: a name the edge did not authorize is refused, whatever parsed it differently. */
-export function requireAuthorizedName(access: AccessControl | null) {
-  return async (name: string, ctx: Context, next: () => Promise<unknown>) => {
-    if (access && (ctx.state as AccessState).authorizedName !== name) {
-      throw new RegistryError('DENIED', { detail: { name } });
-    }
+const ACCESS_DECLARED = Symbol('access declared');
+
+/**
+ * A repository route's access, declared with the route: `router.get(path, requireAccess('pull'), …)`. It rules
+ * on the router's own `name` parameter, which is the stored name (the namespace middleware has mapped every
+ * spelling before routing). `assertRoutesDeclareAccess` refuses to start with a repository route without it.
+ */
+export function requireAccess(action: Action): Middleware {
+  const middleware: Middleware = (ctx, next) => {
+    (ctx.state as AccessState).decide?.(ctx, action, (ctx.params as { name: string }).name);
     return next();
   };
+  return Object.assign(middleware, { [ACCESS_DECLARED]: action });
+}
+
+/** Every route with a repository name in its path declares its access: a route added without it fails at start, not in production. */
+export function assertRoutesDeclareAccess(router: Router): void {
+  for (const layer of router.stack) {
+    const names = (layer as unknown as { paramNames: { name: string }[] }).paramNames.map((param) => param.name);
+    const declared = layer.stack.some((middleware) => ACCESS_DECLARED in middleware);
+    if (names.includes('name') && !declared) {
+      throw new Error(`route ${layer.methods.join(',')} ${String(layer.path)} names a repository but declares no access (requireAccess)`);
+    }
+  }
+}
+
+/** The user an upload session belongs to: "" for anonymous callers and when auth is off. */
+export function callerUser(ctx: Context): string {
+  const principal = (ctx.state as AccessState).caller?.principal;
+  return principal?.kind === 'user' ? principal.name : '';
 }
 
 /** Who made the request, for the request log: a user name, "anonymous", or undefined when auth is off or failed. */
@@ -138,8 +110,8 @@ function requireRight(
   caller: Caller,
   action: Action,
   name: string,
-  requestedName: string,
 ): void {
+  const requestedName = requestedRepositoryName(ctx) ?? name;
   const allowed = access.policy.allows(caller.principal, action, name);
   // The rules decide on the stored name, always, here; a token only narrows that to the scopes it was issued
   // for. /token grants a scope after checking the rules on its stored name, but writes it as the client asked
@@ -171,24 +143,4 @@ function unauthorized(ctx: Context, access: AccessControl, publicUrl: string, me
 /** A quoted-string's content (RFC 9110 5.6.4) that Node accepts in a header: no quotes, backslashes or control/non-ASCII characters (a name like a%00b). */
 function quoted(text: string): string {
   return text.replace(/["\\]|[^\x20-\x7e]/g, '');
-}
-
-function describeTarget(ctx: Context): Target {
-  const path = ctx.path;
-  if (/^\/v2\/?$/.test(path)) return { kind: 'base' };
-  if (/^\/v2\/_catalog\/?$/i.test(path)) return { kind: 'catalog' };
-  const match = REPOSITORY_ROUTE.exec(path);
-  if (!match) return { kind: 'other' };
-  const name = decodeComponent(match[1]);
-  const original = REPOSITORY_ROUTE.exec(ctx.originalUrl.split('?')[0]);
-  const requestedName = original ? decodeComponent(original[1]) : name;
-  const uploadId = match[2] === undefined ? undefined : decodeComponent(match[3] ?? '');
-  const method = ctx.method;
-  const action: Action =
-    uploadId !== undefined || method === 'POST' || method === 'PUT' || method === 'PATCH'
-      ? 'push'
-      : method === 'DELETE'
-        ? 'delete'
-        : 'pull';
-  return { kind: 'repository', name, requestedName, action, uploadId };
 }

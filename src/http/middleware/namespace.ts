@@ -61,6 +61,7 @@ export function namespace(config: Config, endpoint: Endpoint): Middleware {
       const ns = mirrored === undefined && reading ? single(ctx.query.ns) : undefined;
       const stored = servedName(name, ns ? { ns } : source);
       state.repositoryName = stored;
+      state.requestedName = name;
       if (stored !== name) ctx.path = `/v2/${encodeName(stored)}${ctx.path.slice('/v2/'.length + written.length)}`;
     }
     const from = single(ctx.query.from);
@@ -91,6 +92,8 @@ interface NamespaceState {
   namespacePrefix?: string;
   /** The repository a repository route names, as stored. */
   repositoryName?: string;
+  /** The same repository as the client wrote it (percent-decoded), which a token's scope names. */
+  requestedName?: string;
   storedName?: (name: string) => string;
 }
 
@@ -107,6 +110,11 @@ export function storedNameOf(ctx: Context, name: string): string {
 /** The stored name of the repository a repository route names (for the request log); undefined elsewhere. */
 export function repositoryName(ctx: Context): string | undefined {
   return (ctx.state as NamespaceState).repositoryName;
+}
+
+/** The repository a repository route names, as the client wrote it: what a token's scope for it says. */
+export function requestedRepositoryName(ctx: Context): string | undefined {
+  return (ctx.state as NamespaceState).requestedName;
 }
 
 /** The prefix a request's endpoint hides from the names it shows: '' on the main endpoint, 'proxy/docker.io/' on a Docker Hub mirror. */

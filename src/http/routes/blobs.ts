@@ -1,17 +1,18 @@
 import { RegistryError } from '../../oci/errors';
 import { parseByteRange, respondEmpty } from '../request';
 import { RegistryRouter, RouteDependencies } from './context';
+import { requireAccess } from '../middleware/authorize';
 
 /** GET, HEAD and DELETE /v2/<name>/blobs/<digest> */
 export function blobRoutes(router: RegistryRouter, { registry }: RouteDependencies): void {
-  router.head('/v2/*name/blobs/:digest', async (ctx) => {
+  router.head('/v2/*name/blobs/:digest', requireAccess('pull'), async (ctx) => {
     const { digest } = ctx.params;
     const { size } = await registry.repository(ctx.params.name).findBlob(digest);
     ctx.status = 200;
     ctx.set(blobHeaders(digest, size));
   });
 
-  router.get('/v2/*name/blobs/:digest', async (ctx) => {
+  router.get('/v2/*name/blobs/:digest', requireAccess('pull'), async (ctx) => {
     const { digest } = ctx.params;
     const found = await registry.repository(ctx.params.name).findBlob(digest);
     const { size } = found;
@@ -32,7 +33,7 @@ export function blobRoutes(router: RegistryRouter, { registry }: RouteDependenci
     ctx.length = range ? range.end - range.start + 1 : blob.size;
   });
 
-  router.delete('/v2/*name/blobs/:digest', async (ctx) => {
+  router.delete('/v2/*name/blobs/:digest', requireAccess('delete'), async (ctx) => {
     await registry.repository(ctx.params.name).deleteBlob(ctx.params.digest);
     respondEmpty(ctx, 202, { 'Docker-Content-Digest': ctx.params.digest });
   });

@@ -3,6 +3,7 @@ import { StoredManifest } from '../../storage/repository';
 import { RegistryError } from '../../oci/errors';
 import { readBody, respondEmpty } from '../request';
 import { RegistryRouter, RouteDependencies } from './context';
+import { requireAccess } from '../middleware/authorize';
 
 /** GET, HEAD, PUT and DELETE /v2/<name>/manifests/<reference>, where reference is a tag or a digest. */
 export function manifestRoutes(router: RegistryRouter, { registry, config }: RouteDependencies): void {
@@ -15,10 +16,10 @@ export function manifestRoutes(router: RegistryRouter, { registry, config }: Rou
     if (withBody) ctx.body = manifest.content;
     else ctx.set('Content-Length', String(manifest.size));
   };
-  router.get('/v2/*name/manifests/:reference', serve(true));
-  router.head('/v2/*name/manifests/:reference', serve(false));
+  router.get('/v2/*name/manifests/:reference', requireAccess('pull'), serve(true));
+  router.head('/v2/*name/manifests/:reference', requireAccess('pull'), serve(false));
 
-  router.put('/v2/*name/manifests/:reference', async (ctx) => {
+  router.put('/v2/*name/manifests/:reference', requireAccess('push'), async (ctx) => {
     const repository = registry.repository(ctx.params.name);
     const content = await readBody(ctx, config.max_manifest_size);
     const result = await repository.putManifest(ctx.params.reference, content, ctx.get('Content-Type') || undefined);
@@ -31,7 +32,7 @@ export function manifestRoutes(router: RegistryRouter, { registry, config }: Rou
     respondEmpty(ctx, 201, headers);
   });
 
-  router.delete('/v2/*name/manifests/:reference', async (ctx) => {
+  router.delete('/v2/*name/manifests/:reference', requireAccess('delete'), async (ctx) => {
     await registry.repository(ctx.params.name).deleteManifest(ctx.params.reference);
     respondEmpty(ctx, 202);
   });

@@ -1,13 +1,14 @@
 import { MediaType } from '../../oci/media-types';
 import { single } from '../request';
 import { RegistryRouter, RouteDependencies } from './context';
+import { requireAccess } from '../middleware/authorize';
 
 /**
  * dist-spec 1.1: GET /v2/<name>/referrers/<digest>[?artifactType=] answers an OCI index of the manifests
  * whose subject is <digest> — an empty one, never a 404, when there are none.
  */
 export function referrerRoutes(router: RegistryRouter, { registry }: RouteDependencies): void {
-  router.get('/v2/*name/referrers/:digest', async (ctx) => {
+  router.get('/v2/*name/referrers/:digest', requireAccess('pull'), async (ctx) => {
     const repository = registry.repository(ctx.params.name);
     const artifactType = single(ctx.query.artifactType);
     let manifests = await repository.listReferrers(ctx.params.digest);
