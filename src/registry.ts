@@ -13,7 +13,7 @@ import { GarbageCollector, GcReport, VerifyReport } from './storage/gc';
 import { ManifestCache } from './storage/manifest-cache';
 import { checkReadiness, Readiness } from './storage/readiness';
 import { HostedContent, HostedRepository, Pagination, Repository } from './storage/repository';
-import { Page, RegistryIndex } from './storage/registry-index';
+import { Page, pageOf, RegistryIndex } from './storage/registry-index';
 import { UploadSessions } from './storage/uploads';
 
 /** The registry's content: hands out repositories by name and lists them. */
@@ -103,9 +103,7 @@ export class Registry {
     // asked for tells whether that run goes on past this page (the index's own `next` may lie beyond it).
     const listed = this.index.listRepositories(page.n === undefined ? undefined : page.n + 1, prefix + (page.last ?? ''));
     const names = listed.items.filter((name) => name.startsWith(prefix)).map((name) => name.slice(prefix.length));
-    if (page.n === undefined || names.length <= page.n) return { items: names };
-    const items = names.slice(0, page.n);
-    return { items, next: items[items.length - 1] };
+    return pageOf(names, page.n);
   }
 
   /** Upload session owners, kept with the sessions in the index (access control). */

@@ -4,7 +4,7 @@ import type { Logger } from '../log';
 import { isValidName } from '../oci/names';
 import type { ProxiedName } from '../proxy/upstreams';
 import { PROXY_PREFIX } from '../proxy/upstreams';
-import type { Page } from '../storage/registry-index';
+import { Page, pageOf } from '../storage/registry-index';
 import type { Pagination } from '../storage/repository';
 import { GithubApiError, GithubClient, PackageOwner } from './github-client';
 import { GithubRestCache } from './rest-cache';
@@ -178,10 +178,7 @@ function describeOwner(owner: PackageOwner): string {
 export function mergeRepositoryPages(local: Page<string>, others: readonly string[], page: Pagination): Page<string> {
   const after = page.last === undefined ? others : others.filter((name) => name > page.last!);
   const merged = [...new Set([...local.items, ...after])].sort();
-  if (page.n === undefined) return { items: merged };
-  const items = merged.slice(0, page.n);
-  const more = merged.length > page.n || local.next !== undefined;
-  return more && items.length > 0 ? { items, next: items[items.length - 1] } : { items };
+  return pageOf(merged, page.n, local.next !== undefined);
 }
 
 /**

@@ -9,7 +9,7 @@ import { isValidTag } from '../oci/names';
 import { AccessLog } from '../storage/access-log';
 import { ManifestCache } from '../storage/manifest-cache';
 import { BlobStore, ByteRange, WrittenBlob, isNotFound } from '../storage/blob-store';
-import { Page, RegistryIndex, UploadRecord } from '../storage/registry-index';
+import { Page, pageOf, RegistryIndex, UploadRecord } from '../storage/registry-index';
 import {
   BlobContent,
   FoundBlob,
@@ -279,9 +279,7 @@ export class ProxyRepository implements Repository {
       tags = await this.tagsWithoutUpstream(error);
     }
     const after = page.last === undefined ? tags : tags.filter((tag) => tag > page.last!);
-    if (page.n === undefined || after.length <= page.n) return { items: after };
-    const items = after.slice(0, page.n);
-    return { items, next: items[items.length - 1] };
+    return pageOf(after, page.n);
   }
 
   /** When the upstream's list cannot be had: the alternative source, else the last list fetched, else the error. */

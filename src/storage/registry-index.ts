@@ -188,7 +188,7 @@ export class RegistryIndex {
       last: last ?? '',
       limit: limit === undefined ? -1 : limit + 1,
     }) as Array<{ name: string }>;
-    return toPage(rows.map((row) => row.name), limit);
+    return pageOf(rows.map((row) => row.name), limit);
   }
 
   /** Repositories that hold at least one manifest or blob, sorted by name. */
@@ -197,7 +197,7 @@ export class RegistryIndex {
       last: last ?? '',
       limit: limit === undefined ? -1 : limit + 1,
     }) as Array<{ name: string }>;
-    return toPage(rows.map((row) => row.name), limit);
+    return pageOf(rows.map((row) => row.name), limit);
   }
 
   /** Manifests in `repository` whose subject is `digest`, oldest first. */
@@ -280,10 +280,15 @@ function toManifestRecord(row: ManifestRow): ManifestRecord {
   };
 }
 
-function toPage(names: string[], limit: number | undefined): Page<string> {
-  if (limit === undefined || names.length <= limit) return { items: names };
-  const items = names.slice(0, limit);
-  return { items, next: items[items.length - 1] };
+/**
+ * The first `n` of `names` (sorted, already after the page's `last`) as a page; `next` names its last item
+ * when more follow, here or (`moreBeyond`) past what `names` holds. Every listing pages through this.
+ */
+export function pageOf(names: string[], n: number | undefined, moreBeyond = false): Page<string> {
+  if (n === undefined) return { items: names };
+  const items = names.slice(0, n);
+  const more = names.length > n || moreBeyond;
+  return more && items.length > 0 ? { items, next: items[items.length - 1] } : { items };
 }
 
 function migrate(db: Database.Database): void {

@@ -1,7 +1,7 @@
 import { pullFilter } from '../middleware/authorize';
 import { namespacePrefix } from '../middleware/namespace';
 import { pagination, setNextLink } from '../request';
-import { Page } from '../../storage/registry-index';
+import { Page, pageOf } from '../../storage/registry-index';
 import { RegistryRouter, RouteDependencies } from './context';
 
 /**
@@ -23,8 +23,5 @@ export function catalogRoutes(router: RegistryRouter, { registry, access }: Rout
 
 /** Only what the caller may pull, paginated after filtering so that a page is never short of visible names. */
 function visiblePage(all: Page<string>, visible: (name: string) => boolean, n: number | undefined): Page<string> {
-  const names = all.items.filter(visible);
-  if (n === undefined || names.length <= n) return { items: names };
-  const items = names.slice(0, n);
-  return { items, next: items[items.length - 1] };
+  return pageOf(all.items.filter(visible), n);
 }
