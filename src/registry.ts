@@ -10,7 +10,7 @@ import { PullThroughCache } from './proxy/pull-through-cache';
 import { AccessLog } from './storage/access-log';
 import { BlobStore } from './storage/blob-store';
 import { GarbageCollector, GcReport, VerifyReport } from './storage/gc';
-import { ManifestCache } from './storage/manifest-cache';
+import { RecentManifests } from './storage/recent-manifests';
 import { checkReadiness, Readiness } from './storage/readiness';
 import { HostedContent, HostedRepository, Pagination, Repository } from './storage/repository';
 import { Page, pageOf, RegistryIndex } from './storage/registry-index';
@@ -19,7 +19,7 @@ import { UploadSessions } from './storage/uploads';
 /** The registry's content: hands out repositories by name and lists them. */
 export class Registry {
   private readonly hosted: HostedContent;
-  private readonly cache: PullThroughCache | null;
+  private readonly pullThroughCache: PullThroughCache | null;
   /** ghcr.io's packages from GitHub's REST API (`[github]`), listed beside what is stored here. */
   private readonly ghcr: GhcrCatalog | null;
   private readonly collector: GarbageCollector;
@@ -44,13 +44,13 @@ export class Registry {
       index,
       store: hostedStore,
       uploads: new UploadSessions(index, hostedStore, config.temporary_registry_storage, config.max_upload_sessions),
-      manifests: new ManifestCache(),
+      manifests: new RecentManifests(),
       accessLog: new AccessLog(index),
     };
     this.ghcr = GhcrCatalog.fromConfig(config, index.db, log);
     // [github] token is ghcr.io's upstream credential; its REST API stands in when ghcr.io's tags/list fails.
     const proxyConfig = { ...config, proxy: withGhcrToken(config.proxy, config.github) };
-    this.cache = config.proxy.enabled
+    this.pullThroughCache = config.proxy.enabled
       ? new PullThroughCache(index, proxyStore, proxyConfig, log, metrics, this.ghcr?.alternativeTagList)
       : null;
     this.collector = new GarbageCollector({
@@ -63,7 +63,7 @@ export class Registry {
       uploadExpired: (uploadId) => this.hosted.uploads.forget(uploadId),
       flushAccess: () => {
         this.hosted.accessLog.flush();
-        this.cache?.flushAccess();
+        this.pullThroughCache?.flushAccess();
       },
     });
     metrics.observeStorage(() => index.storedBytes());
@@ -80,8 +80,8 @@ export class Registry {
   repository(name: string): Repository {
     if (!isValidName(name)) throw new RegistryError('NAME_INVALID', { detail: { name } });
     if (name.startsWith(PROXY_PREFIX)) {
-      if (!this.cache) throw new RegistryError('NAME_UNKNOWN', { message: 'the pull-through cache is disabled', detail: { name } });
-      return this.cache.repository(name);
+      if (!this.pullThroughCache) throw new RegistryError('NAME_UNKNOWN', { message: 'the pull-through cache is disabled', detail: { name } });
+      return this.pullThroughCache.repository(name);
     }
     return new HostedRepository(name, this.hosted);
   }
@@ -117,7 +117,7 @@ export class Registry {
   /** Deletes what nothing uses, evicts the cache to its limits, expires uploads and upstream tokens. */
   async collectGarbage(options: { dryRun?: boolean } = {}): Promise<GcReport> {
     if (options.dryRun) return this.collector.collect(options);
-    this.cache?.purgeExpiredTokens();
+    this.pullThroughCache?.purgeExpiredTokens();
     try {
       const report = await this.collector.collect(options);
       this.metrics.gcFinished(report);
@@ -149,11 +149,11 @@ export class Registry {
 
   /** Aborts the pull-through cache's upstream transfers (a shutdown, before close): nothing half-downloaded is kept. */
   async abortDownloads(): Promise<void> {
-    await this.cache?.abortDownloads();
+    await this.pullThroughCache?.abortDownloads();
   }
 
   close(): void {
-    this.cache?.close();
+    this.pullThroughCache?.close();
     this.hosted.accessLog.close();
     this.index.close();
   }

@@ -7,7 +7,7 @@ import { Descriptor, ManifestParseError, parseManifest } from '../oci/manifest';
 import { MANIFEST_MEDIA_TYPES } from '../oci/media-types';
 import { isValidTag } from '../oci/names';
 import { AccessLog } from '../storage/access-log';
-import { ManifestCache } from '../storage/manifest-cache';
+import { RecentManifests } from '../storage/recent-manifests';
 import { BlobStore, ByteRange, WrittenBlob, isNotFound } from '../storage/blob-store';
 import { Page, pageOf, RegistryIndex, UploadRecord } from '../storage/registry-index';
 import {
@@ -27,10 +27,10 @@ import { ProxiedName } from './upstreams';
 import { UpstreamAnswerError, UpstreamRefusedError, UpstreamUnavailableError } from './upstream-client';
 
 /** What every cached repository shares: the proxy store, the index, in-flight transfers. */
-export interface ProxyCache {
+export interface CachedContent {
   index: RegistryIndex;
   store: BlobStore;
-  manifests: ManifestCache;
+  manifests: RecentManifests;
   accessLog: AccessLog;
   downloads: BlobDownloads;
   /** In-flight manifest fetches by `<name>@<reference>`, shared by concurrent pulls. */
@@ -65,7 +65,7 @@ export class ProxyRepository implements Repository {
 
   constructor(
     private readonly target: ProxiedName,
-    private readonly cache: ProxyCache,
+    private readonly content: CachedContent,
   ) {
     this.name = target.name;
   }
@@ -80,7 +80,7 @@ export class ProxyRepository implements Repository {
 
   private async upstreamBlobSize(digest: string): Promise<number> {
     // A transfer already under way for this repository knows the size: no upstream HEAD per joining client.
-    const running = await this.cache.downloads.running(this.name, digest)?.catch(() => undefined);
+    const running = await this.content.downloads.running(this.name, digest)?.catch(() => undefined);
     if (running?.size !== undefined) return running.size;
     const response = await this.upstream('HEAD', `blobs/${digest}`);
     if (response.status === 200) return Number(response.headers.get('content-length') ?? 0);
@@ -93,7 +93,7 @@ export class ProxyRepository implements Repository {
       this.served('blob', 'hit');
       return cached;
     }
-    const download = await this.cache.downloads.join(
+    const download = await this.content.downloads.join(
       this.name,
       digest,
       async () => {
@@ -114,12 +114,12 @@ export class ProxyRepository implements Repository {
         }
         return { body: response.body, size, bound: declared };
       },
-      (size) => this.cache.index.linkBlob(this.name, digest, size),
+      (size) => this.content.index.linkBlob(this.name, digest, size),
     );
     // A client joining a transfer under way is a miss too: what it gets is coming from the upstream.
     this.served('blob', 'miss');
     download.done.catch((error: Error) =>
-      this.cache.log.warn('upstream blob transfer failed; nothing cached', { repository: this.name, digest, error: error.message }),
+      this.content.log.warn('upstream blob transfer failed; nothing cached', { repository: this.name, digest, error: error.message }),
     );
     if (download.size === undefined) {
       // Without a size the response cannot announce one, nor serve a range, before the end.
@@ -131,8 +131,8 @@ export class ProxyRepository implements Repository {
 
   /** The blob's size as a cached manifest of this repository declares it, if one does. */
   private async declaredSize(digest: string): Promise<number | undefined> {
-    for (const manifestDigest of this.cache.index.manifestsReferencingBlob(this.name, digest)) {
-      const content = await readManifest(this.cache.manifests, this.cache.store, manifestDigest);
+    for (const manifestDigest of this.content.index.manifestsReferencingBlob(this.name, digest)) {
+      const content = await readManifest(this.content.manifests, this.content.store, manifestDigest);
       if (!content) continue;
       try {
         const descriptor = parseManifest(content).blobs.find((blob) => blob.digest === digest);
@@ -149,20 +149,20 @@ export class ProxyRepository implements Repository {
     if (size === null) return null;
     let stream;
     try {
-      stream = await this.cache.store.open(digest, range);
+      stream = await this.content.store.open(digest, range);
     } catch (error) {
       // Evicted between the lookup and the open: not cached any more, so fetched again like any miss.
       if (isNotFound(error)) return null;
       throw error;
     }
-    this.cache.accessLog.blobRead(digest);
+    this.content.accessLog.blobRead(digest);
     return { digest, size, stream };
   }
 
   /** The size if this repository has the blob cached. */
   private async cachedBlobSize(digest: string): Promise<number | null> {
-    const linked = this.cache.index.linkedBlobSize(this.name, digest);
-    if (linked !== null && (await this.cache.store.holds(digest, linked))) return linked;
+    const linked = this.content.index.linkedBlobSize(this.name, digest);
+    if (linked !== null && (await this.content.store.holds(digest, linked))) return linked;
     return null;
   }
 
@@ -180,15 +180,15 @@ export class ProxyRepository implements Repository {
       return this.served('manifest', 'miss', await this.fetchManifestOnce(reference, undefined));
     }
 
-    const tag = this.cache.index.checkedTag(this.name, reference);
+    const tag = this.content.index.checkedTag(this.name, reference);
     const cached = tag ? await this.readCached(tag.digest) : null;
-    if (tag && cached && this.cache.now() - tag.checkedAt < this.cache.tagTtlMs) return this.served('manifest', 'hit', cached);
+    if (tag && cached && this.content.now() - tag.checkedAt < this.content.tagTtlMs) return this.served('manifest', 'hit', cached);
     try {
       if (tag && cached) {
         // Revalidate with a HEAD: Docker Hub does not count it against the pull limit.
         const head = await this.upstream('HEAD', `manifests/${reference}`, { Accept: MANIFEST_ACCEPT });
         if (head.status === 200 && head.headers.get('docker-content-digest') === tag.digest) {
-          this.cache.index.markTagChecked(this.name, reference, this.cache.now());
+          this.content.index.markTagChecked(this.name, reference, this.content.now());
           return this.served('manifest', 'hit', cached);
         }
         if (head.status !== 200) throw this.upstreamFailure(head, 'MANIFEST_UNKNOWN', { reference });
@@ -196,7 +196,7 @@ export class ProxyRepository implements Repository {
       return this.served('manifest', 'miss', await this.fetchManifestOnce(reference, reference));
     } catch (error) {
       if (cached && isUpstreamTrouble(error)) {
-        this.cache.log.warn('upstream unusable; serving the cached manifest', {
+        this.content.log.warn('upstream unusable; serving the cached manifest', {
           repository: this.name,
           reference,
           error: (error as Error).message,
@@ -209,35 +209,35 @@ export class ProxyRepository implements Repository {
 
   /** Counts a manifest or blob served (metrics); returns `content` for the caller to return. */
   private served<T>(kind: 'manifest' | 'blob', result: CacheResult, content?: T): T {
-    this.cache.metrics?.cacheServed(this.target.upstream.name, kind, result);
+    this.content.metrics?.cacheServed(this.target.upstream.name, kind, result);
     return content as T;
   }
 
   private async readCached(digest: string): Promise<StoredManifest | null> {
-    const record = this.cache.index.manifest(this.name, digest);
+    const record = this.content.index.manifest(this.name, digest);
     if (!record) return null;
     // Gone or corrupt on disk: fetched again from the upstream, as if never cached.
-    const content = await readManifest(this.cache.manifests, this.cache.store, digest);
+    const content = await readManifest(this.content.manifests, this.content.store, digest);
     if (!content) return null;
-    this.cache.accessLog.manifestPulled(this.name, digest);
+    this.content.accessLog.manifestPulled(this.name, digest);
     return { digest, mediaType: record.mediaType, size: record.size, content };
   }
 
   private fetchManifestOnce(reference: string, tag: string | undefined): Promise<StoredManifest> {
     const key = `${this.name}@${reference}`;
-    const running = this.cache.manifestFetches.get(key);
+    const running = this.content.manifestFetches.get(key);
     if (running) return running;
-    const fetching = this.fetchManifest(reference, tag).finally(() => this.cache.manifestFetches.delete(key));
-    this.cache.manifestFetches.set(key, fetching);
+    const fetching = this.fetchManifest(reference, tag).finally(() => this.content.manifestFetches.delete(key));
+    this.content.manifestFetches.set(key, fetching);
     return fetching;
   }
 
   private async fetchManifest(reference: string, tag: string | undefined): Promise<StoredManifest> {
     const response = await this.upstream('GET', `manifests/${reference}`, { Accept: MANIFEST_ACCEPT });
     if (response.status !== 200) throw this.upstreamFailure(response, 'MANIFEST_UNKNOWN', { reference });
-    const content = await readAtMost(response.body as unknown as AsyncIterable<Uint8Array>, this.cache.maxManifestSize);
+    const content = await readAtMost(response.body as unknown as AsyncIterable<Uint8Array>, this.content.maxManifestSize);
     if (content === undefined) {
-      throw this.unusableAnswer(`upstream ${this.target.upstream.name} sent a manifest over ${this.cache.maxManifestSize} bytes`, {
+      throw this.unusableAnswer(`upstream ${this.target.upstream.name} sent a manifest over ${this.content.maxManifestSize} bytes`, {
         reference,
       });
     }
@@ -262,9 +262,9 @@ export class ProxyRepository implements Repository {
       }
       throw error;
     }
-    await this.cache.store.write(content, { expectedDigest: digest });
-    this.cache.index.putManifest(newManifest(this.name, digest, content, parsed, tag), this.cache.now());
-    this.cache.accessLog.manifestPulled(this.name, digest);
+    await this.content.store.write(content, { expectedDigest: digest });
+    this.content.index.putManifest(newManifest(this.name, digest, content, parsed, tag), this.content.now());
+    this.content.accessLog.manifestPulled(this.name, digest);
     return { digest, mediaType: parsed.mediaType, size: content.length, content };
   }
 
@@ -274,7 +274,7 @@ export class ProxyRepository implements Repository {
     let tags: string[];
     try {
       tags = await this.fetchTagList();
-      this.cache.index.storeUpstreamTagList(this.name, tags, this.cache.now());
+      this.content.index.storeUpstreamTagList(this.name, tags, this.content.now());
     } catch (error) {
       tags = await this.tagsWithoutUpstream(error);
     }
@@ -285,14 +285,14 @@ export class ProxyRepository implements Repository {
   /** When the upstream's list cannot be had: the alternative source, else the last list fetched, else the error. */
   private async tagsWithoutUpstream(error: unknown): Promise<string[]> {
     const reason = (error as Error).message;
-    const alternative = await this.cache.alternativeTagList?.(this.target).catch(() => null);
+    const alternative = await this.content.alternativeTagList?.(this.target).catch(() => null);
     if (alternative) {
-      this.cache.log.info('upstream tag list unusable; serving the alternative list', { repository: this.name, error: reason });
+      this.content.log.info('upstream tag list unusable; serving the alternative list', { repository: this.name, error: reason });
       return alternative;
     }
-    const stored = this.cache.index.upstreamTagList(this.name);
+    const stored = this.content.index.upstreamTagList(this.name);
     if (!stored || !isUpstreamTrouble(error)) throw error;
-    this.cache.log.warn('upstream unusable; serving the cached tag list', { repository: this.name, error: reason });
+    this.content.log.warn('upstream unusable; serving the cached tag list', { repository: this.name, error: reason });
     return stored.tags;
   }
 
@@ -324,7 +324,7 @@ export class ProxyRepository implements Repository {
   async listReferrers(digest: string): Promise<Descriptor[]> {
     requireDigest(digest);
     // Referrers of what is cached here; the upstream's own list is not consulted.
-    return this.cache.index.referrers(this.name, digest).map(toDescriptor);
+    return this.content.index.referrers(this.name, digest).map(toDescriptor);
   }
 
   // --- writes are refused ------------------------------------------------------------------
@@ -381,7 +381,7 @@ export class ProxyRepository implements Repository {
       }
       if (error instanceof UpstreamRefusedError) {
         // The same answer whether anything listens there or not, and no connection was attempted.
-        this.cache.log.warn('upstream destination refused', { repository: this.name, upstream, error: error.message });
+        this.content.log.warn('upstream destination refused', { repository: this.name, upstream, error: error.message });
         throw new RegistryError('DENIED', { message: error.message, detail: { upstream } });
       }
       if (error instanceof UpstreamAnswerError) throw this.unusableAnswer(error.message);
@@ -392,7 +392,7 @@ export class ProxyRepository implements Repository {
   /** The upstream answered something it should not have (over a cap, malformed): 503, logged with its name. */
   private unusableAnswer(message: string, detail: object = {}): RegistryError {
     const upstream = this.target.upstream.name;
-    this.cache.log.warn('upstream answer unusable', { repository: this.name, upstream, error: message });
+    this.content.log.warn('upstream answer unusable', { repository: this.name, upstream, error: message });
     return new RegistryError('UNAVAILABLE', { message, detail: { upstream, ...detail } });
   }
 

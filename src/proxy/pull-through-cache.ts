@@ -2,17 +2,17 @@ import { Config } from '../config/config';
 import { Logger } from '../log';
 import { RegistryMetrics } from '../metrics/registry-metrics';
 import { AccessLog } from '../storage/access-log';
-import { ManifestCache } from '../storage/manifest-cache';
+import { RecentManifests } from '../storage/recent-manifests';
 import { BlobStore } from '../storage/blob-store';
 import { RegistryIndex } from '../storage/registry-index';
 import { BlobDownloads } from './blob-downloads';
-import { ProxyCache, ProxyRepository } from './proxy-repository';
+import { CachedContent, ProxyRepository } from './proxy-repository';
 import { Upstreams } from './upstreams';
 
 /** The pull-through cache: repositories under proxy/<upstream>/… backed by proxy_storage and the index. */
 export class PullThroughCache {
   private readonly upstreams: Upstreams;
-  private readonly cache: ProxyCache;
+  private readonly content: CachedContent;
 
   constructor(
     index: RegistryIndex,
@@ -20,13 +20,13 @@ export class PullThroughCache {
     config: Pick<Config, 'proxy' | 'max_manifest_size'>,
     log: Logger,
     metrics: RegistryMetrics,
-    alternativeTagList?: ProxyCache['alternativeTagList'],
+    alternativeTagList?: CachedContent['alternativeTagList'],
   ) {
     this.upstreams = new Upstreams(config.proxy, log, metrics);
-    this.cache = {
+    this.content = {
       index,
       store,
-      manifests: new ManifestCache(),
+      manifests: new RecentManifests(),
       accessLog: new AccessLog(index),
       downloads: new BlobDownloads(store, config.proxy.max_concurrent_downloads),
       manifestFetches: new Map(),
@@ -41,11 +41,11 @@ export class PullThroughCache {
 
   /** `proxy/<upstream>/<name>`, resolved to its upstream; the name must already be valid. */
   repository(name: string): ProxyRepository {
-    return new ProxyRepository(this.upstreams.parse(name), this.cache);
+    return new ProxyRepository(this.upstreams.parse(name), this.content);
   }
 
   flushAccess(): void {
-    this.cache.accessLog.flush();
+    this.content.accessLog.flush();
   }
 
   purgeExpiredTokens(): void {
@@ -54,10 +54,10 @@ export class PullThroughCache {
 
   /** Aborts the upstream transfers under way (a shutdown); settles once they are gone. */
   abortDownloads(): Promise<void> {
-    return this.cache.downloads.abortAll();
+    return this.content.downloads.abortAll();
   }
 
   close(): void {
-    this.cache.accessLog.close();
+    this.content.accessLog.close();
   }
 }

@@ -5,7 +5,7 @@ import { Descriptor, ManifestParseError, ParsedManifest, parseManifest } from '.
 import { isValidTag } from '../oci/names';
 import { AccessLog } from './access-log';
 import { BlobStore, ByteRange, WrittenBlob, isNotFound } from './blob-store';
-import { ManifestCache } from './manifest-cache';
+import { RecentManifests } from './recent-manifests';
 import { ManifestRecord, NewManifest, Page, RegistryIndex, UploadRecord } from './registry-index';
 import { ChunkRange, UploadSessions } from './uploads';
 
@@ -72,7 +72,7 @@ export interface Repository {
 export interface HostedContent {
   index: RegistryIndex;
   store: BlobStore;
-  manifests: ManifestCache;
+  manifests: RecentManifests;
   uploads: UploadSessions;
   accessLog: AccessLog;
 }
@@ -239,7 +239,7 @@ export class HostedRepository implements Repository {
 }
 
 /** A stored manifest's bytes, verified against its digest; undefined when the file is gone or corrupt. */
-export async function readManifest(cache: ManifestCache, store: BlobStore, digest: string): Promise<Buffer | undefined> {
+export async function readManifest(cache: RecentManifests, store: BlobStore, digest: string): Promise<Buffer | undefined> {
   try {
     return await cache.get(digest, () => store.readAll(digest));
   } catch (error) {

@@ -1,15 +1,15 @@
 import { randomBytes } from 'node:crypto';
 import { digestOf } from '../../../src/oci/digest';
-import { ManifestCache } from '../../../src/storage/manifest-cache';
+import { RecentManifests } from '../../../src/storage/recent-manifests';
 
-describe('ManifestCache', () => {
+describe('RecentManifests', () => {
   // Entries up to an eighth of the budget are kept: eight of these fill it exactly.
   const maxBytes = 800;
   const manifests = Array.from({ length: 8 }, () => randomBytes(100));
   const digests = manifests.map((content) => digestOf(content));
 
   test('two requests that miss the same manifest together count it once, and read it once', async () => {
-    const cache = new ManifestCache(maxBytes);
+    const cache = new RecentManifests(maxBytes);
     let reads = 0;
     const read = (index: number) => async () => {
       reads++;
@@ -29,7 +29,7 @@ describe('ManifestCache', () => {
   });
 
   test('a read that fails is not kept: the next request reads again', async () => {
-    const cache = new ManifestCache(maxBytes);
+    const cache = new RecentManifests(maxBytes);
     await expect(cache.get(digests[0], () => Promise.reject(new Error('gone')))).rejects.toThrow('gone');
     expect((await cache.get(digests[0], async () => manifests[0]))?.equals(manifests[0])).toBe(true);
   });

@@ -5,7 +5,7 @@ import { digestOf, parseDigest } from '../oci/digest';
  * Content-addressed, so an entry is never stale; whether a repository may see it is still decided by
  * the index before the cache is asked. The hot path of pulls (GET and HEAD by tag) then reads no file.
  */
-export class ManifestCache {
+export class RecentManifests {
   private readonly entries = new Map<string, Buffer>();
   /** Reads under way: requests that miss one manifest together share one read (and one entry). */
   private readonly reading = new Map<string, Promise<Buffer | undefined>>();
