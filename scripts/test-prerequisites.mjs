@@ -21,6 +21,8 @@ const REQUIRED = {
   docker: 'docker.io',
   // assembles the image's base offline (test/helpers/docker-base-image.ts)
   debootstrap: 'debootstrap',
+  // builds a static binary for a runnable image with no base (test/e2e/export-import-docker.test.ts); and better-sqlite3
+  gcc: 'build-essential',
   // gives the daemon a hosts file of its own (unshare --mount)
   unshare: 'util-linux',
 };
