@@ -1,4 +1,5 @@
 import { RegistryError } from '../../oci/errors';
+import { FileRangeStream } from '../../streams';
 import { parseByteRange, respondEmpty } from '../request';
 import { RegistryRouter, RouteDependencies } from './context';
 import { requireAccess } from '../middleware/authorize';
@@ -31,6 +32,13 @@ export function blobRoutes(router: RegistryRouter, { registry }: RouteDependenci
     }
     ctx.body = blob.stream;
     ctx.length = range ? range.end - range.start + 1 : blob.size;
+    if (blob.stream instanceof FileRangeStream) {
+      // A file on disk: written with two reused buffers rather than piped (see FileRangeStream), once the
+      // middleware above has set its headers; the body stays in ctx.body for the request log to count.
+      const { stream } = blob;
+      ctx.respond = false;
+      setImmediate(() => void stream.sendTo(ctx.res));
+    }
   });
 
   router.delete('/v2/*name/blobs/:digest', requireAccess('delete'), async (ctx) => {
