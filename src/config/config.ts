@@ -29,6 +29,7 @@ export interface Config {
   gc: GcConfig;
   github: GithubConfig;
   auth: AuthConfig;
+  ui: UiConfig;
 }
 
 /** `[metrics]`: Prometheus metrics. */
@@ -142,4 +143,11 @@ export interface AuthRuleConfig {
   pull: string[];
   push: string[];
   delete: string[];
+}
+
+/** `[ui]`: the web UI for people and its JSON API under /api/, on the main listener. */
+export interface UiConfig {
+  enabled: boolean;
+  /** Where the pages are served, with a leading and a trailing slash; `/` redirects browsers there. */
+  path: string;
 }
