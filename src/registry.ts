@@ -10,6 +10,7 @@ import { PullThroughCache } from './proxy/pull-through-cache';
 import { AccessLog } from './storage/access-log';
 import { BlobStore } from './storage/blob-store';
 import { GarbageCollector, GcReport, VerifyReport } from './storage/gc';
+import { ContentInventory } from './storage/content-inventory';
 import { ManifestCache } from './storage/manifest-cache';
 import { checkReadiness, Readiness } from './storage/readiness';
 import { HostedContent, HostedRepository, Pagination, Repository } from './storage/repository';
@@ -23,6 +24,8 @@ export class Registry {
   /** ghcr.io's packages from GitHub's REST API (`[github]`), listed beside what is stored here. */
   private readonly ghcr: GhcrCatalog | null;
   private readonly collector: GarbageCollector;
+  /** Sizes, counts and times for people (the web UI), and eviction from the cache. */
+  readonly inventory: ContentInventory;
   /** The readiness probe under way, which concurrent callers share. */
   private readinessProbe: Promise<Readiness> | undefined;
 
@@ -40,6 +43,7 @@ export class Registry {
     const hostedStore = new BlobStore(config.registry_storage, recordWrite);
     // The cache's store exists even with the cache disabled: what it holds is still collected.
     const proxyStore = new BlobStore(config.proxy_storage, recordWrite);
+    this.inventory = new ContentInventory(index, { hosted: hostedStore, proxy: proxyStore });
     this.hosted = {
       index,
       store: hostedStore,
