@@ -22,6 +22,7 @@ import { searchRoutes } from './http/routes/search';
 import { tagRoutes } from './http/routes/tags';
 import { tokenRoutes } from './http/routes/token';
 import { Registry } from './registry';
+import { ui } from './ui/ui';
 
 export interface AppDependencies {
   config: Config;
@@ -80,6 +81,9 @@ export function createApp({
   app.use(renderErrors(log));
   // Rewrites mirror and ?ns= names to proxy/<upstream>/… before anything routes on the path.
   app.use(namespace(config, endpoint));
+  // The web UI and /api/ (`[ui]`): before authorize(), since browsers log in with a session cookie; it
+  // decides through the same AccessControl. Mirrors serve the cache only.
+  if (config.ui.enabled && endpoint.kind === 'main') app.use(ui({ config, registry, access, log }));
   // Authentication and rules, on the names as mapped above; the one place that decides who may do what.
   app.use(authorize(access, config.public_url));
   // Before the routes: it looks at what they left, and marks a path known under another method 405 with
