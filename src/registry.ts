@@ -26,6 +26,10 @@ export class Registry {
   private readonly collector: GarbageCollector;
   /** Sizes, counts and times for people (the web UI), and eviction from the cache. */
   readonly inventory: ContentInventory;
+  /** The last garbage collection this process ran (not a dry run), for the web UI's storage page. */
+  lastGarbageCollection: (GcReport & { finishedAt: number }) | undefined;
+  /** The collection under way: a scheduled run and one asked for from the web UI share it, never overlap. */
+  private garbageCollection: Promise<GcReport> | undefined;
   /** The readiness probe under way, which concurrent callers share. */
   private readinessProbe: Promise<Readiness> | undefined;
 
@@ -122,10 +126,16 @@ export class Registry {
   /** Deletes what nothing uses, evicts the cache to its limits, expires uploads and upstream tokens. */
   async collectGarbage(options: { dryRun?: boolean } = {}): Promise<GcReport> {
     if (options.dryRun) return this.collector.collect(options);
+    this.garbageCollection ??= this.runGarbageCollection().finally(() => (this.garbageCollection = undefined));
+    return this.garbageCollection;
+  }
+
+  private async runGarbageCollection(): Promise<GcReport> {
     this.cache?.purgeExpiredTokens();
     try {
-      const report = await this.collector.collect(options);
+      const report = await this.collector.collect();
       this.metrics.gcFinished(report);
+      this.lastGarbageCollection = { ...report, finishedAt: Date.now() };
       return report;
     } catch (error) {
       this.metrics.gcFailed();

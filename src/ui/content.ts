@@ -11,5 +11,8 @@ export interface UiContent extends RegistryContent {
     ContentInventory,
     'repositories' | 'tags' | 'referrers' | 'storedBytes' | 'readManifest' | 'readBlob' | 'evict'
   >;
+  /** Runs (or joins the run under way) or, with dryRun, plans a garbage collection. */
   collectGarbage(options: { dryRun?: boolean }): Promise<GcReport>;
+  /** The last collection this process ran, scheduled or asked for; undefined before the first. */
+  readonly lastGarbageCollection: (GcReport & { finishedAt: number }) | undefined;
 }

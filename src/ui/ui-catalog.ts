@@ -132,6 +132,7 @@ export class UiCatalog {
   gcDryRun(viewer: Viewer): Promise<GcReport> {
     requireLogin(viewer);
     if (!viewer.mayCollect) {
+      if (viewer.user === undefined && viewer.via !== 'header') throw new RegistryError('UNAUTHORIZED', { message: 'log in first' });
       throw new RegistryError('DENIED', { message: 'garbage collection needs the delete right on the "" prefix' });
     }
     return this.content.collectGarbage({ dryRun: true });
