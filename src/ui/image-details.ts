@@ -7,7 +7,7 @@ import type { UiContent } from './content';
 
 /** Config blobs larger than this are not read (a config with a long history is some KiB; 4 MiB is generous). */
 const MAX_CONFIG_BYTES = 4 * 1024 * 1024;
-/** Summaries are of content-addressed bytes, so they never change: keep the recent ones. */
+/** Summaries are of content-addressed bytes, so they never change: keep the recent ones (per repository and digest). */
 const SUMMARY_CACHE_MAX = 5000;
 
 // image-spec: the media types of an image's config (OCI and Docker's); other configs belong to artifacts.
@@ -169,14 +169,16 @@ export class ImageReader {
   }
 
   private async summaryOf(name: string, record: TagRecord): Promise<ImageSummary> {
-    const known = this.summaries.get(record.digest);
+    // Keyed by repository too: an index's size counts the children stored in that repository.
+    const key = `${name}@${record.digest}`;
+    const known = this.summaries.get(key);
     if (known) return known;
     const manifest = await this.manifest(name, record.digest);
     const summary = manifest
       ? await this.summarize(name, record.digest, manifest)
       : { digest: record.digest, mediaType: record.mediaType, size: record.manifestSize, labels: {}, platforms: [] };
     if (this.summaries.size >= SUMMARY_CACHE_MAX) this.summaries.clear();
-    this.summaries.set(record.digest, summary);
+    this.summaries.set(key, summary);
     return summary;
   }
 

@@ -241,10 +241,18 @@ export function pageRoutes(router: Router, dependencies: UiDependencies): void {
   }
 }
 
+/** Pages of thousands of repositories are some hundred KiB of repetitive markup: compressed when the browser takes it. */
+const COMPRESS_FROM_BYTES = 8 * 1024;
+
 function sendHtml(ctx: Context, status: number, body: string): void {
   ctx.status = status;
   ctx.type = 'text/html; charset=utf-8';
-  ctx.set('Cache-Control', 'no-store');
+  ctx.set({ 'Cache-Control': 'no-store', Vary: 'Accept-Encoding' });
+  if (body.length >= COMPRESS_FROM_BYTES && ctx.acceptsEncodings('gzip', 'identity') === 'gzip') {
+    ctx.set('Content-Encoding', 'gzip');
+    ctx.body = gzipSync(body, { level: 6 });
+    return;
+  }
   ctx.body = body;
 }
 

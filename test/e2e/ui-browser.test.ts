@@ -177,6 +177,7 @@ url = "${upstream.url}"
       await page.goto(`${app.url}/ui/cache`);
       expect(await page.$eval('main', (element) => (element as unknown as { innerText: string }).innerText)).toContain('upstream.test');
       expect(await inspectPage(page, 'cache')).toEqual({});
+      await expectErrorCode(await carol.fetch('/api/cache/proxy/upstream.test/tools/cached', { method: 'DELETE' }), 403, 'DENIED');
       page.once('dialog', (dialog) => void dialog.accept());
       await Promise.all([page.waitForNavigation(), page.click('button[aria-label="Evict proxy/upstream.test/tools/cached"]')]);
       expect(await page.$eval('.notice', (element) => element.textContent)).toBe('Evicted 1 manifest of proxy/upstream.test/tools/cached.');

@@ -183,6 +183,18 @@ describe('the web UI JSON API (/api/) with htpasswd users and rules', () => {
       });
     });
 
+    test('referrers (a signature, an SBOM) are listed under their subject', async () => {
+      const signature = await bob.pushImage('team/app', {
+        configMediaType: 'application/vnd.example.signature.v1+json',
+        extra: { subject: image.descriptor },
+      });
+      const response = await carol.fetch(`/api/repositories/team/app/manifests/${image.digest}`);
+      await expectStatus(response, 200);
+      expect(((await response.json()) as { referrers: unknown[] }).referrers).toEqual([
+        { digest: signature.digest, mediaType: MediaType.OciManifest, artifactType: 'application/vnd.example.signature.v1+json', size: signature.content.length },
+      ]);
+    });
+
     test('viewing is not pulling: the index records no pull', async () => {
       await carol.fetch('/api/repositories/team/app/manifests/v1');
       const teamApp = (await repositoriesOf(alice)).find((r) => r.name === 'team/app')!;
