@@ -3,6 +3,7 @@ import { Middleware } from 'koa';
 import { AccessControl } from '../auth/access-control';
 import { Config } from '../config/config';
 import { Logger } from '../log';
+import { RegistryError } from '../oci/errors';
 import { API_PREFIX, apiRoutes } from './api-routes';
 import type { UiContent } from './content';
 import { pageRoutes } from './page-routes';
@@ -53,7 +54,19 @@ export function ui({ config, registry, access, log }: UiOptions): Middleware {
     const isPage = path.startsWith(base);
     if (!isPage && path !== API_PREFIX && !path.startsWith(`${API_PREFIX}/`)) return next();
     if (isPage) ctx.set(PAGE_HEADERS);
-    // Unmatched paths stay unanswered: renderErrors turns that into 404 (or 405 with Allow) in the registry's shape.
-    await allowedMethods(ctx, () => routes(ctx, async () => undefined));
+    try {
+      // Unmatched paths stay unanswered: renderErrors turns that into 404 (or 405 with Allow) in the registry's shape.
+      await allowedMethods(ctx, () => routes(ctx, async () => undefined));
+    } catch (error) {
+      // RFC 9110: a 401 names how to authenticate. Scripts log in to /api/ with Basic, as to /v2/.
+      if (!isPage && access && error instanceof RegistryError && error.status === 401 && !error.headers['WWW-Authenticate']) {
+        throw new RegistryError(error.code, {
+          message: error.message,
+          detail: error.detail,
+          headers: { ...error.headers, 'WWW-Authenticate': `Basic realm="${access.config.realm.replace(/["\\\r\n]/g, '')}"` },
+        });
+      }
+      throw error;
+    }
   };
 }

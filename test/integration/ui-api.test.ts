@@ -125,8 +125,10 @@ describe('the web UI JSON API (/api/) with htpasswd users and rules', () => {
       expect((await repositoriesOf(alice, '?q=SEC')).map((r) => r.name)).toEqual(['private/secret']);
     });
 
-    test('401 UNAUTHORIZED for a wrong password, never a listing', async () => {
-      await expectErrorCode(await anonymous.fetch('/api/repositories', { headers: basic('alice:nope') }), 401, 'UNAUTHORIZED');
+    test('401 UNAUTHORIZED with a Basic challenge for a wrong password, never a listing', async () => {
+      const response = await anonymous.fetch('/api/repositories', { headers: basic('alice:nope') });
+      expect(response.headers.get('WWW-Authenticate')).toBe('Basic realm="registry"');
+      await expectErrorCode(response, 401, 'UNAUTHORIZED');
     });
   });
 
