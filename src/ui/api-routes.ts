@@ -14,7 +14,7 @@ export const API_PREFIX = '/api';
  * DELETE /api/repositories/<name>/manifests/<ref>    delete a tag or a manifest (delete right; evicts in the cache)
  * DELETE /api/cache/<name>                           evict a cached repository (delete right)
  * GET  /api/cache                                    the cache per upstream
- * GET  /api/storage                                  bytes and files per store
+ * GET  /api/storage                                  bytes and files per store, the last collection
  * POST /api/gc/dry-run                               what garbage collection would remove (delete right on "")
  * Errors are the registry's {"errors":[…]} (renderErrors), so scripts read them as they read /v2/'s.
  */
@@ -59,7 +59,7 @@ export function apiRoutes(router: Router, { catalog, access, sessions, config }:
 
   router.get(`${API_PREFIX}/storage`, async (ctx) => {
     noStore(ctx);
-    ctx.body = { stores: catalog.storage(await viewerOf(ctx)) };
+    ctx.body = catalog.storage(await viewerOf(ctx));
   });
 
   router.post(`${API_PREFIX}/gc/dry-run`, async (ctx) => {

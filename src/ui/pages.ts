@@ -114,11 +114,16 @@ export function cachePage(page: PageContext, upstreams: UpstreamView[]): string 
   return layout(page, 'cache', 'Cache', body);
 }
 
-export function storagePage(page: PageContext, stores: Record<StoreKind, { bytes: number; blobs: number }>, report?: GcReport): string {
+export function storagePage(
+  page: PageContext,
+  { stores, lastGarbageCollection }: { stores: Record<StoreKind, { bytes: number; blobs: number }>; lastGarbageCollection: (GcReport & { finishedAt: number }) | null },
+  report?: GcReport,
+): string {
+  const last = lastGarbageCollection;
   const names: Record<StoreKind, string> = { hosted: 'Hosted (pushed)', proxy: 'Cache (pulled through)' };
   const body = html`<h1>Storage</h1>
 <div class="scroll" tabindex="0"><table><thead><tr><th scope="col">Store</th><th scope="col" class="num">Files</th><th scope="col" class="num">Size</th></tr></thead><tbody>${(Object.keys(names) as StoreKind[]).map((kind) => html`<tr><th scope="row">${names[kind]}</th><td class="num">${stores[kind].blobs}</td><td class="num">${formatBytes(stores[kind].bytes)}</td></tr>`)}</tbody></table></div>
-<section aria-labelledby="gc"><h2 id="gc">Garbage collection</h2>${page.viewer.mayCollect ? html`<p>A dry run lists what a collection would remove now (untagged manifests when <code>delete_untagged</code> is on, cache eviction, files nothing uses), and removes nothing.</p><form method="post" action="${page.base}storage/gc-dry-run"><input type="hidden" name="csrf" value="${page.csrf}"><button type="submit">Dry run</button></form>` : html`<p>Garbage collection needs the delete right on every repository (the <code>""</code> prefix).</p>`}
+<section aria-labelledby="gc"><h2 id="gc">Garbage collection</h2><p id="gc-last">${last ? `Last collection: ${formatTime(last.finishedAt)}, freed ${formatBytes(last.bytesFreed)} (${count(last.manifests.length, 'manifest', 'manifests')}, ${count(last.blobs.length, 'file', 'files')}, ${count(last.uploadsExpired, 'upload', 'uploads')} expired).` : 'No collection since the server started.'}</p>${page.viewer.mayCollect ? html`<p>A dry run lists what a collection would remove now (untagged manifests when <code>delete_untagged</code> is on, cache eviction, files nothing uses), and removes nothing.</p><form method="post" action="${page.base}storage/gc-dry-run"><input type="hidden" name="csrf" value="${page.csrf}"><button type="submit">Dry run</button></form>` : html`<p>Garbage collection needs the delete right on every repository (the <code>""</code> prefix).</p>`}
 ${report ? gcReport(report) : ''}</section>`;
   return layout(page, 'storage', 'Storage', body);
 }

@@ -123,9 +123,10 @@ export class UiCatalog {
     return [...byUpstream.values()].sort((a, b) => (a.upstream < b.upstream ? -1 : 1));
   }
 
-  storage(viewer: Viewer): ReturnType<UiContent['inventory']['storedBytes']> {
+  /** Bytes and files per store, and the last collection this process ran (what it freed). */
+  storage(viewer: Viewer): { stores: ReturnType<UiContent['inventory']['storedBytes']>; lastGarbageCollection: NonNullable<UiContent['lastGarbageCollection']> | null } {
     requireLogin(viewer);
-    return this.content.inventory.storedBytes();
+    return { stores: this.content.inventory.storedBytes(), lastGarbageCollection: this.content.lastGarbageCollection ?? null };
   }
 
   /** What a garbage collection would remove now, without removing it. */

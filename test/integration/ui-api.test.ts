@@ -240,6 +240,23 @@ describe('the web UI JSON API (/api/) with htpasswd users and rules', () => {
     });
   });
 
+  describe('GET /api/storage', () => {
+    test('bytes per store, and the last collection once one ran; a run asked for while one runs joins it', async () => {
+      const before = await carol.fetch('/api/storage');
+      await expectStatus(before, 200);
+      const body = (await before.json()) as { stores: Record<string, { bytes: number; blobs: number }>; lastGarbageCollection: unknown };
+      expect(body.stores.hosted.bytes).toBeGreaterThan(0);
+      expect(body.stores.proxy).toEqual({ bytes: 0, blobs: 0 });
+      expect(body.lastGarbageCollection).toBeNull();
+
+      const [first, second] = await Promise.all([app.registry.collectGarbage(), app.registry.collectGarbage()]);
+      expect(second).toBe(first);
+      const after = (await (await carol.fetch('/api/storage')).json()) as { lastGarbageCollection: { dryRun: boolean; finishedAt: number } };
+      expect(after.lastGarbageCollection).toMatchObject({ dryRun: false, bytesFreed: first.bytesFreed });
+      expect(after.lastGarbageCollection.finishedAt).toBeGreaterThan(Date.now() - 600_000);
+    });
+  });
+
   describe('the session cookie', () => {
     async function logIn(user: string, password: string): Promise<{ cookie: string; setCookie: string }> {
       const form = await anonymous.fetch('/ui/login');
