@@ -14,6 +14,8 @@ const REQUIRED = {
   htpasswd: 'apache2-utils',
   // Debian puts it in /usr/sbin (on root's PATH; test/helpers/nginx.ts runs /usr/sbin/nginx when it is there)
   nginx: 'nginx',
+  // the web UI's browser tests (test/e2e/ui-browser.test.ts drive it with puppeteer-core)
+  chromium: 'chromium',
   // checks deploy/registry.service
   'systemd-analyze': 'systemd',
   // Docker Engine as a client (test/helpers/dockerd.ts) and to build the image; dockerd is in /usr/sbin

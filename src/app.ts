@@ -22,6 +22,7 @@ import { searchRoutes } from './http/routes/search';
 import { tagRoutes } from './http/routes/tags';
 import { tokenRoutes } from './http/routes/token';
 import { Registry } from './registry';
+import { ui } from './ui/ui';
 
 export interface AppDependencies {
   config: Config;
@@ -81,6 +82,9 @@ export function createApp({
   // Rewrites every spelling of a name (mirror, ?ns=, Docker Hub's host names, aliases) to the name it is
   // stored under, before anything routes on the path or rules on it.
   app.use(namespace(config, endpoint));
+  // The web UI and /api/ (`[ui]`): before authenticate(), since browsers log in with a session cookie; it
+  // decides through the same AccessControl. Mirrors serve the cache only.
+  if (config.ui.enabled && endpoint.kind === 'main') app.use(ui({ config, registry, access, log }));
   // Who is asking; each repository route then declares the access it needs (requireAccess), ruled on the
   // stored name the router matched.
   app.use(authenticate(access, config.public_url));

@@ -10,6 +10,7 @@ import { PullThroughCache } from './proxy/pull-through-cache';
 import { AccessLog } from './storage/access-log';
 import { BlobStore } from './storage/blob-store';
 import { GarbageCollector, GcReport, VerifyReport } from './storage/gc';
+import { ContentInventory } from './storage/content-inventory';
 import { RecentManifests } from './storage/recent-manifests';
 import { checkReadiness, Readiness } from './storage/readiness';
 import { HostedContent, HostedRepository, Pagination, Repository } from './storage/repository';
@@ -23,6 +24,12 @@ export class Registry {
   /** ghcr.io's packages from GitHub's REST API (`[github]`), listed beside what is stored here. */
   private readonly ghcr: GhcrCatalog | null;
   private readonly collector: GarbageCollector;
+  /** Sizes, counts and times for people (the web UI), and eviction from the cache. */
+  readonly inventory: ContentInventory;
+  /** The last garbage collection this process ran (not a dry run), for the web UI's storage page. */
+  lastGarbageCollection: (GcReport & { finishedAt: number }) | undefined;
+  /** The collection under way: a scheduled run and one asked for from the web UI share it, never overlap. */
+  private garbageCollection: Promise<GcReport> | undefined;
   /** The readiness probe under way, which concurrent callers share. */
   private readinessProbe: Promise<Readiness> | undefined;
 
@@ -40,6 +47,7 @@ export class Registry {
     const hostedStore = new BlobStore(config.registry_storage, recordWrite);
     // The cache's store exists even with the cache disabled: what it holds is still collected.
     const proxyStore = new BlobStore(config.proxy_storage, recordWrite);
+    this.inventory = new ContentInventory(index, { hosted: hostedStore, proxy: proxyStore });
     this.hosted = {
       index,
       store: hostedStore,
@@ -117,10 +125,16 @@ export class Registry {
   /** Deletes what nothing uses, evicts the cache to its limits, expires uploads and upstream tokens. */
   async collectGarbage(options: { dryRun?: boolean } = {}): Promise<GcReport> {
     if (options.dryRun) return this.collector.collect(options);
+    this.garbageCollection ??= this.runGarbageCollection().finally(() => (this.garbageCollection = undefined));
+    return this.garbageCollection;
+  }
+
+  private async runGarbageCollection(): Promise<GcReport> {
     this.pullThroughCache?.purgeExpiredTokens();
     try {
-      const report = await this.collector.collect(options);
+      const report = await this.collector.collect();
       this.metrics.gcFinished(report);
+      this.lastGarbageCollection = { ...report, finishedAt: Date.now() };
       return report;
     } catch (error) {
       this.metrics.gcFailed();

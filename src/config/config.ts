@@ -31,6 +31,7 @@ export interface Config {
   gc: GcConfig;
   github: GithubConfig;
   auth: AuthConfig;
+  ui: UiConfig;
 }
 
 /** `[metrics]`: Prometheus metrics. */
@@ -152,4 +153,11 @@ export interface AuthRuleConfig {
   pull: string[];
   push: string[];
   delete: string[];
+}
+
+/** `[ui]`: the web UI for people and its JSON API under /api/, on the main listener. */
+export interface UiConfig {
+  enabled: boolean;
+  /** Where the pages are served, with a leading and a trailing slash; `/` redirects browsers there. */
+  path: string;
 }

@@ -27,6 +27,9 @@ export interface LoadConfigOptions {
   overrides?: Readonly<Record<string, string>>;
 }
 
+// One or more path segments of unreserved characters, between slashes.
+const UI_PATH = /^\/(?:[A-Za-z0-9._~-]+\/)+$/;
+
 export const DEFAULT_CONFIG_FILE = 'configuration.toml';
 
 /** Defaults < file < environment < command line, validated and deeply frozen. */
@@ -41,6 +44,10 @@ export function loadConfig(options: LoadConfigOptions): Config {
   // [[mirror]] and [[auth.rules]] are set in the file only, so that is where a problem with them comes from.
   const problem = mirrorProblem(values as unknown as Config) ?? accessRuleProblem(values as unknown as Config);
   if (problem) throw new ConfigError(`${problem} (from ${file?.origin ?? 'defaults'})`);
+  const uiPath = (values.ui as { path: string }).path;
+  if (!UI_PATH.test(uiPath) || /^\/(?:v2|api|token|metrics|healthz|readyz|v1)\//.test(uiPath)) {
+    throw new ConfigError(`ui.path: expected a path such as "/ui/" (leading and trailing slash, not under /v2/ or /api/), got ${JSON.stringify(uiPath)}`);
+  }
   return deepFreeze(values) as unknown as Config;
 }
 

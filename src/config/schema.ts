@@ -284,6 +284,14 @@ export const CONFIG_SCHEMA = {
       },
     },
   },
+  ui: {
+    type: 'section',
+    description: 'The web UI (pages and the JSON API under /api/), on the main listener',
+    keys: {
+      enabled: { type: 'boolean', default: true, description: 'Serve the pages and /api/ at all' },
+      path: { type: 'string', default: '/ui/', description: 'Where the pages are served ("/" redirects browsers there)' },
+    },
+  },
 } as const satisfies SchemaOf<Config>;
 
 /** A key that the environment and the command line can set: not inside an array of tables. */

@@ -370,12 +370,12 @@ interface ManifestKey {
   digest: string;
 }
 
-function deleteManifest(db: RegistryIndex['db'], row: ManifestKey): void {
+function deleteManifest(db: RegistryIndex['db'], row: Pick<ManifestKey, 'repositoryId' | 'digest'>): void {
   db.prepare('DELETE FROM manifests WHERE repository_id = ? AND digest = ?').run(row.repositoryId, row.digest);
 }
 
-/** Evicts a cached manifest and unlinks the blobs no other manifest of its repository needs. */
-function evict(db: RegistryIndex['db'], row: ManifestKey): void {
+/** Evicts a cached manifest and unlinks the blobs no other manifest of its repository needs (also the web UI's evict). */
+export function evict(db: RegistryIndex['db'], row: Pick<ManifestKey, 'repositoryId' | 'digest'>): void {
   deleteManifest(db, row);
   db.prepare(
     `DELETE FROM repository_blobs WHERE repository_id = @repositoryId AND digest NOT IN (

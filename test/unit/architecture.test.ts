@@ -18,7 +18,7 @@ const LAYERS: string[][] = [
   ['proxy/'], // upstream client, read-through repositories
   ['ghcr/'], // GitHub's REST API → ghcr.io's catalog
   ['transfer/'], // export and import: static trees, OCI layouts, docker save archives
-  ['http/'], // middleware and routes
+  ['http/', 'ui/'], // middleware and routes; the web UI and /api/
   ['registry.ts'], // the composition root of the content: storage, cache, GHCR, gc
   ['app.ts'], // the Koa app: middleware order and routes
   ['server/', 'check-config.ts'], // listeners, connections, shutdown; the configuration check

@@ -79,6 +79,7 @@ describe('loadConfig', () => {
         groups: [],
         rules: [],
       },
+      ui: { enabled: true, path: '/ui/' },
     });
   });
 
@@ -196,6 +197,12 @@ describe('loadConfig errors: one line naming the key and where the value came fr
     expect(configErrorOf(() => loadConfig({ cwd, env: {} }))).toBe(
       `configuration error: port: expected an integer from 0 to 65535, got "5000" (from ${file})`,
     );
+  });
+
+  it('rejects a [ui] path without its slashes or one the registry API owns', () => {
+    expect(configErrorOf(() => loadConfig({ cwd, env: { REGISTRY_UI_PATH: 'ui' } }))).toMatch(/^configuration error: ui\.path: /);
+    expect(configErrorOf(() => loadConfig({ cwd, env: { REGISTRY_UI_PATH: '/v2/ui/' } }))).toMatch(/^configuration error: ui\.path: /);
+    expect(loadConfig({ cwd, env: { REGISTRY_UI_PATH: '/console/' } }).ui.path).toBe('/console/');
   });
 
   it('rejects an out-of-range or unparseable environment value', () => {

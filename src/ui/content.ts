@@ -1,0 +1,18 @@
+import type { RegistryContent } from '../http/routes/context';
+import type { ContentInventory } from '../storage/content-inventory';
+import type { GcReport } from '../storage/gc';
+
+/**
+ * The registry as the web UI sees it: what routes see, plus the index's sizes, counts and times, and a
+ * garbage collection it can ask for. `src/registry.ts` provides it; the UI knows only this much of it.
+ */
+export interface UiContent extends RegistryContent {
+  readonly inventory: Pick<
+    ContentInventory,
+    'repositories' | 'tags' | 'referrers' | 'storedBytes' | 'readManifest' | 'readBlob' | 'evict'
+  >;
+  /** Runs (or joins the run under way) or, with dryRun, plans a garbage collection. */
+  collectGarbage(options: { dryRun?: boolean }): Promise<GcReport>;
+  /** The last collection this process ran, scheduled or asked for; undefined before the first. */
+  readonly lastGarbageCollection: (GcReport & { finishedAt: number }) | undefined;
+}

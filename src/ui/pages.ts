@@ -1,0 +1,208 @@
+import type { GcReport } from '../storage/gc';
+import type { StoreKind } from '../storage/gc';
+import { formatBytes, formatTime, html, SafeHtml } from './html';
+import type { ImageDetails, Platform, TagDetails } from './image-details';
+import type { RepositoryListing, RepositoryView, UpstreamView } from './ui-catalog';
+import type { Viewer } from './viewer';
+
+/** What every page needs to know about the request it answers. */
+export interface PageContext {
+  /** `[ui] path`, e.g. /ui/ */
+  base: string;
+  viewer: Viewer;
+  /** The CSRF token of the viewer's cookie, for forms. */
+  csrf: string;
+  /** `host[:port]` that image references name: public_url's, or the request's. */
+  registryHost: string;
+  /** Whether auth is on (a login link makes sense). */
+  loginPossible: boolean;
+  /** A one-line outcome of the last action, from the redirect that followed it. */
+  notice?: string;
+}
+
+type Section = 'repositories' | 'cache' | 'storage' | 'login' | 'none';
+
+const MEDIA_TYPE_NAMES: Record<string, string> = {
+  'application/vnd.oci.image.index.v1+json': 'OCI index',
+  'application/vnd.oci.image.manifest.v1+json': 'OCI image',
+  'application/vnd.docker.distribution.manifest.list.v2+json': 'Docker manifest list',
+  'application/vnd.docker.distribution.manifest.v2+json': 'Docker image',
+};
+
+export function layout(page: PageContext, section: Section, title: string, body: SafeHtml): string {
+  const { base, viewer } = page;
+  const current = (name: Section) => (name === section ? new SafeHtml(' aria-current="page"') : '');
+  const who = viewer.user
+    ? html`<form method="post" action="${base}logout" class="inline"><input type="hidden" name="csrf" value="${page.csrf}"><span>Signed in as <strong>${viewer.user}</strong></span> <button type="submit" class="link">Log out</button></form>`
+    : page.loginPossible
+      ? html`<a href="${base}login"${current('login')}>Log in</a>`
+      : '';
+  return `<!doctype html>${html`<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><meta name="color-scheme" content="light dark"><title>${title} · Registry</title><link rel="stylesheet" href="${base}assets/ui.css"><script src="${base}assets/ui.js" defer></script></head><body><a class="skip" href="#main">Skip to content</a><header><nav aria-label="Main"><a class="brand" href="${base}">Registry</a><ul><li><a href="${base}"${current('repositories')}>Repositories</a></li><li><a href="${base}cache"${current('cache')}>Cache</a></li><li><a href="${base}storage"${current('storage')}>Storage</a></li></ul><div class="who">${who}</div></nav></header><main id="main">${page.notice ? html`<p class="notice" role="status">${page.notice}</p>` : ''}${body}</main></body></html>`}`;
+}
+
+export function repositoryListPage(page: PageContext, repositories: RepositoryListing[], query: string): string {
+  const rows = repositories.map(
+    (r) => html`<tr data-name="${r.name}"><th scope="row"><a href="${repositoryHref(page, r.name)}">${r.name}</a></th><td>${kindBadge(r.kind)}</td><td class="num">${r.tags ?? '—'}</td><td class="num">${r.kind === 'ghcr' ? '—' : formatBytes(r.size)}</td><td>${formatTime(r.lastPush)}</td><td>${formatTime(r.lastPull)}</td></tr>`,
+  );
+  const body = html`<h1>Repositories</h1>
+<form method="get" action="${page.base}" class="search" role="search"><label for="q">Search repositories</label><input type="search" id="q" name="q" value="${query}" autocomplete="off" data-filter="#repositories"><button type="submit">Search</button></form>
+<p id="repository-count" aria-live="polite">${count(repositories.length, 'repository', 'repositories')}</p>
+${repositories.length === 0 ? html`<p>Nothing here yet. Push an image with <code>docker push ${page.registryHost}/name:tag</code>.</p>` : ''}
+<div class="scroll" tabindex="0"><table id="repositories"><thead><tr><th scope="col">Repository</th><th scope="col">Kind</th><th scope="col" class="num">Tags</th><th scope="col" class="num">Size</th><th scope="col">Last push</th><th scope="col">Last pull</th></tr></thead><tbody>${rows}</tbody></table></div>`;
+  return layout(page, 'repositories', 'Repositories', body);
+}
+
+export function repositoryPage(page: PageContext, view: RepositoryView): string {
+  const { repository, tags, mayDelete } = view;
+  const name = repository.name;
+  const cached = repository.kind !== 'hosted';
+  const first = tags.find((t) => t.tag === 'latest') ?? tags[0];
+  const rows = tags.map(
+    (t) => html`<tr><th scope="row"><a href="${imageHref(page, name, t.tag)}">${t.tag}</a></th><td><code title="${t.digest}">${shortDigest(t.digest)}</code></td><td>${mediaTypeName(t.mediaType, t.artifactType)}</td><td>${platformList(t.platforms)}</td><td class="num">${formatBytes(t.size)}</td><td>${formatTime(t.created)}</td><td>${labelList(t.labels)}</td><td>${formatTime(t.updatedAt)}</td><td class="actions">${copyButton(`docker pull ${page.registryHost}/${name}:${t.tag}`, `Copy pull command for ${t.tag}`)}${mayDelete ? html` <a class="danger" href="${repositoryHref(page, name)}/-/delete/${encodeURIComponent(t.tag)}" aria-label="${cached ? 'Evict' : 'Delete'} tag ${t.tag}">${cached ? 'Evict' : 'Delete'}</a>` : ''}</td></tr>`,
+  );
+  const body = html`<p class="crumbs"><a href="${page.base}">Repositories</a> /</p><h1>${name}</h1>
+<p>${kindBadge(repository.kind)} ${count(tags.length, 'tag', 'tags')}${repository.kind !== 'ghcr' ? html`, ${formatBytes(repository.size)}, last push ${formatTime(repository.lastPush)}, last pull ${formatTime(repository.lastPull)}` : ''}</p>
+${first ? html`<section aria-labelledby="pull"><h2 id="pull">Pull</h2>${pullCommands(page, `${name}:${first.tag}`)}</section>` : ''}
+<section aria-labelledby="tags"><h2 id="tags">Tags</h2>${tags.length === 0 ? html`<p>No tags${cached ? ' cached yet: pull one through the cache and it appears here' : ''}.</p>` : html`<div class="scroll" tabindex="0"><table><thead><tr><th scope="col">Tag</th><th scope="col">Digest</th><th scope="col">Type</th><th scope="col">Platforms</th><th scope="col" class="num">Size</th><th scope="col">Created</th><th scope="col">Labels</th><th scope="col">Pushed</th><th scope="col">Actions</th></tr></thead><tbody>${rows}</tbody></table></div>`}</section>`;
+  return layout(page, 'repositories', name, body);
+}
+
+export function imagePage(page: PageContext, image: ImageDetails): string {
+  const { name, reference } = image;
+  const separator = reference.includes(':') ? '@' : ':';
+  const config = image.config;
+  const facts: Array<[string, SafeHtml | string]> = [
+    ['Digest', html`<code>${image.digest}</code>`],
+    ['Media type', html`${mediaTypeName(image.mediaType, image.artifactType)} <code>${image.mediaType}</code>`],
+    ['Size', formatBytes(image.size)],
+    ['Created', formatTime(image.created)],
+    ['Platforms', platformList(image.platforms, (digest) => imageHref(page, name, digest))],
+  ];
+  if (config?.entrypoint) facts.push(['Entrypoint', html`<code>${JSON.stringify(config.entrypoint)}</code>`]);
+  if (config?.cmd) facts.push(['Command', html`<code>${JSON.stringify(config.cmd)}</code>`]);
+  if (config?.workingDir) facts.push(['Working directory', html`<code>${config.workingDir}</code>`]);
+  if (config?.user) facts.push(['User', html`<code>${config.user}</code>`]);
+  if (config?.exposedPorts?.length) facts.push(['Exposed ports', config.exposedPorts.join(', ')]);
+  const body = html`<p class="crumbs"><a href="${page.base}">Repositories</a> / <a href="${repositoryHref(page, name)}">${name}</a> /</p><h1>${name}${separator}${reference}</h1>
+<dl class="facts">${facts.map(([term, value]) => html`<dt>${term}</dt><dd>${value}</dd>`)}</dl>
+<section aria-labelledby="pull"><h2 id="pull">Pull</h2>${pullCommands(page, `${name}@${image.digest}`)}</section>
+${image.layers.length > 0 ? html`<section aria-labelledby="layers"><h2 id="layers">Layers</h2><div class="scroll" tabindex="0"><table><thead><tr><th scope="col" class="num">#</th><th scope="col">Digest</th><th scope="col">Media type</th><th scope="col" class="num">Size</th></tr></thead><tbody>${image.layers.map((l, i) => html`<tr><td class="num">${i + 1}</td><td><code title="${l.digest}">${shortDigest(l.digest)}</code></td><td><code>${l.mediaType}</code></td><td class="num">${formatBytes(l.size)}</td></tr>`)}</tbody></table></div></section>` : ''}
+${config && config.history.length > 0 ? html`<section aria-labelledby="history"><h2 id="history">History</h2><div class="scroll" tabindex="0"><table><thead><tr><th scope="col">Created</th><th scope="col">Created by</th><th scope="col">Layer</th></tr></thead><tbody>${config.history.map((h) => html`<tr><td>${formatTime(h.created)}</td><td><code class="wrap">${h.createdBy ?? ''}</code>${h.comment ? html` <small>${h.comment}</small>` : ''}</td><td>${h.emptyLayer ? 'none' : 'yes'}</td></tr>`)}</tbody></table></div></section>` : ''}
+${config?.env?.length ? html`<section aria-labelledby="env"><h2 id="env">Environment</h2><ul class="plain">${config.env.map((e) => html`<li><code class="wrap">${e}</code></li>`)}</ul></section>` : ''}
+${Object.keys(image.labels).length > 0 ? html`<section aria-labelledby="labels"><h2 id="labels">Labels</h2>${keyValues(image.labels)}</section>` : ''}
+${Object.keys(image.annotations).length > 0 ? html`<section aria-labelledby="annotations"><h2 id="annotations">Annotations</h2>${keyValues(image.annotations)}</section>` : ''}
+${image.referrers.length > 0 ? html`<section aria-labelledby="referrers"><h2 id="referrers">Referrers</h2><p>Signatures, SBOMs and other artifacts about this image.</p><div class="scroll" tabindex="0"><table><thead><tr><th scope="col">Digest</th><th scope="col">Artifact type</th><th scope="col" class="num">Size</th></tr></thead><tbody>${image.referrers.map((r) => html`<tr><td><a href="${imageHref(page, name, r.digest)}"><code>${shortDigest(r.digest)}</code></a></td><td><code>${r.artifactType ?? r.mediaType}</code></td><td class="num">${formatBytes(r.size)}</td></tr>`)}</tbody></table></div></section>` : ''}`;
+  return layout(page, 'repositories', `${name}${separator}${reference}`, body);
+}
+
+export function deleteConfirmPage(page: PageContext, name: string, reference: string, cached: boolean): string {
+  const verb = cached ? 'Evict' : 'Delete';
+  const body = html`<p class="crumbs"><a href="${page.base}">Repositories</a> / <a href="${repositoryHref(page, name)}">${name}</a> /</p><h1>${verb} ${name}:${reference}?</h1>
+<p>${cached ? 'The cached image is forgotten; the next pull fetches it from the upstream again. Its files are freed by the next garbage collection.' : 'The tag is removed from the registry. The image stays reachable by digest until garbage collection removes what nothing references.'}</p>
+<form method="post" action="${repositoryHref(page, name)}/-/delete/${encodeURIComponent(reference)}"><input type="hidden" name="csrf" value="${page.csrf}"><button type="submit" class="danger">${verb} ${reference}</button> <a href="${repositoryHref(page, name)}">Cancel</a></form>`;
+  return layout(page, 'repositories', `${verb} ${name}:${reference}`, body);
+}
+
+export function cachePage(page: PageContext, upstreams: UpstreamView[]): string {
+  const sections = upstreams.map(
+    (u) => html`<section aria-labelledby="upstream-${u.upstream}"><h2 id="upstream-${u.upstream}">${u.upstream}</h2><p>${u.url ? html`<code>${u.url}</code>: ` : ''}${count(u.repositories.length, 'repository', 'repositories')}, ${count(u.manifests, 'manifest', 'manifests')}, ${formatBytes(u.bytes)}, last pull ${formatTime(u.lastPull)}</p>
+<div class="scroll" tabindex="0"><table><thead><tr><th scope="col">Repository</th><th scope="col" class="num">Tags</th><th scope="col" class="num">Manifests</th><th scope="col" class="num">Size</th><th scope="col">Last pull</th><th scope="col">Actions</th></tr></thead><tbody>${u.repositories.map(
+      (r) => html`<tr><th scope="row"><a href="${repositoryHref(page, r.name)}">${r.name}</a></th><td class="num">${r.tags}</td><td class="num">${r.manifests}</td><td class="num">${formatBytes(r.size)}</td><td>${formatTime(r.lastPull)}</td><td>${page.viewer.may('delete', r.name) ? html`<form method="post" action="${repositoryHref(page, r.name)}/-/evict" class="inline" data-confirm="Evict everything cached of ${r.name}?"><input type="hidden" name="csrf" value="${page.csrf}"><button type="submit" class="danger" aria-label="Evict ${r.name}">Evict</button></form>` : ''}</td></tr>`,
+    )}</tbody></table></div></section>`,
+  );
+  const body = html`<h1>Cache</h1><p>What the pull-through cache holds, per upstream, among the repositories you may pull.</p>${upstreams.length === 0 ? html`<p>Nothing cached yet. Pull through the cache with <code>docker pull ${page.registryHost}/proxy/docker.io/library/alpine</code>.</p>` : sections}`;
+  return layout(page, 'cache', 'Cache', body);
+}
+
+export function storagePage(
+  page: PageContext,
+  { stores, lastGarbageCollection }: { stores: Record<StoreKind, { bytes: number; blobs: number }>; lastGarbageCollection: (GcReport & { finishedAt: number }) | null },
+  report?: GcReport,
+): string {
+  const last = lastGarbageCollection;
+  const names: Record<StoreKind, string> = { hosted: 'Hosted (pushed)', proxy: 'Cache (pulled through)' };
+  const body = html`<h1>Storage</h1>
+<div class="scroll" tabindex="0"><table><thead><tr><th scope="col">Store</th><th scope="col" class="num">Files</th><th scope="col" class="num">Size</th></tr></thead><tbody>${(Object.keys(names) as StoreKind[]).map((kind) => html`<tr><th scope="row">${names[kind]}</th><td class="num">${stores[kind].blobs}</td><td class="num">${formatBytes(stores[kind].bytes)}</td></tr>`)}</tbody></table></div>
+<section aria-labelledby="gc"><h2 id="gc">Garbage collection</h2><p id="gc-last">${last ? `Last collection: ${formatTime(last.finishedAt)}, freed ${formatBytes(last.bytesFreed)} (${count(last.manifests.length, 'manifest', 'manifests')}, ${count(last.blobs.length, 'file', 'files')}, ${count(last.uploadsExpired, 'upload', 'uploads')} expired).` : 'No collection since the server started.'}</p>${page.viewer.mayCollect ? html`<p>A dry run lists what a collection would remove now (untagged manifests when <code>delete_untagged</code> is on, cache eviction, files nothing uses), and removes nothing.</p><form method="post" action="${page.base}storage/gc-dry-run"><input type="hidden" name="csrf" value="${page.csrf}"><button type="submit">Dry run</button></form>` : html`<p>Garbage collection needs the delete right on every repository (the <code>""</code> prefix).</p>`}
+${report ? gcReport(report) : ''}</section>`;
+  return layout(page, 'storage', 'Storage', body);
+}
+
+function gcReport(report: GcReport): SafeHtml {
+  return html`<h3 id="gc-report">Dry run: ${count(report.manifests.length, 'manifest', 'manifests')} and ${count(report.blobs.length, 'file', 'files')}, ${formatBytes(report.bytesFreed)} to free</h3>
+${report.manifests.length > 0 ? html`<div class="scroll" tabindex="0"><table><thead><tr><th scope="col">Repository</th><th scope="col">Manifest</th><th scope="col">Why</th></tr></thead><tbody>${report.manifests.map((m) => html`<tr><td>${m.repository}</td><td><code title="${m.digest}">${shortDigest(m.digest)}</code></td><td>${m.reason}</td></tr>`)}</tbody></table></div>` : ''}
+${report.blobs.length > 0 ? html`<div class="scroll" tabindex="0"><table><thead><tr><th scope="col">Store</th><th scope="col">File</th><th scope="col" class="num">Size</th></tr></thead><tbody>${report.blobs.map((b) => html`<tr><td>${b.store}</td><td><code title="${b.digest}">${shortDigest(b.digest)}</code></td><td class="num">${formatBytes(b.size)}</td></tr>`)}</tbody></table></div>` : ''}`;
+}
+
+export function loginPage(page: PageContext, next: string, failed: string | undefined): string {
+  const body = html`<h1>Log in</h1>${failed ? html`<p class="error" role="alert">${failed}</p>` : ''}
+<form method="post" action="${page.base}login" class="login"><input type="hidden" name="csrf" value="${page.csrf}"><input type="hidden" name="next" value="${next}">
+<label for="username">User</label><input id="username" name="username" autocomplete="username" required autofocus>
+<label for="password">Password</label><input id="password" name="password" type="password" autocomplete="current-password" required>
+<button type="submit">Log in</button></form><p>The same users as <code>docker login ${page.registryHost}</code>.</p>`;
+  return layout(page, 'login', 'Log in', body);
+}
+
+export function errorPage(page: PageContext, status: number, message: string): string {
+  const body = html`<h1>${status === 404 ? 'Not found' : status === 403 ? 'Not allowed' : 'Something went wrong'}</h1><p>${message}</p><p><a href="${page.base}">Back to the repositories</a></p>`;
+  return layout(page, 'none', String(status), body);
+}
+
+export function repositoryHref(page: PageContext, name: string): string {
+  return `${page.base}r/${name.split('/').map(encodeURIComponent).join('/')}`;
+}
+
+function imageHref(page: PageContext, name: string, reference: string): string {
+  return `${repositoryHref(page, name)}/-/image/${encodeURIComponent(reference)}`;
+}
+
+function pullCommands(page: PageContext, reference: string): SafeHtml {
+  const lines = [`docker pull ${page.registryHost}/${reference}`, `podman pull ${page.registryHost}/${reference}`];
+  return html`<ul class="commands">${lines.map((line) => html`<li><code>${line}</code> ${copyButton(line, `Copy: ${line}`)}</li>`)}</ul>`;
+}
+
+/** Hidden until the script shows it: without JavaScript there is nothing to copy with, and the text is selectable. */
+function copyButton(text: string, label: string): SafeHtml {
+  return html`<button type="button" class="copy" data-copy="${text}" aria-label="${label}" hidden>Copy</button>`;
+}
+
+function kindBadge(kind: RepositoryListing['kind']): SafeHtml {
+  const text = kind === 'hosted' ? 'hosted' : kind === 'cached' ? 'cached' : 'GHCR';
+  return html`<span class="badge badge-${kind}">${text}</span>`;
+}
+
+function mediaTypeName(mediaType: string, artifactType?: string): string {
+  if (artifactType && !MEDIA_TYPE_NAMES[mediaType]?.endsWith('index')) {
+    if (artifactType !== 'application/vnd.oci.image.config.v1+json' && artifactType !== 'application/vnd.docker.container.image.v1+json') {
+      return `artifact (${artifactType})`;
+    }
+  }
+  return MEDIA_TYPE_NAMES[mediaType] ?? mediaType;
+}
+
+function platformList(platforms: Platform[], link?: (digest: string) => string): SafeHtml {
+  if (platforms.length === 0) return html`—`;
+  return html`<ul class="plain">${platforms.map((p) => {
+    const text = [p.os, p.architecture, p.variant].filter(Boolean).join('/') || 'unknown';
+    return html`<li>${link && p.digest ? html`<a href="${link(p.digest)}">${text}</a>` : text}</li>`;
+  })}</ul>`;
+}
+
+function labelList(labels: Record<string, string>): SafeHtml {
+  const entries = Object.entries(labels);
+  if (entries.length === 0) return html`—`;
+  return html`<details><summary>${count(entries.length, 'label', 'labels')}</summary>${keyValues(labels)}</details>`;
+}
+
+function keyValues(values: Record<string, string>): SafeHtml {
+  return html`<dl class="pairs">${Object.entries(values).map(([key, value]) => html`<dt>${key}</dt><dd>${String(value)}</dd>`)}</dl>`;
+}
+
+function shortDigest(digest: string): string {
+  const colon = digest.indexOf(':');
+  return `${digest.slice(0, colon + 1)}${digest.slice(colon + 1, colon + 13)}`;
+}
+
+function count(n: number, one: string, many: string): string {
+  return `${n} ${n === 1 ? one : many}`;
+}

@@ -1,0 +1,155 @@
+import { Config } from '../config/config';
+import { Action } from '../auth/policy';
+import { looksLikeDigest } from '../oci/digest';
+import { RegistryError } from '../oci/errors';
+import { isValidName } from '../oci/names';
+import type { RepositorySummary } from '../storage/content-inventory';
+import type { GcReport } from '../storage/gc';
+import type { UiContent } from './content';
+import { ImageDetails, ImageReader, TagDetails } from './image-details';
+import type { Viewer } from './viewer';
+
+const PROXY_PREFIX = 'proxy/';
+
+/** A repository as listed: the index's summary, or a GHCR package from `[github]` that nothing is cached of yet. */
+export type RepositoryListing =
+  | RepositorySummary
+  | { name: string; kind: 'ghcr'; upstream: 'ghcr.io'; tags: null; manifests: 0; size: 0; lastPush: null; lastPull: null };
+
+export interface RepositoryView {
+  repository: RepositoryListing;
+  tags: TagDetails[];
+  mayDelete: boolean;
+}
+
+/** The pull-through cache per upstream, over the cached repositories the viewer may pull. */
+export interface UpstreamView {
+  upstream: string;
+  /** Where it is reached, when `[[proxy.upstreams]]` configures it. */
+  url?: string;
+  repositories: RepositorySummary[];
+  manifests: number;
+  /** Bytes of its repositories; a blob two of them share counts in each. */
+  bytes: number;
+  lastPull: number | null;
+}
+
+/**
+ * What the web UI and /api/ show and do, for one viewer at a time: only what the viewer may pull is listed
+ * or shown, and every action needs the right the registry API would ask for.
+ */
+export class UiCatalog {
+  readonly images: ImageReader;
+
+  constructor(
+    private readonly content: UiContent,
+    private readonly config: Config,
+  ) {
+    this.images = new ImageReader(content, config.max_manifest_size);
+  }
+
+  /** Repositories the viewer may pull, hosted, cached and GHCR's; with `query`, those whose name contains it. */
+  async repositories(viewer: Viewer, query = ''): Promise<RepositoryListing[]> {
+    requireLogin(viewer);
+    const stored = this.content.inventory.repositories();
+    const storedNames = new Set(stored.map((repository) => repository.name));
+    // GHCR packages come from `[github]` through the catalog; the rest of the catalog is what the index holds.
+    const listed: RepositoryListing[] = [...stored];
+    if (this.config.github.users.length + this.config.github.orgs.length > 0) {
+      const catalog = await this.content.listRepositories({});
+      for (const name of catalog.items) {
+        if (!storedNames.has(name) && name.startsWith(`${PROXY_PREFIX}ghcr.io/`)) {
+          listed.push({ name, kind: 'ghcr', upstream: 'ghcr.io', tags: null, manifests: 0, size: 0, lastPush: null, lastPull: null });
+        }
+      }
+      listed.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    }
+    const needle = query.trim().toLowerCase();
+    return listed.filter((repository) => viewer.may('pull', repository.name) && (needle === '' || repository.name.includes(needle)));
+  }
+
+  async repository(viewer: Viewer, name: string): Promise<RepositoryView> {
+    this.require(viewer, 'pull', name);
+    const repository = (await this.repositories(viewer)).find((listed) => listed.name === name);
+    if (!repository) throw new RegistryError('NAME_UNKNOWN', { detail: { name } });
+    return { repository, tags: await this.images.tags(name), mayDelete: viewer.may('delete', name) };
+  }
+
+  async image(viewer: Viewer, name: string, reference: string): Promise<ImageDetails> {
+    this.require(viewer, 'pull', name);
+    return this.images.image(name, reference);
+  }
+
+  /**
+   * Deletes a tag, or a manifest by digest, as DELETE /v2/<name>/manifests/<reference> does; in a cached
+   * repository (read-only through the API) it evicts the manifest the reference names instead.
+   */
+  async delete(viewer: Viewer, name: string, reference: string): Promise<void> {
+    this.require(viewer, 'delete', name);
+    if (!name.startsWith(PROXY_PREFIX)) return this.content.repository(name).deleteManifest(reference);
+    const digest = looksLikeDigest(reference) ? reference : this.content.inventory.tags(name).find((tag) => tag.tag === reference)?.digest;
+    if (digest === undefined || this.content.inventory.evict(name, digest) === 0) {
+      throw new RegistryError('MANIFEST_UNKNOWN', { detail: { name, reference } });
+    }
+  }
+
+  /** Evicts everything cached of a repository under proxy/; its files go at the next garbage collection. */
+  evict(viewer: Viewer, name: string): number {
+    this.require(viewer, 'delete', name);
+    if (!name.startsWith(PROXY_PREFIX)) {
+      throw new RegistryError('UNSUPPORTED', { status: 400, message: `${name} is not a cached repository; delete its tags instead` });
+    }
+    const evicted = this.content.inventory.evict(name);
+    if (evicted === 0) throw new RegistryError('NAME_UNKNOWN', { detail: { name } });
+    return evicted;
+  }
+
+  async cache(viewer: Viewer): Promise<UpstreamView[]> {
+    const cached = (await this.repositories(viewer)).filter((r): r is RepositorySummary => r.kind === 'cached');
+    const byUpstream = new Map<string, UpstreamView>();
+    for (const repository of cached) {
+      const upstream = repository.upstream!;
+      let view = byUpstream.get(upstream);
+      if (!view) {
+        const configured = this.config.proxy.upstreams.find((u) => u.host === upstream || u.aliases.includes(upstream));
+        view = { upstream, url: configured?.url, repositories: [], manifests: 0, bytes: 0, lastPull: null };
+        byUpstream.set(upstream, view);
+      }
+      view.repositories.push(repository);
+      view.manifests += repository.manifests;
+      view.bytes += repository.size;
+      if (repository.lastPull !== null && (view.lastPull === null || repository.lastPull > view.lastPull)) view.lastPull = repository.lastPull;
+    }
+    return [...byUpstream.values()].sort((a, b) => (a.upstream < b.upstream ? -1 : 1));
+  }
+
+  /** Bytes and files per store, and the last collection this process ran (what it freed). */
+  storage(viewer: Viewer): { stores: ReturnType<UiContent['inventory']['storedBytes']>; lastGarbageCollection: NonNullable<UiContent['lastGarbageCollection']> | null } {
+    requireLogin(viewer);
+    return { stores: this.content.inventory.storedBytes(), lastGarbageCollection: this.content.lastGarbageCollection ?? null };
+  }
+
+  /** What a garbage collection would remove now, without removing it. */
+  gcDryRun(viewer: Viewer): Promise<GcReport> {
+    requireLogin(viewer);
+    if (!viewer.mayCollect) {
+      if (viewer.user === undefined && viewer.via !== 'header') throw new RegistryError('UNAUTHORIZED', { message: 'log in first' });
+      throw new RegistryError('DENIED', { message: 'garbage collection needs the delete right on the "" prefix' });
+    }
+    return this.content.collectGarbage({ dryRun: true });
+  }
+
+  private require(viewer: Viewer, action: Action, name: string): void {
+    requireLogin(viewer);
+    if (!isValidName(name)) throw new RegistryError('NAME_INVALID', { detail: { name } });
+    if (viewer.may(action, name)) return;
+    if (viewer.user === undefined && viewer.via !== 'header') {
+      throw new RegistryError('UNAUTHORIZED', { message: `${action} access to ${name} needs a login` });
+    }
+    throw new RegistryError('DENIED', { message: `${viewer.user ?? 'anonymous'} may not ${action} ${name}`, detail: { name, action } });
+  }
+}
+
+function requireLogin(viewer: Viewer): void {
+  if (viewer.mustLogIn) throw new RegistryError('UNAUTHORIZED', { message: 'log in first' });
+}
