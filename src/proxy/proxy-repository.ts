@@ -72,9 +72,16 @@ export class ProxyRepository implements Repository {
 
   // --- blobs ---------------------------------------------------------------------------------
 
-  async findBlob(digest: string): Promise<FoundBlob> {
+  async findBlob(digest: string, purpose: 'head' | 'get' = 'head'): Promise<FoundBlob> {
     requireDigest(digest);
-    const size = (await this.cachedBlobSize(digest)) ?? (await this.upstreamBlobSize(digest));
+    const cached = await this.cachedBlobSize(digest);
+    if (cached !== null) return { digest, size: cached, open: (range) => this.openBlob(digest, range) };
+    if (purpose === 'head') return { digest, size: await this.upstreamBlobSize(digest), open: (range) => this.openBlob(digest, range) };
+    // A GET: the transfer starts now and its answer gives the size; opening joins that same transfer.
+    const download = await this.joinDownload(digest);
+    if (download.size === undefined) await download.done;
+    const size = download.size ?? (await this.cachedBlobSize(digest));
+    if (size === null) throw new RegistryError('BLOB_UNKNOWN', { detail: { digest } });
     return { digest, size, open: (range) => this.openBlob(digest, range) };
   }
 
@@ -93,6 +100,22 @@ export class ProxyRepository implements Repository {
       this.served('blob', 'hit');
       return cached;
     }
+    const download = await this.joinDownload(digest);
+    // A client joining a transfer under way is a miss too: what it gets is coming from the upstream.
+    this.served('blob', 'miss');
+    download.done.catch((error: Error) =>
+      this.content.log.warn('upstream blob transfer failed; nothing cached', { repository: this.name, digest, error: error.message }),
+    );
+    if (download.size === undefined) {
+      // Without a size the response cannot announce one, nor serve a range, before the end.
+      await download.done;
+      return (await this.openCachedBlob(digest, range)) ?? this.openBlob(digest, range);
+    }
+    return { digest, size: download.size, stream: download.read(range) };
+  }
+
+  /** The upstream transfer of `digest`: the one under way for this repository, or a new one. */
+  private async joinDownload(digest: string) {
     const download = await this.content.downloads.join(
       this.name,
       digest,
@@ -116,17 +139,7 @@ export class ProxyRepository implements Repository {
       },
       (size) => this.content.index.linkBlob(this.name, digest, size),
     );
-    // A client joining a transfer under way is a miss too: what it gets is coming from the upstream.
-    this.served('blob', 'miss');
-    download.done.catch((error: Error) =>
-      this.content.log.warn('upstream blob transfer failed; nothing cached', { repository: this.name, digest, error: error.message }),
-    );
-    if (download.size === undefined) {
-      // Without a size the response cannot announce one, nor serve a range, before the end.
-      await download.done;
-      return (await this.openCachedBlob(digest, range)) ?? this.openBlob(digest, range);
-    }
-    return { digest, size: download.size, stream: download.read(range) };
+    return download;
   }
 
   /** The blob's size as a cached manifest of this repository declares it, if one does. */

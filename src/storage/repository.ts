@@ -50,7 +50,12 @@ export interface Pagination {
 export interface Repository {
   readonly name: string;
   /** The blob (BLOB_UNKNOWN when the repository does not hold it): what HEAD answers and GET reads. */
-  findBlob(digest: string): Promise<FoundBlob>;
+  /**
+   * The blob's size and an opener, in one lookup; BLOB_UNKNOWN when the repository has none. `purpose`: a GET
+   * will open it (a cold cached repository then learns the size from the upstream's GET itself, not from a
+   * HEAD first), a HEAD will not.
+   */
+  findBlob(digest: string, purpose?: 'head' | 'get'): Promise<FoundBlob>;
   deleteBlob(digest: string): Promise<void>;
   /** Links a blob readable in `from` into this repository; false when it cannot be mounted. */
   mountBlob(digest: string, from: string): Promise<boolean>;

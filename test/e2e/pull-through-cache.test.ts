@@ -61,6 +61,19 @@ describe('pull-through cache in front of an anonymous upstream (docker-registry)
     }
   });
 
+  test("a cold blob GET learns the size from the upstream's GET: no HEAD before it", async () => {
+    const image = await buildImageLayout(path.join(work, 'sized'), { tag: '1', layers: 1, layerSize: 300_000, seed: 'sized' });
+    await skopeoCopy(image.reference, `docker://${upstream.host}/team/sized:1`);
+    const [layer] = image.layerDigests;
+    // skopeo's push HEADs the upstream's blobs first; only what comes after counts.
+    const headsBefore = await upstreamRequests(upstream, 'HEAD', `/v2/team/sized/blobs/${layer}`);
+    const response = await fetch(`${app.url}/v2/proxy/upstream.test/team/sized/blobs/${layer}`);
+    expect(response.status).toBe(200);
+    expect(digestOf(Buffer.from(await response.arrayBuffer()))).toBe(layer);
+    expect(await upstreamRequests(upstream, 'GET', `/v2/team/sized/blobs/${layer}`)).toBe(1);
+    expect(await upstreamRequests(upstream, 'HEAD', `/v2/team/sized/blobs/${layer}`)).toBe(headsBefore);
+  });
+
   test('16 concurrent pulls of one cold blob share one upstream download', async () => {
     const image = await buildImageLayout(path.join(work, 'big'), { tag: '1', layers: 1, layerSize: 8 * 1024 * 1024, seed: 'big' });
     await skopeoCopy(image.reference, `docker://${upstream.host}/team/big:1`);

@@ -15,7 +15,7 @@ export function blobRoutes(router: RegistryRouter, { registry }: RouteDependenci
 
   router.get('/v2/*name/blobs/:digest', requireAccess('pull'), async (ctx) => {
     const { digest } = ctx.params;
-    const found = await registry.repository(ctx.params.name).findBlob(digest);
+    const found = await registry.repository(ctx.params.name).findBlob(digest, 'get');
     const { size } = found;
     const range = parseByteRange(ctx.get('Range'), size);
     if (range === 'unsatisfiable') {
