@@ -10,8 +10,10 @@ import { AccessLog } from '../storage/access-log';
 import { ManifestCache } from '../storage/manifest-cache';
 import { BlobStore, ByteRange, WrittenBlob } from '../storage/blob-store';
 import { Page, RegistryIndex, UploadRecord } from '../storage/registry-index';
+import { blobRelativePath } from '../storage/paths';
 import {
   BlobContent,
+  BlobFile,
   Pagination,
   PutManifestResult,
   Repository,
@@ -108,6 +110,15 @@ export class ProxyRepository implements Repository {
       return (await this.openCachedBlob(digest, range)) ?? this.openBlob(digest, range);
     }
     return { digest, size: download.size, stream: download.read(range) };
+  }
+
+  async blobFile(digest: string): Promise<BlobFile | null> {
+    requireDigest(digest);
+    const size = await this.cachedBlobSize(digest);
+    if (size === null) return null;
+    this.served('blob', 'hit');
+    this.cache.accessLog.blobRead(digest);
+    return { digest, size, store: 'proxy', relativePath: blobRelativePath(digest) };
   }
 
   private async openCachedBlob(digest: string, range?: ByteRange): Promise<BlobContent | null> {

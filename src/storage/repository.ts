@@ -6,6 +6,7 @@ import { isValidTag } from '../oci/names';
 import { AccessLog } from './access-log';
 import { BlobStore, ByteRange, WrittenBlob, isNotFound } from './blob-store';
 import { ManifestCache } from './manifest-cache';
+import { blobRelativePath } from './paths';
 import { ManifestRecord, NewManifest, Page, RegistryIndex, UploadRecord } from './registry-index';
 import { ChunkRange, UploadSessions } from './uploads';
 
@@ -14,6 +15,19 @@ export interface BlobContent {
   size: number;
   /** Present when the blob is opened for reading; the range's bytes only, when a range was asked. */
   stream: Readable;
+}
+
+/**
+ * A blob stored whole as a file, for a front end that sends files itself (nginx's X-Accel-Redirect):
+ * which store holds it and where under that store's root. Built from the digest alone (paths.ts).
+ */
+export interface BlobFile {
+  digest: string;
+  size: number;
+  /** `registry`: under registry_storage (hosted); `proxy`: under proxy_storage (cached). */
+  store: 'registry' | 'proxy';
+  /** `blobs/<algorithm>/<xx>/<hex>`, '/'-separated. */
+  relativePath: string;
 }
 
 export interface StoredManifest {
@@ -41,6 +55,12 @@ export interface Repository {
   readonly name: string;
   blobSize(digest: string): Promise<number>;
   openBlob(digest: string, range?: ByteRange): Promise<BlobContent>;
+  /**
+   * The blob's file when it is complete on disk here, counted as a read as openBlob counts one; null when
+   * it is not (yet): a blob not cached or still coming from its upstream, or a file gone missing. Then
+   * openBlob serves it, or throws why it cannot. May throw what blobSize throws (BLOB_UNKNOWN).
+   */
+  blobFile(digest: string): Promise<BlobFile | null>;
   deleteBlob(digest: string): Promise<void>;
   /** Links a blob readable in `from` into this repository; false when it cannot be mounted. */
   mountBlob(digest: string, from: string): Promise<boolean>;
@@ -92,6 +112,13 @@ export class HostedRepository implements Repository {
     }
     this.content.accessLog.blobRead(digest);
     return { digest, size, stream };
+  }
+
+  async blobFile(digest: string): Promise<BlobFile | null> {
+    const size = await this.blobSize(digest);
+    if ((await this.content.store.size(digest)) === null) return null;
+    this.content.accessLog.blobRead(digest);
+    return { digest, size, store: 'registry', relativePath: blobRelativePath(digest) };
   }
 
   async deleteBlob(digest: string): Promise<void> {
