@@ -60,7 +60,7 @@ const QUICK = {
   diskBytes: 32 * MiB,
   loopbackBytes: 128 * MiB,
   warmUpBytes: 4 * MiB,
-  timeLimitMs: 3 * 60_000,
+  timeLimitMs: 5 * 60_000,
 };
 
 const GROUPS = {

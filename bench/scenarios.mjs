@@ -123,7 +123,7 @@ export async function nginxGroup(server, { sizes, front, accel, scenario }) {
     if (Boolean(named) !== Boolean(accel && server.kind === 'ours')) {
       throw new Error(`${server.label}: X-Accel-Redirect ${named ?? 'absent'}, expected it ${accel && server.kind === 'ours' ? 'set' : 'absent'}`);
     }
-    await discardAll(Array.from({ length: sizes.pullClients }, () => ({ url: `${front.url}${path}`, size: blob.size })));
+    await discardAll([{ url: `${front.url}${path}`, size: blob.size }]);
 
     const results = {};
     for (const clients of [1, sizes.pullClients]) {
