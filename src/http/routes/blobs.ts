@@ -1,4 +1,6 @@
+import { Context } from 'koa';
 import { RegistryError } from '../../oci/errors';
+import type { BlobFile } from '../../storage/repository';
 import { parseByteRange, respondEmpty } from '../request';
 import { RegistryRouter, RouteDependencies } from './context';
 
@@ -17,20 +19,7 @@ export function blobRoutes(router: RegistryRouter, { registry, config }: RouteDe
     const { digest } = ctx.params;
     const repository = registry.repository(ctx.params.name);
     const file = accelRedirect ? await repository.blobFile(digest) : null;
-    if (file) {
-      // An unsatisfiable range still gets the spec's error from here; nginx serves satisfiable ones.
-      if (parseByteRange(ctx.get('Range'), file.size) === 'unsatisfiable') throw rangeNotSatisfiable(ctx.get('Range'), file.size);
-      // nginx swaps this empty answer for the file at that internal URI (X-Accel-Redirect), sent with
-      // sendfile, Range handled by nginx. The URI is built from the digest (validated), never from the request.
-      // Content-Length: 0 is this answer's own (empty) body; nginx sends the file's length with the file.
-      // No Accept-Ranges: nginx passes this answer's on and adds its own, and clients would see it twice.
-      const { 'Accept-Ranges': _, ...headers } = blobHeaders(digest, 0);
-      ctx.set({ ...headers, 'X-Accel-Redirect': `${accelRedirect}${file.store}/${file.relativePath}` });
-      ctx.status = 200;
-      // '' rather than null: Koa drops Content-Type from a null body.
-      ctx.body = '';
-      return;
-    }
+    if (file) return answerWithAccelRedirect(ctx, accelRedirect, file);
     const size = await repository.blobSize(digest);
     const range = parseByteRange(ctx.get('Range'), size);
     if (range === 'unsatisfiable') throw rangeNotSatisfiable(ctx.get('Range'), size);
@@ -48,6 +37,22 @@ export function blobRoutes(router: RegistryRouter, { registry, config }: RouteDe
     await registry.repository(ctx.params.name).deleteBlob(ctx.params.digest);
     respondEmpty(ctx, 202, { 'Docker-Content-Digest': ctx.params.digest });
   });
+}
+
+/**
+ * nginx swaps this empty answer for the file at the internal URI it names (X-Accel-Redirect) and sends
+ * it with sendfile, handling Range itself. The URI is built from the digest (validated), never from the
+ * request. An unsatisfiable range still gets the spec's error from here.
+ */
+function answerWithAccelRedirect(ctx: Context, prefix: string, file: BlobFile): void {
+  if (parseByteRange(ctx.get('Range'), file.size) === 'unsatisfiable') throw rangeNotSatisfiable(ctx.get('Range'), file.size);
+  // Content-Length: 0 is this answer's own (empty) body; nginx sends the file's length with the file.
+  // No Accept-Ranges: nginx passes this answer's on and adds its own, and clients would see it twice.
+  const { 'Accept-Ranges': _, ...headers } = blobHeaders(file.digest, 0);
+  ctx.set({ ...headers, 'X-Accel-Redirect': `${prefix}${file.store}/${file.relativePath}` });
+  ctx.status = 200;
+  // '' rather than null: Koa drops Content-Type from a null body.
+  ctx.body = '';
 }
 
 function rangeNotSatisfiable(range: string, size: number): RegistryError {
