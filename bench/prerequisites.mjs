@@ -1,6 +1,8 @@
-// The reference registry must be on PATH; installed with apt-get as root, as for the tests.
+// What the bench drives must be on PATH; installed with apt-get as root, as for the tests. Debian
+// installs nginx in /usr/sbin, which an ordinary user's PATH lacks: found there without it.
+import fs from 'node:fs';
 import { ensureTools } from '../scripts/ensure-tools.mjs';
 
-export function ensureDockerRegistry() {
-  ensureTools({ 'docker-registry': 'docker-registry' }, 'bench');
+export function ensureBenchTools() {
+  ensureTools({ 'docker-registry': 'docker-registry', curl: 'curl', ...(fs.existsSync('/usr/sbin/nginx') ? {} : { nginx: 'nginx' }) }, 'bench');
 }

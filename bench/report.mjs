@@ -1,4 +1,4 @@
-// Medians over repetitions, the table (figures, ratios ours / reference, targets from issue 7), and
+// Medians over repetitions, the table (figures, ratios ours / reference, targets from issues 7 and 14), and
 // the JSON record of a run.
 
 export function median(values) {
@@ -38,6 +38,21 @@ export function tableRows(sizes) {
     ['push-chunked', `push ${blob} in ${formatSize(sizes.chunk)} PATCHes`, 'MiBps', 'MiB/s', atLeast(2.5), 'push'],
     ['pull-1', `pull ${blob}, 1 client`, 'MiBps', 'MiB/s', atLeast(1.5), 'pull'],
     [`pull-${sizes.pullClients}`, `pull ${blob}, ${sizes.pullClients} clients`, 'MiBps', 'MiB/s', atLeast(1.2), 'pull'],
+    // Issue 14: with a client that does not hash, at least distribution's throughput.
+    ['pull-discard-1', `pull ${blob}, 1 client, discarding`, 'MiBps', 'MiB/s', atLeast(1), 'pull'],
+    [`pull-discard-${sizes.pullClients}`, `pull ${blob}, ${sizes.pullClients} clients, discarding`, 'MiBps', 'MiB/s', atLeast(1), 'pull'],
+    ['nginx-pull-1', `nginx → server: pull ${blob}, 1 client, discarding`, 'MiBps', 'MiB/s', undefined, 'pull'],
+    [`nginx-pull-${sizes.pullClients}`, `nginx → server: pull ${blob}, ${sizes.pullClients} clients, discarding`, 'MiBps', 'MiB/s', undefined, 'pull'],
+    // Issue 14: nginx sending our files serves 1.5× what nginx in front of distribution serves.
+    ['nginx-accel-pull-1', `nginx → server, accel_redirect: pull ${blob}, 1 client, discarding`, 'MiBps', 'MiB/s', atLeast(1.5), 'pull'],
+    [
+      `nginx-accel-pull-${sizes.pullClients}`,
+      `nginx → server, accel_redirect: pull ${blob}, ${sizes.pullClients} clients, discarding`,
+      'MiBps',
+      'MiB/s',
+      atLeast(1.5),
+      'pull',
+    ],
   ];
   for (const [operation, target] of [['put', atLeast(3)], ['get', atLeast(5)], ['head', atLeast(5)]]) {
     const label = `${sizes.manifests} manifests ${operation.toUpperCase()} by tag, c=${sizes.concurrency}`;
@@ -64,6 +79,33 @@ export function tableRows(sizes) {
     rows.push([scenario, '  most transfers of one blob', 'maxTransfersPerBlob', '', transfers]);
   }
   return rows.map(([scenario, label, metric, unit, target, limit]) => ({ scenario, label, metric, unit, target, limit }));
+}
+
+/** The largest peak RSS of any server process over the run (issue 14: ≤ 150 MiB). */
+export function wholeRunRows() {
+  return [
+    { scenario: 'whole-run', label: 'peak RSS of any server process, whole run', metric: 'peakRssMiB', unit: 'MiB', target: atMostAbsolute(150, 'MiB') },
+  ];
+}
+
+/**
+ * Server CPU seconds per GiB of blob bytes moved, for every scenario that moves them (pushes, pulls,
+ * the cache); behind nginx, nginx's and the sum too. Targets of issue 14: a discarding pull costs at
+ * most 1.2× distribution's; with accel_redirect our process spends under 0.05 s per GiB.
+ */
+export function cpuPerGiBRows(scenarios, summary) {
+  const rows = [];
+  for (const scenario of scenarios) {
+    const figures = summary[scenario]?.ours ?? summary[scenario]?.reference;
+    if (figures?.serverCpuPerGiB === undefined) continue;
+    const target = scenario.startsWith('pull-discard-') ? atMost(1.2) : scenario.startsWith('nginx-accel-') ? atMostAbsolute(0.05, 's/GiB') : undefined;
+    rows.push({ scenario, label: `server CPU per GiB: ${scenario}`, metric: 'serverCpuPerGiB', unit: 's/GiB', target });
+    if (figures.nginxCpuPerGiB !== undefined) {
+      rows.push({ scenario, label: '  nginx CPU per GiB', metric: 'nginxCpuPerGiB', unit: 's/GiB' });
+      rows.push({ scenario, label: '  nginx + server CPU per GiB', metric: 'totalCpuPerGiB', unit: 's/GiB' });
+    }
+  }
+  return rows;
 }
 
 export function rssRows(scenarios) {

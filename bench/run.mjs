@@ -1,11 +1,13 @@
-// `npm run bench [-- --quick] [--reps N] [--only blobs,metadata,proxy-image,proxy-dedupe]
+// `npm run bench [-- --quick] [--reps N] [--only blobs,metadata,proxy-image,proxy-dedupe,nginx,nginx-accel]
 //                 [--cpu-prof] [--server path/to/main.js] [--out dir]`
 //
 // Our registry against the reference (Debian's docker-registry, CNCF distribution 2.8.2) on
 // 127.0.0.1: the same scenarios against both, alternating which goes first, several repetitions,
-// medians. Every scenario group gets a fresh server process; the peak RSS of each scenario is the
-// kernel's high-water mark (VmHWM), reset just before it. Prints a table and writes
-// bench-results/bench-<time>.json. Servers and temp dirs are cleaned up however the run ends.
+// medians; the nginx groups put the same nginx (deploy/) in front of either. Every scenario group
+// gets a fresh server process; the peak RSS of each scenario is the kernel's high-water mark
+// (VmHWM), reset just before it, and each process's peak over its whole life is read before every
+// reset and before it is stopped. Prints a table and writes bench-results/bench-<time>.json. Servers
+// and temp dirs are cleaned up however the run ends.
 //
 // --cpu-prof runs our server under `node --cpu-prof` (profiles next to the results; read them with
 // bench/profile-summary.mjs); --server benchmarks another build of it, e.g. a patched copy of dist/.
@@ -15,11 +17,11 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { GiB, MiB } from './content.mjs';
 import { diskWriteThroughput, loopbackHttpThroughput, sha256Throughput } from './limits.mjs';
-import { ensureDockerRegistry } from './prerequisites.mjs';
+import { ensureBenchTools } from './prerequisites.mjs';
 import { PullWorkers } from './pull-workers.mjs';
-import { cpuRows, evaluate, medians, renderLimits, renderTable, rssRows, tableRows } from './report.mjs';
-import { blobGroup, metadataGroup, populateUpstream, proxyDedupeGroup, proxyImageGroup } from './scenarios.mjs';
-import { killAllChildren, startOurs, startReference } from './servers.mjs';
+import { cpuPerGiBRows, cpuRows, evaluate, medians, renderLimits, renderTable, rssRows, tableRows, wholeRunRows } from './report.mjs';
+import { blobGroup, metadataGroup, nginxGroup, populateUpstream, proxyDedupeGroup, proxyImageGroup } from './scenarios.mjs';
+import { ACCEL_PREFIX, killAllChildren, startNginx, startOurs, startReference } from './servers.mjs';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
@@ -58,7 +60,7 @@ const QUICK = {
   diskBytes: 32 * MiB,
   loopbackBytes: 128 * MiB,
   warmUpBytes: 4 * MiB,
-  timeLimitMs: 3 * 60_000,
+  timeLimitMs: 5 * 60_000,
 };
 
 const GROUPS = {
@@ -66,6 +68,9 @@ const GROUPS = {
   metadata: { run: metadataGroup },
   'proxy-image': { run: proxyImageGroup, proxy: true },
   'proxy-dedupe': { run: proxyDedupeGroup, proxy: true },
+  // nginx in front of each; ours sends the bytes itself (nginx) or names the file for nginx (nginx-accel).
+  nginx: { run: nginxGroup, nginx: true, scenario: 'nginx-pull' },
+  'nginx-accel': { run: nginxGroup, nginx: true, accel: true, scenario: 'nginx-accel-pull' },
 };
 
 function parseArguments(argv) {
@@ -135,7 +140,7 @@ async function main() {
   const options = parseArguments(process.argv.slice(2));
   const sizes = { ...(options.quick ? QUICK : FULL) };
   if (options.reps) sizes.reps = options.reps;
-  ensureDockerRegistry();
+  ensureBenchTools();
   if (!fs.existsSync(options.server)) throw new Error(`${options.server} is missing: run \`npm run bench\`, which builds first`);
 
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'oci-bench-'));
@@ -171,7 +176,10 @@ async function main() {
     server: path.relative(ROOT, options.server),
     machine: machine(),
     sizes,
-    peakRss: 'fresh server process per scenario group; per scenario, VmHWM after resetting it (/proc/<pid>/clear_refs = 5) just before',
+    peakRss:
+      'fresh server process per scenario group; per scenario, VmHWM after resetting it (/proc/<pid>/clear_refs = 5) just before; ' +
+      'per process (processPeakRss), the largest VmHWM read before each reset and just before the stop: its peak over its whole life',
+    processPeakRss: [],
     load: { before: os.loadavg(), idleBefore: await idleShare(1000) },
     limits: {},
     results: {},
@@ -202,10 +210,17 @@ async function main() {
         for (const kind of order) {
           const server =
             kind === 'ours'
-              ? await startOurs(work, { upstream: group.proxy ? upstream.url : undefined, nodeOptions: profileOptions(groupName, rep), main: options.server })
+              ? await startOurs(work, {
+                  upstream: group.proxy ? upstream.url : undefined,
+                  nodeOptions: profileOptions(groupName, rep),
+                  main: options.server,
+                  accelRedirect: group.accel ? ACCEL_PREFIX : '',
+                })
               : await startReference(work, { remoteUrl: group.proxy ? upstream.url : undefined });
+          let front;
           try {
-            const results = await group.run(server, { sizes, workers, upstream, content });
+            front = group.nginx ? await startNginx(work, server) : undefined;
+            const results = await group.run(server, { sizes, workers, upstream, content, front, accel: group.accel, scenario: group.scenario });
             const summary = [];
             for (const [scenario, metrics] of Object.entries(results)) {
               ((record.results[scenario] ??= { ours: [], reference: [] })[kind]).push(metrics);
@@ -213,7 +228,9 @@ async function main() {
             }
             log(`${groupName} ${rep + 1}/${sizes.reps} ${kind}: ${summary.join('; ')}`);
           } finally {
+            await front?.close();
             await server.close();
+            record.processPeakRss.push({ group: groupName, rep: rep + 1, kind, MiB: server.lifetimePeakRss() / MiB });
           }
         }
       }
@@ -228,7 +245,17 @@ async function main() {
   record.seconds = (Date.now() - started.getTime()) / 1000;
   record.summary = medians(record.results);
   const scenarios = Object.keys(record.summary);
-  record.table = evaluate([...tableRows(sizes), ...rssRows(scenarios), ...cpuRows(scenarios)], record.summary, record.limits);
+  // Not a median: the largest peak of any server process of each kind over the run.
+  const largestPeak = (kind) => {
+    const peaks = record.processPeakRss.filter((entry) => entry.kind === kind).map((entry) => entry.MiB);
+    return peaks.length > 0 ? Math.max(...peaks) : undefined;
+  };
+  record.summary['whole-run'] = { ours: { peakRssMiB: largestPeak('ours') }, reference: { peakRssMiB: largestPeak('reference') } };
+  record.table = evaluate(
+    [...tableRows(sizes), ...wholeRunRows(), ...rssRows(scenarios), ...cpuPerGiBRows(scenarios, record.summary), ...cpuRows(scenarios)],
+    record.summary,
+    record.limits,
+  );
   const unsettled = Object.entries(record.results).filter(([, byServer]) => Object.values(byServer).flat().some((rep) => rep.settled === false));
 
   const machineLine = `${record.machine.nproc} × ${record.machine.cpu}, Node ${record.machine.node}, Linux ${record.machine.kernel}`;

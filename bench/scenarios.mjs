@@ -1,6 +1,7 @@
 // The scenarios. Each group runs against one fresh server process and returns, per scenario, its
 // figures and the server's peak RSS during that scenario (the kernel's high-water mark is reset
-// before each one, see resetPeakRss).
+// before each one, see resetPeakRss), and for scenarios that move blob bytes the server's CPU seconds
+// per GiB moved (and nginx's, when it is in front).
 import { randomBytes } from 'node:crypto';
 import {
   DOCKER_CONFIG,
@@ -13,24 +14,28 @@ import {
   expectStatus,
   timedFanOut,
 } from './client.mjs';
-import { MiB, blobDigest, sha256 } from './content.mjs';
+import { GiB, MiB, blobDigest, sha256 } from './content.mjs';
+import { discardAll } from './discarding-client.mjs';
 
 const SETTLE_TIMEOUT_MS = 120_000;
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
  * Runs `operation` with the server's peak RSS reset first. Adds to what it returns: seconds, the
- * server's peak RSS, and the CPU seconds the server and the bench's clients used meanwhile.
+ * server's peak RSS, and the CPU seconds the server (and nginx, `front`, when it is in front) and the
+ * bench's own threads used meanwhile (not its curl processes). When the operation returns the blob
+ * `bytes` it moved (pushed, or received by all clients together), also CPU seconds per GiB of them.
  */
-async function measure(server, operation) {
+async function measure(server, operation, front) {
   const reset = server.resetPeakRss();
   const serverCpu = server.cpuSeconds();
+  const nginxCpu = front?.cpuSeconds();
   const clientCpu = process.cpuUsage();
   const started = process.hrtime.bigint();
   const result = (await operation()) ?? {};
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
   const client = process.cpuUsage(clientCpu);
-  return {
+  const figures = {
     seconds,
     ...result,
     rssMiB: server.peakRss() / MiB,
@@ -38,6 +43,16 @@ async function measure(server, operation) {
     serverCpuSeconds: server.cpuSeconds() - serverCpu,
     clientCpuSeconds: (client.user + client.system) / 1e6,
   };
+  if (front) figures.nginxCpuSeconds = front.cpuSeconds() - nginxCpu;
+  if (result.bytes > 0) {
+    const gib = result.bytes / GiB;
+    figures.serverCpuPerGiB = figures.serverCpuSeconds / gib;
+    if (front) {
+      figures.nginxCpuPerGiB = figures.nginxCpuSeconds / gib;
+      figures.totalCpuPerGiB = (figures.serverCpuSeconds + figures.nginxCpuSeconds) / gib;
+    }
+  }
+  return figures;
 }
 
 export function percentile(values, p) {
@@ -49,7 +64,7 @@ function latencyFigures({ opsPerSecond, latencies }) {
   return { opsPerSecond, p50Ms: percentile(latencies, 50), p99Ms: percentile(latencies, 99) };
 }
 
-// ---- blobs: push monolithic, push chunked, pull with 1 and N clients -------------------------------
+// ---- blobs: push monolithic, push chunked, pull with 1 and N clients, verifying and discarding ------
 
 export async function blobGroup(server, { sizes, workers }) {
   const client = new RegistryClient(server.url, { maxSockets: 4 });
@@ -66,14 +81,61 @@ export async function blobGroup(server, { sizes, workers }) {
     await workers.pullAll(Array.from({ length: sizes.pullClients }, () => ({ url: warmUpUrl, digest: warmUp.digest })));
 
     const results = {};
-    results['push-monolithic'] = await measure(server, () => client.pushMonolithic(name, monolithic));
-    results['push-chunked'] = await measure(server, () => client.pushChunked(name, chunked, sizes.chunk));
+    const pushed = { bytes: sizes.blob };
+    results['push-monolithic'] = await measure(server, async () => (await client.pushMonolithic(name, monolithic), pushed));
+    results['push-chunked'] = await measure(server, async () => (await client.pushChunked(name, chunked, sizes.chunk), pushed));
+    await discardAll([{ url: blobUrl, size: sizes.blob }]); // warm-up of the discarding client's path, not measured
     for (const clients of [1, sizes.pullClients]) {
+      // Verifying: every byte hashed, as docker and containerd do.
       results[`pull-${clients}`] = await measure(server, () =>
         workers.pullAll(Array.from({ length: clients }, () => ({ url: blobUrl, digest: monolithic.digest }))),
       );
+      // Discarding (curl -o /dev/null): what the server alone can do, without the clients' hashing.
+      results[`pull-discard-${clients}`] = await measure(server, () =>
+        discardAll(Array.from({ length: clients }, () => ({ url: blobUrl, size: sizes.blob }))),
+      );
     }
     for (const result of Object.values(results)) result.MiBps = (result.bytes ?? sizes.blob) / MiB / result.seconds;
+    return results;
+  } finally {
+    client.close();
+  }
+}
+
+// ---- nginx in front: pulls of one blob through deploy/nginx.conf ------------------------------------
+
+/**
+ * `front` is nginx in front of `server`. The blob is pushed to the server directly; then pulled through
+ * nginx by 1 and N discarding clients. `scenario` names the figures: nginx-pull-… (our server sends the
+ * bytes, nginx passes them on) or nginx-accel-pull-… (our server names the file, nginx sends it). The
+ * reference is the same nginx in front of distribution either way.
+ */
+export async function nginxGroup(server, { sizes, front, accel, scenario }) {
+  const client = new RegistryClient(server.url, { maxSockets: 4 });
+  const name = 'bench/nginx';
+  const blob = { seed: 5, size: sizes.blob, digest: blobDigest(5, sizes.blob) };
+  const path = `/v2/${name}/blobs/${blob.digest}`;
+  try {
+    await client.pushMonolithic(name, blob);
+    // Not measured: that the server answers as this group says (ours names the file with accel on), and a warm-up.
+    const direct = await client.send(path, { method: 'GET', headers: { Range: 'bytes=0-0' } });
+    const named = direct.headers['x-accel-redirect'];
+    if (Boolean(named) !== Boolean(accel && server.kind === 'ours')) {
+      throw new Error(`${server.label}: X-Accel-Redirect ${named ?? 'absent'}, expected it ${accel && server.kind === 'ours' ? 'set' : 'absent'}`);
+    }
+    await discardAll([{ url: `${front.url}${path}`, size: blob.size }]);
+
+    const results = {};
+    for (const clients of [1, sizes.pullClients]) {
+      const figures = await measure(
+        server,
+        () => discardAll(Array.from({ length: clients }, () => ({ url: `${front.url}${path}`, size: blob.size }))),
+        front,
+      );
+      results[`${scenario}-${clients}`] = { ...figures, MiBps: figures.bytes / MiB / figures.seconds };
+    }
+    const errors = front.errorLog().split('\n').filter((line) => /\[(error|crit|alert|emerg)\]/.test(line));
+    if (errors.length > 0) throw new Error(`nginx logged errors:\n${errors.slice(0, 5).join('\n')}`);
     return results;
   } finally {
     client.close();

@@ -1,11 +1,13 @@
 // The servers compared: ours (dist/main.js) and the reference (Debian's docker-registry, CNCF
 // distribution 2.8.2), each as its own process on 127.0.0.1 with its own data under a temp dir,
-// plus a docker-registry upstream whose access log tells what the caches fetched.
+// plus a docker-registry upstream whose access log tells what the caches fetched, and nginx in front
+// of either with deploy/nginx.conf (plain HTTP on loopback instead of TLS) and deploy/nginx-accel.conf.
 //
 //   <work>/<server dir>/
 //     configuration.toml | config.yml   written here
 //     data/                              everything the server stores
 //     stdout.log stderr.log              its output (the upstream's stdout is its access log)
+//   <work>/nginx-<random>/               nginx.conf, registry.conf, registry-accel.conf, logs, temp files
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
@@ -25,7 +27,8 @@ export const children = new Set();
 export function killAllChildren() {
   for (const child of children) {
     try {
-      child.kill('SIGKILL');
+      // nginx: SIGTERM, which its master passes to the workers; a SIGKILL'd master leaves them listening.
+      child.kill(child.finalSignal ?? 'SIGKILL');
     } catch {
       // already gone
     }
@@ -104,6 +107,17 @@ function spawnLogged(command, args, dir, stdoutName = 'stdout.log') {
 }
 
 function handle(kind, label, child, dir, url, extra) {
+  // The process's peak RSS over its whole life: VmHWM is read before every reset and before the stop,
+  // so no stretch of its life (warm-ups and setup included) escapes the maximum.
+  let lifetimePeak = 0;
+  const notePeak = () => {
+    try {
+      lifetimePeak = Math.max(lifetimePeak, peakRss(child.pid));
+    } catch {
+      // gone already
+    }
+    return lifetimePeak;
+  };
   return {
     kind,
     label,
@@ -111,10 +125,16 @@ function handle(kind, label, child, dir, url, extra) {
     pid: child.pid,
     dir,
     peakRss: () => peakRss(child.pid),
+    /** Peak RSS in bytes from the start until now (or until the stop), whatever resets happened. */
+    lifetimePeakRss: notePeak,
     cpuSeconds: () => cpuSeconds(child.pid),
-    resetPeakRss: () => resetPeakRss(child.pid),
+    resetPeakRss: () => {
+      notePeak();
+      return resetPeakRss(child.pid);
+    },
     async stop() {
       if (child.exitCode !== null || child.signalCode !== null) return;
+      notePeak();
       const exited = new Promise((resolve) => child.once('exit', resolve));
       child.kill('SIGTERM');
       const timer = setTimeout(() => child.kill('SIGKILL'), STOP_TIMEOUT_MS);
@@ -135,8 +155,9 @@ const toml = (value) => JSON.stringify(value);
 /**
  * Our server, built in dist/ (or `main`, another build of it). `upstream` (a URL) configures the upstream `upstream.bench`, pulled as
  * /v2/proxy/upstream.bench/<name>. Request logging is off (log_level warn), as for the reference.
+ * `accelRedirect` sets accel_redirect (for nginx in front).
  */
-export async function startOurs(parent, { upstream, nodeOptions = [], main = MAIN } = {}) {
+export async function startOurs(parent, { upstream, nodeOptions = [], main = MAIN, accelRedirect = '' } = {}) {
   const dir = await fsp.mkdtemp(path.join(parent, 'ours-'));
   const data = path.join(dir, 'data');
   const config =
@@ -145,6 +166,7 @@ export async function startOurs(parent, { upstream, nodeOptions = [], main = MAI
     `temporary_registry_storage = ${toml(path.join(data, 'tmp'))}\n` +
     `proxy_storage = ${toml(path.join(data, 'proxy'))}\n` +
     `database = ${toml(path.join(data, 'index.db'))}\n` +
+    `accel_redirect = ${toml(accelRedirect)}\n` +
     `[gc]\ninterval = "0"\n` +
     (upstream ? `[[proxy.upstreams]]\nhost = "upstream.bench"\nurl = ${toml(upstream)}\n` : '');
   const configPath = path.join(dir, 'configuration.toml');
@@ -156,6 +178,7 @@ export async function startOurs(parent, { upstream, nodeOptions = [], main = MAI
     return match?.[1];
   });
   return handle('ours', 'ours', child, dir, url, {
+    storage: { registry: path.join(data, 'registry'), proxy: path.join(data, 'proxy') },
     /** Repository names under the cache. */
     proxied: (name) => `proxy/upstream.bench/${name}`,
     /** Whether a blob is in the cache's store (the download finished and was verified). */
@@ -190,6 +213,8 @@ export async function startReference(parent, { remoteUrl, accessLog = false, lab
   });
   const accessLogPath = path.join(dir, 'access.log');
   return handle('reference', label, child, dir, url, {
+    // Nothing nginx could send from: distribution never answers with X-Accel-Redirect.
+    storage: { registry: path.join(data, 'none', 'registry'), proxy: path.join(data, 'none', 'proxy') },
     proxied: (name) => name,
     hasCachedBlob: (digest) =>
       fs.existsSync(path.join(data, 'docker', 'registry', 'v2', 'blobs', 'sha256', digest.slice(7, 9), digest.slice(7), 'data')),
@@ -222,4 +247,81 @@ export async function startReference(parent, { remoteUrl, accessLog = false, lab
     },
     accessLogSize: () => fs.statSync(accessLogPath).size,
   });
+}
+
+// ---- nginx in front --------------------------------------------------------------------------------
+
+const DEPLOY = fileURLToPath(new URL('../deploy/', import.meta.url));
+export const NGINX = fs.existsSync('/usr/sbin/nginx') ? '/usr/sbin/nginx' : 'nginx';
+export const ACCEL_PREFIX = '/_blobs/';
+
+/** `text` with each key replaced by its value, each found exactly once (an edit of deploy/ that drops one fails loudly). */
+function substitute(file, text, replacements) {
+  let result = text;
+  for (const [from, to] of Object.entries(replacements)) {
+    const count = result.split(from).length - 1;
+    if (count !== 1) throw new Error(`${file}: expected "${from}" once, found it ${count} times`);
+    result = result.replace(from, () => to);
+  }
+  return result;
+}
+
+/** Child pids of `pid` (nginx's workers), from /proc/<pid>/task/<pid>/children. */
+function childPids(pid) {
+  try {
+    return fs.readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * nginx in front of `backend` (ours or the reference), on a free loopback port: deploy/nginx.conf as
+ * shipped but for plain HTTP (the bench measures the registries, not TLS), with deploy/nginx-accel.conf
+ * included and aliased to the backend's storage, whatever the backend (distribution never names a file,
+ * so its configuration is the same but unused). The main configuration follows Debian's defaults
+ * (worker_processes auto, sendfile, tcp_nopush); access log off, as for the registries.
+ */
+export async function startNginx(parent, backend) {
+  const dir = await fsp.mkdtemp(path.join(parent, 'nginx-'));
+  const port = await freePort();
+  const backendPort = new URL(backend.url).port;
+  const serverBlock = substitute('deploy/nginx.conf', await fsp.readFile(path.join(DEPLOY, 'nginx.conf'), 'utf8'), {
+    'listen 443 ssl;': `listen 127.0.0.1:${port};`,
+    '    ssl_certificate     /etc/ssl/certs/registry.example.com.crt;\n': '',
+    '    ssl_certificate_key /etc/ssl/private/registry.example.com.key;\n': '',
+    'http://127.0.0.1:5000;': `http://127.0.0.1:${backendPort};`,
+  });
+  const accel = substitute('deploy/nginx-accel.conf', await fsp.readFile(path.join(DEPLOY, 'nginx-accel.conf'), 'utf8'), {
+    'alias /var/lib/oci-cache-registry/registry/blobs/;': `alias ${path.join(backend.storage.registry, 'blobs')}/;`,
+    'alias /var/lib/oci-cache-registry/proxy/blobs/;': `alias ${path.join(backend.storage.proxy, 'blobs')}/;`,
+  });
+  await fsp.writeFile(path.join(dir, 'registry-accel.conf'), accel);
+  const end = serverBlock.lastIndexOf('}');
+  await fsp.writeFile(path.join(dir, 'registry.conf'), `${serverBlock.slice(0, end)}    include ${dir}/registry-accel.conf;\n${serverBlock.slice(end)}`);
+  const errorLog = path.join(dir, 'error.log');
+  // As root, nginx would run its workers as nobody, who may not enter the bench's temp dirs.
+  const user = process.getuid?.() === 0 ? 'user root;\n' : '';
+  const main =
+    `${user}worker_processes auto;\npid ${dir}/nginx.pid;\nerror_log ${errorLog} warn;\n` +
+    'events { worker_connections 1024; }\n' +
+    'http {\n' +
+    '  sendfile on;\n  tcp_nopush on;\n  types { }\n  default_type application/octet-stream;\n  access_log off;\n' +
+    ['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'].map((kind) => `  ${kind}_temp_path ${dir}/${kind}-temp;\n`).join('') +
+    `  include ${dir}/registry.conf;\n` +
+    '}\n';
+  const mainPath = path.join(dir, 'nginx.conf');
+  await fsp.writeFile(mainPath, main);
+  const child = spawnLogged(NGINX, ['-p', `${dir}/`, '-e', errorLog, '-c', mainPath, '-g', 'daemon off;'], dir);
+  child.finalSignal = 'SIGTERM';
+  const url = `http://127.0.0.1:${port}`;
+  await waitFor('nginx', child, errorLog, async () => (await send(`${url}/v2/`, { timeoutMs: 1000 })).status > 0);
+  const base = handle('nginx', `nginx → ${backend.label}`, child, dir, url, {});
+  return {
+    ...base,
+    /** CPU time of the master and its workers. */
+    cpuSeconds: () => [child.pid, ...childPids(child.pid)].reduce((sum, pid) => sum + cpuSeconds(pid), 0),
+    /** The errors nginx logged, such as a file it could not open. */
+    errorLog: () => fs.readFileSync(errorLog, 'utf8'),
+  };
 }

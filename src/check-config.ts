@@ -48,6 +48,12 @@ export function checkConfig(config: Config): ConfigCheck {
   if (config.host !== '127.0.0.1' && config.host !== 'localhost' && config.host !== '::1' && !config.trust_proxy && config.public_url === '') {
     notes.push(`listening on ${config.host}: reachable from other machines, over plain http (put a TLS reverse proxy in front for anything but a LAN)`);
   }
+  if (config.accel_redirect !== '') {
+    notes.push(
+      `accel_redirect = "${config.accel_redirect}": blob GETs name files for nginx (X-Accel-Redirect) and send no bytes; ` +
+        'only nginx with deploy/nginx-accel.conf should reach this port, and it must be able to read registry_storage and proxy_storage',
+    );
+  }
   return { effective: stringify(censor(config)), problems, notes };
 }
 

@@ -12,6 +12,12 @@ export interface Config {
   max_upload_sessions: number;
   proxy_storage: string;
   database: string;
+  /**
+   * URI prefix of nginx's internal locations for blob files, e.g. "/_blobs/": a blob GET whose blob is a
+   * complete file answers with X-Accel-Redirect to <prefix><registry|proxy>/blobs/<algorithm>/<xx>/<hex>
+   * and no body, and nginx sends the file. "": the registry sends every blob itself.
+   */
+  accel_redirect: string;
   /** Largest manifest accepted on PUT, in bytes (dist-spec suggests at least 4 MiB). */
   max_manifest_size: number;
   /** Origin used in absolute Location headers; empty means Locations are relative paths. */

@@ -227,6 +227,7 @@ function coerce(spec: KeySpec, value: unknown, source: ValueSource): unknown {
   switch (spec.type) {
     case 'string':
       if (typeof value !== 'string') throw fail('a string');
+      if (spec.pattern && !spec.pattern.test(value)) throw fail(spec.expected ?? `a string matching ${spec.pattern}`);
       return value;
     case 'integer': {
       const number = source.text && /^-?\d+$/.test(String(value)) ? Number(value) : value;

@@ -13,7 +13,8 @@ interface Described {
 /** A single value. File values must have the TOML type; environment and command-line values are text. */
 export type KeySpec = Described &
   (
-    | { type: 'string'; default: string; required?: boolean }
+    /** `pattern`, when given, is what a value must match, and `expected` says so in the error. */
+    | { type: 'string'; default: string; required?: boolean; pattern?: RegExp; expected?: string }
     /** Milliseconds: an integer number of seconds, or a string such as "500ms", "30s", "5m", "1h". */
     | { type: 'duration'; default: string }
     /** A list of strings; in the environment, comma-separated. */
@@ -95,6 +96,15 @@ export const CONFIG_SCHEMA = {
     description: 'Directory for content cached from upstream registries',
   },
   database: { type: 'path', is: 'file', default: 'storage/index.db', description: 'SQLite index file' },
+  accel_redirect: {
+    type: 'string',
+    default: '',
+    // Plain path segments (no "." or ".."), so prefix + "registry/blobs/…" is a path nginx matches as
+    // written; not under /v2/, where nginx's internal location would hide a repository's routes.
+    pattern: /^$|^\/(?!v2\/)(?:[A-Za-z0-9_~-][A-Za-z0-9._~-]*\/)+$/,
+    expected: 'a path prefix such as "/_blobs/" (starting and ending with "/", not under /v2/), or "" for off',
+    description: 'Behind nginx: answer blob GETs with X-Accel-Redirect to <prefix>registry/… or <prefix>proxy/… and let nginx send the file; "": off',
+  },
   max_manifest_size: {
     type: 'size',
     default: 4 * MiB,

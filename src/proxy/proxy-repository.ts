@@ -7,6 +7,7 @@ import { Descriptor, ManifestParseError, parseManifest } from '../oci/manifest';
 import { MANIFEST_MEDIA_TYPES } from '../oci/media-types';
 import { isValidTag } from '../oci/names';
 import { AccessLog } from '../storage/access-log';
+import { blobRelativePath } from '../storage/paths';
 import { RecentManifests } from '../storage/recent-manifests';
 import { BlobStore, ByteRange, WrittenBlob, isNotFound } from '../storage/blob-store';
 import { Page, pageOf, RegistryIndex, UploadRecord } from '../storage/registry-index';
@@ -75,7 +76,18 @@ export class ProxyRepository implements Repository {
   async findBlob(digest: string, purpose: 'head' | 'get' = 'head'): Promise<FoundBlob> {
     requireDigest(digest);
     const cached = await this.cachedBlobSize(digest);
-    if (cached !== null) return { digest, size: cached, open: (range) => this.openBlob(digest, range) };
+    if (cached !== null) {
+      return {
+        digest,
+        size: cached,
+        open: (range) => this.openBlob(digest, range),
+        file: () => {
+          this.served('blob', 'hit');
+          this.content.accessLog.blobRead(digest);
+          return { digest, size: cached, store: 'proxy', relativePath: blobRelativePath(digest) };
+        },
+      };
+    }
     if (purpose === 'head') return { digest, size: await this.upstreamBlobSize(digest), open: (range) => this.openBlob(digest, range) };
     // A GET: the transfer starts now and its answer gives the size; opening joins that same transfer.
     const download = await this.joinDownload(digest);

@@ -19,9 +19,14 @@ import { parseDigest } from '../oci/digest';
  */
 
 export function blobPath(root: string, digest: string): string {
+  return path.join(root, blobRelativePath(digest));
+}
+
+/** `blobs/<algorithm>/<first two hex>/<hex>`, '/'-separated: where a blob lies under its store's root. */
+export function blobRelativePath(digest: string): string {
   const parsed = parseDigest(digest);
   if (!parsed) throw new Error(`not a valid digest: ${JSON.stringify(digest)}`);
-  return path.join(root, 'blobs', parsed.algorithm, parsed.hex.slice(0, 2), parsed.hex);
+  return ['blobs', parsed.algorithm, parsed.hex.slice(0, 2), parsed.hex].join('/');
 }
 
 export function incomingDirectory(root: string): string {

@@ -5,6 +5,7 @@ import { Descriptor, ManifestParseError, ParsedManifest, parseManifest } from '.
 import { isValidTag } from '../oci/names';
 import { AccessLog } from './access-log';
 import { BlobStore, ByteRange, WrittenBlob, isNotFound } from './blob-store';
+import { blobRelativePath } from './paths';
 import { RecentManifests } from './recent-manifests';
 import { ManifestRecord, NewManifest, Page, RegistryIndex, UploadRecord } from './registry-index';
 import { ChunkRange, UploadSessions } from './uploads';
@@ -24,6 +25,22 @@ export interface FoundBlob {
   digest: string;
   size: number;
   open(range?: ByteRange): Promise<BlobContent>;
+  /**
+   * Present when the blob is a complete file on disk: which store holds it and where, for a front end that
+   * sends files itself (nginx's X-Accel-Redirect). Calling it counts a read, as `open` does. Absent for a
+   * blob still coming from its upstream: `open` serves that.
+   */
+  file?(): BlobFile;
+}
+
+/** A blob stored whole as a file: which store holds it, and where under that store's root (paths.ts). */
+export interface BlobFile {
+  digest: string;
+  size: number;
+  /** `registry`: under registry_storage (hosted); `proxy`: under proxy_storage (cached). */
+  store: 'registry' | 'proxy';
+  /** `blobs/<algorithm>/<xx>/<hex>`, '/'-separated, built from the digest alone. */
+  relativePath: string;
 }
 
 export interface StoredManifest {
@@ -100,6 +117,10 @@ export class HostedRepository implements Repository {
     return {
       digest,
       size,
+      file: () => {
+        this.content.accessLog.blobRead(digest);
+        return { digest, size, store: 'registry', relativePath: blobRelativePath(digest) };
+      },
       open: async (range) => {
         let stream: Readable;
         try {

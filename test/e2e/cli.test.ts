@@ -106,6 +106,16 @@ describe('registry config check', () => {
     expect(stdout).toMatch(/2 problem\(s\)\n$/);
   });
 
+  test('accel_redirect gets a note that only nginx may reach the port', () => {
+    const { status, stdout } = registry(['config', 'check'], { REGISTRY_ACCEL_REDIRECT: '/_blobs/' });
+    expect(status).toBe(0);
+    expect(stdout).toContain('accel_redirect = "/_blobs/"\n');
+    expect(stdout).toContain(
+      'note: accel_redirect = "/_blobs/": blob GETs name files for nginx (X-Accel-Redirect) and send no bytes; ' +
+        'only nginx with deploy/nginx-accel.conf should reach this port, and it must be able to read registry_storage and proxy_storage',
+    );
+  });
+
   test('config without check is a usage error', () => {
     const { status, stderr } = registry(['config']);
     expect(status).toBe(1);

@@ -21,6 +21,7 @@ import { freePort } from './upstream-registry';
 const execFileAsync = promisify(execFile);
 
 export const DEPLOY_NGINX_CONF = path.join(__dirname, '..', '..', 'deploy', 'nginx.conf');
+export const DEPLOY_NGINX_ACCEL_CONF = path.join(__dirname, '..', '..', 'deploy', 'nginx-accel.conf');
 
 /** Debian installs nginx in /usr/sbin, which an ordinary user's PATH lacks. */
 const NGINX = existsSync('/usr/sbin/nginx') ? '/usr/sbin/nginx' : 'nginx';
@@ -36,12 +37,18 @@ export interface NginxLogEntry {
   upstreamLocation: string;
   location: string;
   upstreamWwwAuthenticate: string;
+  /** The registry's X-Accel-Redirect, which nginx acts on and does not pass to the client. */
+  upstreamAccelRedirect: string;
+  /** Bytes of the response body nginx sent. */
+  bodyBytesSent: number;
 }
 
 export interface NginxResponse {
   status: number;
   headers: IncomingHttpHeaders;
   body: string;
+  /** The body as received, for binary content. */
+  bytes: Buffer;
 }
 
 export interface Nginx {
@@ -63,6 +70,11 @@ export interface NginxOptions {
   upstreamPort: number;
   /** nginx's port, when the registry must know it first (public_url); a free one otherwise. */
   port?: number;
+  /**
+   * With deploy/nginx-accel.conf included in the server block, its aliases pointing at these storage
+   * directories (the registry's registry_storage and proxy_storage).
+   */
+  accel?: { registryStorage: string; proxyStorage: string };
 }
 
 // Each part of deploy/nginx.conf the test replaces, exactly once: an edit there that drops one fails loudly here.
@@ -73,10 +85,17 @@ const PLACEHOLDERS = {
   upstream: 'http://127.0.0.1:5000;',
 };
 
+// Each alias of deploy/nginx-accel.conf, replaced exactly once.
+const ACCEL_PLACEHOLDERS = {
+  registry: 'alias /var/lib/oci-cache-registry/registry/blobs/;',
+  proxy: 'alias /var/lib/oci-cache-registry/proxy/blobs/;',
+};
+
 const LOG_FORMAT =
   '\'{"method":"$request_method","uri":"$request_uri","status":$status,"requestLength":$request_length,' +
   '"transferEncoding":"$http_transfer_encoding","upstreamLocation":"$upstream_http_location",' +
-  '"location":"$sent_http_location","upstreamWwwAuthenticate":"$upstream_http_www_authenticate"}\'';
+  '"location":"$sent_http_location","upstreamWwwAuthenticate":"$upstream_http_www_authenticate",' +
+  '"upstreamAccelRedirect":"$upstream_http_x_accel_redirect","bodyBytesSent":$body_bytes_sent}\'';
 
 /** Starts nginx with deploy/nginx.conf in front of the registry at 127.0.0.1:<upstreamPort>. */
 export async function startNginx(options: NginxOptions): Promise<Nginx> {
@@ -92,12 +111,22 @@ export async function startNginx(options: NginxOptions): Promise<Nginx> {
     ]);
     const certificate = await readFile(certificatePath, 'utf8');
 
-    const serverBlock = substitute(await readFile(DEPLOY_NGINX_CONF, 'utf8'), {
+    let serverBlock = substitute(DEPLOY_NGINX_CONF, await readFile(DEPLOY_NGINX_CONF, 'utf8'), {
       [PLACEHOLDERS.listen]: `listen 127.0.0.1:${port} ssl;`,
       [PLACEHOLDERS.certificate]: certificatePath,
       [PLACEHOLDERS.key]: keyPath,
       [PLACEHOLDERS.upstream]: `http://127.0.0.1:${options.upstreamPort};`,
     });
+    if (options.accel) {
+      // As an operator would: `include` the snippet as the server block's last directive.
+      const accel = substitute(DEPLOY_NGINX_ACCEL_CONF, await readFile(DEPLOY_NGINX_ACCEL_CONF, 'utf8'), {
+        [ACCEL_PLACEHOLDERS.registry]: `alias ${path.join(options.accel.registryStorage, 'blobs')}/;`,
+        [ACCEL_PLACEHOLDERS.proxy]: `alias ${path.join(options.accel.proxyStorage, 'blobs')}/;`,
+      });
+      await writeFile(path.join(dir, 'registry-accel.conf'), accel);
+      const end = serverBlock.lastIndexOf('}');
+      serverBlock = `${serverBlock.slice(0, end)}    include ${dir}/registry-accel.conf;\n${serverBlock.slice(end)}`;
+    }
     await writeFile(path.join(dir, 'registry.conf'), serverBlock);
     const accessLogPath = path.join(dir, 'access.log');
     const errorLogPath = path.join(dir, 'error.log');
@@ -130,10 +159,12 @@ export async function startNginx(options: NginxOptions): Promise<Nginx> {
         const outgoing = https.request(
           { host: '127.0.0.1', port, path: pathAndQuery, method, headers, ca: certificate, agent: false },
           (response) => {
-            let body = '';
-            response.setEncoding('utf8');
-            response.on('data', (chunk: string) => (body += chunk));
-            response.on('end', () => resolve({ status: response.statusCode!, headers: response.headers, body }));
+            const chunks: Buffer[] = [];
+            response.on('data', (chunk: Buffer) => chunks.push(chunk));
+            response.on('end', () => {
+              const bytes = Buffer.concat(chunks);
+              resolve({ status: response.statusCode!, headers: response.headers, body: bytes.toString('utf8'), bytes });
+            });
             response.on('error', reject);
           },
         );
@@ -162,11 +193,11 @@ export async function startNginx(options: NginxOptions): Promise<Nginx> {
   }
 }
 
-function substitute(text: string, replacements: Record<string, string>): string {
+function substitute(file: string, text: string, replacements: Record<string, string>): string {
   let result = text;
   for (const [from, to] of Object.entries(replacements)) {
     const count = result.split(from).length - 1;
-    if (count !== 1) throw new Error(`${DEPLOY_NGINX_CONF}: expected "${from}" once, found it ${count} times`);
+    if (count !== 1) throw new Error(`${file}: expected "${from}" once, found it ${count} times`);
     result = result.replace(from, () => to);
   }
   return result;
@@ -265,10 +296,12 @@ export async function startStaticNginx(configurationFile: string): Promise<Stati
       request: (pathAndQuery, { method = 'GET', headers = {} } = {}) =>
         new Promise((resolve, reject) => {
           const outgoing = http.request({ host: '127.0.0.1', port, path: pathAndQuery, method, headers, agent: false }, (response) => {
-            let body = '';
-            response.setEncoding('utf8');
-            response.on('data', (chunk: string) => (body += chunk));
-            response.on('end', () => resolve({ status: response.statusCode!, headers: response.headers, body }));
+            const chunks: Buffer[] = [];
+            response.on('data', (chunk: Buffer) => chunks.push(chunk));
+            response.on('end', () => {
+              const bytes = Buffer.concat(chunks);
+              resolve({ status: response.statusCode!, headers: response.headers, body: bytes.toString('utf8'), bytes });
+            });
             response.on('error', reject);
           });
           outgoing.on('error', reject);

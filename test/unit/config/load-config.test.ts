@@ -46,6 +46,7 @@ describe('loadConfig', () => {
       max_upload_sessions: 1000,
       proxy_storage: path.join(cwd, 'storage/proxy'),
       database: path.join(cwd, 'storage/index.db'),
+      accel_redirect: '',
       max_manifest_size: 4 * 1024 * 1024,
       public_url: '',
       client_idle_timeout: 300_000,
@@ -226,6 +227,18 @@ describe('loadConfig errors: one line naming the key and where the value came fr
     expect(configErrorOf(() => loadConfig({ cwd, env: {}, overrides: { prot: '5001' } }))).toBe(
       'configuration error: prot: unknown key (from --prot on the command line)',
     );
+  });
+
+  it('takes accel_redirect as a path prefix of plain segments outside /v2/, or "" (off, the default)', () => {
+    expect(loadConfig({ cwd, env: {} }).accel_redirect).toBe('');
+    expect(loadConfig({ cwd, env: { REGISTRY_ACCEL_REDIRECT: '/_blobs/' } }).accel_redirect).toBe('/_blobs/');
+    expect(loadConfig({ cwd, env: { REGISTRY_ACCEL_REDIRECT: '/internal/registry-files/' } }).accel_redirect).toBe('/internal/registry-files/');
+    for (const value of ['_blobs/', '/_blobs', '/', '/../', '/a/./', '/v2/files/', '/a b/', '/_blobs/?x=']) {
+      expect(configErrorOf(() => loadConfig({ cwd, env: { REGISTRY_ACCEL_REDIRECT: value } }))).toBe(
+        'configuration error: accel_redirect: expected a path prefix such as "/_blobs/" (starting and ending with "/", ' +
+          `not under /v2/), or "" for off, got ${JSON.stringify(value)} (from REGISTRY_ACCEL_REDIRECT)`,
+      );
+    }
   });
 
   it('rejects an unknown key in the file', () => {

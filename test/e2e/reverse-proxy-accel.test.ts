@@ -1,0 +1,233 @@
+/**
+ * The registry behind Debian's nginx with deploy/nginx.conf and deploy/nginx-accel.conf included in it, and
+ * accel_redirect = "/_blobs/": a blob GET that passed authorization, for a blob stored whole on disk, is
+ * answered by the registry with X-Accel-Redirect and an empty body, and nginx sends the file (Range too).
+ * What must hold: the client gets the same bytes and headers as without it; the internal locations are
+ * not reachable from outside; a blob that is not a file on disk (not cached yet, or gone) is served or
+ * refused by the registry as without it; a refused request never gets a file.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { basic, createAuthApp, HTPASSWD_FILE } from '../helpers/auth';
+import { Nginx, NginxLogEntry, startNginx } from '../helpers/nginx';
+import { buildImageLayout, BuiltImage, findTag } from '../helpers/oci-image';
+import { digestOf, RegistryClient } from '../helpers/registry-client';
+import { skopeoCopy } from '../helpers/skopeo';
+import { createTestApp, TestApp } from '../helpers/test-app';
+import { startUpstreamRegistry, UpstreamRegistry } from '../helpers/upstream-registry';
+
+const MiB = 1024 * 1024;
+const PREFIX = '/_blobs/';
+
+const portOf = (app: TestApp) => Number(new URL(app.url).port);
+const accelOf = (app: TestApp) => ({ registryStorage: app.config.registry_storage, proxyStorage: app.config.proxy_storage });
+const hexOf = (digest: string) => digest.slice('sha256:'.length);
+/** The internal URI the registry names for a blob in one of its stores. */
+const internalUri = (store: 'registry' | 'proxy', digest: string) => `${PREFIX}${store}/blobs/sha256/${hexOf(digest).slice(0, 2)}/${hexOf(digest)}`;
+
+/** nginx's log entries of GETs of one blob, oldest first. */
+async function blobGets(nginx: Nginx, digest: string): Promise<NginxLogEntry[]> {
+  return (await nginx.accessLog()).filter((entry) => entry.method === 'GET' && entry.uri.endsWith(`/blobs/${digest}`));
+}
+
+async function errorCodes(body: string): Promise<string[]> {
+  return (JSON.parse(body) as { errors: { code: string }[] }).errors.map((error) => error.code);
+}
+
+describe('nginx (deploy/nginx.conf + deploy/nginx-accel.conf) in front of the registry with accel_redirect = "/_blobs/"', () => {
+  let upstream: UpstreamRegistry;
+  let app: TestApp;
+  let nginx: Nginx;
+  let work: string;
+  let image: BuiltImage;
+  let blob: Buffer;
+  let digest: string;
+  const docker = (name: string) => `docker://${nginx.host}/${name}`;
+
+  beforeAll(async () => {
+    work = fs.mkdtempSync(path.join(os.tmpdir(), 'reverse-proxy-accel-e2e-'));
+    upstream = await startUpstreamRegistry();
+    app = await createTestApp({
+      overrides: { trust_proxy: 'true', accel_redirect: PREFIX },
+      configuration: `[[proxy.upstreams]]\nhost = "upstream.test"\nurl = "${upstream.url}"\n`,
+    });
+    nginx = await startNginx({ upstreamPort: portOf(app), accel: accelOf(app) });
+    image = await buildImageLayout(path.join(work, 'src'), { tag: 'v1', layers: 2, layerSize: 4 * MiB, seed: 'reverse-proxy-accel' });
+    blob = randomBytes(3 * MiB + 17);
+    digest = (await new RegistryClient(app).pushBlob('team/blob', blob)).digest;
+  });
+  afterAll(async () => {
+    await nginx?.close();
+    await app?.close();
+    await upstream?.close();
+    if (work) fs.rmSync(work, { recursive: true, force: true });
+  });
+
+  test('skopeo pushes an image through nginx and pulls it back unchanged; nginx sent every layer from the file', async () => {
+    await skopeoCopy(image.reference, docker('team/app:v1'));
+    const pulled = path.join(work, 'pulled');
+    await skopeoCopy(docker('team/app:v1'), `oci:${pulled}:v1`);
+    expect((await findTag(pulled, 'v1'))?.digest).toBe(image.manifestDigest);
+
+    for (const layer of image.layerDigests) {
+      const gets = (await blobGets(nginx, layer)).filter((entry) => entry.status === 200);
+      expect(gets.length).toBeGreaterThan(0);
+      for (const entry of gets) {
+        expect(entry.upstreamAccelRedirect).toBe(internalUri('registry', layer));
+        expect(entry.bodyBytesSent).toBe(fs.statSync(path.join(app.config.registry_storage, 'blobs', 'sha256', hexOf(layer).slice(0, 2), hexOf(layer))).size);
+      }
+    }
+  });
+
+  test('GET a blob through nginx: the same bytes and the registry headers; the registry itself answered with X-Accel-Redirect and no body', async () => {
+    const response = await nginx.request(`/v2/team/blob/blobs/${digest}`);
+    expect(response.status).toBe(200);
+    expect(response.bytes.equals(blob)).toBe(true);
+    expect(response.headers['docker-content-digest']).toBe(digest);
+    expect(response.headers.etag).toBe(`"${digest}"`);
+    expect(response.headers['content-type']).toBe('application/octet-stream');
+    expect(response.headers['content-length']).toBe(String(blob.length));
+    expect(response.headers['accept-ranges']).toBe('bytes');
+    expect(response.headers['cache-control']).toBe('max-age=31536000');
+    expect(response.headers['docker-distribution-api-version']).toBe('registry/2.0');
+    expect(response.headers['x-accel-redirect']).toBeUndefined();
+    expect((await blobGets(nginx, digest)).at(-1)?.upstreamAccelRedirect).toBe(internalUri('registry', digest));
+
+    // Straight to the registry's port, as nginx asks it.
+    const direct = await fetch(`${app.url}/v2/team/blob/blobs/${digest}`);
+    expect(direct.status).toBe(200);
+    expect(direct.headers.get('X-Accel-Redirect')).toBe(internalUri('registry', digest));
+    expect(direct.headers.get('Docker-Content-Digest')).toBe(digest);
+    expect(direct.headers.get('Content-Type')).toBe('application/octet-stream');
+    expect(direct.headers.get('Content-Length')).toBe('0');
+    expect((await direct.arrayBuffer()).byteLength).toBe(0);
+  });
+
+  test('Range through nginx: 206 with the right bytes; an unsatisfiable range gets the registry RANGE_INVALID', async () => {
+    const partial = await nginx.request(`/v2/team/blob/blobs/${digest}`, { headers: { Range: 'bytes=1000-2999' } });
+    expect(partial.status).toBe(206);
+    expect(partial.headers['content-range']).toBe(`bytes 1000-2999/${blob.length}`);
+    expect(partial.bytes.equals(blob.subarray(1000, 3000))).toBe(true);
+    expect(partial.headers['docker-content-digest']).toBe(digest);
+
+    const suffix = await nginx.request(`/v2/team/blob/blobs/${digest}`, { headers: { Range: 'bytes=-17' } });
+    expect(suffix.status).toBe(206);
+    expect(suffix.bytes.equals(blob.subarray(blob.length - 17))).toBe(true);
+
+    // Several ranges are not served, as without nginx: the whole blob.
+    const several = await nginx.request(`/v2/team/blob/blobs/${digest}`, { headers: { Range: 'bytes=0-9,20-29' } });
+    expect(several.status).toBe(200);
+    expect(several.bytes.equals(blob)).toBe(true);
+
+    const outside = await nginx.request(`/v2/team/blob/blobs/${digest}`, { headers: { Range: `bytes=${blob.length}-` } });
+    expect(outside.status).toBe(416);
+    expect(outside.headers['content-range']).toBe(`bytes */${blob.length}`);
+    expect(await errorCodes(outside.body)).toEqual(['RANGE_INVALID']);
+
+    // nginx cut the ranges from the file; the registry only named it.
+    const entries = (await blobGets(nginx, digest)).slice(-4);
+    expect(entries.map((entry) => [entry.status, entry.upstreamAccelRedirect])).toEqual([
+      [206, internalUri('registry', digest)],
+      [206, internalUri('registry', digest)],
+      [200, internalUri('registry', digest)],
+      [416, ''],
+    ]);
+  });
+
+  test('the internal locations answer 404 to a client asking for them directly', async () => {
+    for (const uri of [internalUri('registry', digest), internalUri('proxy', digest), `${PREFIX}registry/blobs/`]) {
+      const response = await nginx.request(uri);
+      expect(response.status).toBe(404);
+      expect(response.bytes.includes(blob.subarray(0, 64))).toBe(false);
+    }
+  });
+
+  test('a blob that is not a file on disk is refused by the registry as without accel_redirect: BLOB_UNKNOWN, no X-Accel-Redirect', async () => {
+    const unknown = digestOf(Buffer.from('never pushed'));
+    const response = await nginx.request(`/v2/team/blob/blobs/${unknown}`);
+    expect(response.status).toBe(404);
+    expect(await errorCodes(response.body)).toEqual(['BLOB_UNKNOWN']);
+
+    // Linked in the index, but its file is gone (removed by hand): the registry does not send nginx to it.
+    const lost = randomBytes(4096);
+    const lostDigest = (await new RegistryClient(app).pushBlob('team/lost', lost)).digest;
+    fs.rmSync(path.join(app.config.registry_storage, 'blobs', 'sha256', hexOf(lostDigest).slice(0, 2), hexOf(lostDigest)));
+    const gone = await nginx.request(`/v2/team/lost/blobs/${lostDigest}`);
+    expect(gone.status).toBe(404);
+    expect(await errorCodes(gone.body)).toEqual(['BLOB_UNKNOWN']);
+
+    const entries = [...(await blobGets(nginx, unknown)), ...(await blobGets(nginx, lostDigest))];
+    expect(entries).toHaveLength(2);
+    for (const entry of entries) expect(entry.upstreamAccelRedirect).toBe('');
+  });
+
+  test('the cache: a blob not cached yet is sent by the registry as it arrives from the upstream; once stored, by nginx from proxy_storage', async () => {
+    const cached = randomBytes(2 * MiB + 5);
+    const cachedDigest = digestOf(cached);
+    const upstreamClient = new RegistryClient(upstream);
+    await upstreamClient.finishUpload('team/cached', await upstreamClient.startUpload('team/cached'), cachedDigest, cached);
+    const uri = `/v2/proxy/upstream.test/team/cached/blobs/${cachedDigest}`;
+
+    const cold = await nginx.request(uri);
+    expect(cold.status).toBe(200);
+    expect(cold.bytes.equals(cached)).toBe(true);
+    const warm = await nginx.request(uri);
+    expect(warm.status).toBe(200);
+    expect(warm.bytes.equals(cached)).toBe(true);
+    expect(warm.headers['docker-content-digest']).toBe(cachedDigest);
+
+    const [coldEntry, warmEntry] = await blobGets(nginx, cachedDigest);
+    expect(coldEntry.upstreamAccelRedirect).toBe('');
+    expect(warmEntry.upstreamAccelRedirect).toBe(internalUri('proxy', cachedDigest));
+    // One upstream transfer: the warm pull did not go upstream.
+    expect((await upstream.accessLog()).filter((entry) => entry.method === 'GET' && entry.uri.endsWith(cachedDigest))).toHaveLength(1);
+  });
+});
+
+describe('accel_redirect with [auth]: only an authorized GET is sent to the file', () => {
+  let app: TestApp;
+  let nginx: Nginx;
+  let blob: Buffer;
+  let digest: string;
+
+  beforeAll(async () => {
+    app = await createAuthApp(
+      { alice: 'alice-pw', carol: 'carol-pw' },
+      `trust_proxy = true\naccel_redirect = "${PREFIX}"\n` +
+        `[auth]\nhtpasswd = "${HTPASSWD_FILE}"\n\n[[auth.rules]]\nprefix = "private/"\npull = ["alice"]\npush = ["alice"]\n`,
+    );
+    nginx = await startNginx({ upstreamPort: portOf(app), accel: accelOf(app) });
+    blob = randomBytes(MiB);
+    digest = (await new RegistryClient(app, basic('alice:alice-pw')).pushBlob('private/app', blob)).digest;
+  });
+  afterAll(async () => {
+    await nginx?.close();
+    await app?.close();
+  });
+
+  test('anonymous: 401 UNAUTHORIZED; carol: 403 DENIED; neither gets X-Accel-Redirect or the bytes; alice gets the file', async () => {
+    const uri = `/v2/private/app/blobs/${digest}`;
+    const anonymous = await nginx.request(uri);
+    expect(anonymous.status).toBe(401);
+    expect(await errorCodes(anonymous.body)).toEqual(['UNAUTHORIZED']);
+    const carol = await nginx.request(uri, { headers: basic('carol:carol-pw') });
+    expect(carol.status).toBe(403);
+    expect(await errorCodes(carol.body)).toEqual(['DENIED']);
+    const alice = await nginx.request(uri, { headers: basic('alice:alice-pw') });
+    expect(alice.status).toBe(200);
+    expect(alice.bytes.equals(blob)).toBe(true);
+
+    const entries = await blobGets(nginx, digest);
+    expect(entries.map((entry) => [entry.status, entry.upstreamAccelRedirect])).toEqual([
+      [401, ''],
+      [403, ''],
+      [200, internalUri('registry', digest)],
+    ]);
+    // Straight to the registry without credentials: refused, no file named.
+    const direct = await fetch(`${app.url}${uri}`);
+    expect(direct.status).toBe(401);
+    expect(direct.headers.get('X-Accel-Redirect')).toBeNull();
+  });
+});
