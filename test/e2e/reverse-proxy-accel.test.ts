@@ -7,6 +7,8 @@
  * refused by the registry as without it; a refused request never gets a file.
  */
 import fs from 'node:fs';
+import http from 'node:http';
+import { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -36,8 +38,75 @@ async function errorCodes(body: string): Promise<string[]> {
   return (JSON.parse(body) as { errors: { code: string }[] }).errors.map((error) => error.code);
 }
 
+/**
+ * A loopback relay in front of the real upstream that passes everything through, except that a blob GET of
+ * `held` digests sends its headers and first chunk and then waits for release(): a transfer kept under way.
+ */
+interface HoldingRelay {
+  url: string;
+  hold(digest: string): { started: Promise<void>; release(): void };
+  close(): Promise<void>;
+}
+
+async function startHoldingRelay(upstreamUrl: string): Promise<HoldingRelay> {
+  const upstream = new URL(upstreamUrl);
+  const holds = new Map<string, { started: () => void; released: Promise<void> }>();
+  const server = http.createServer((request, response) => {
+    const forwarded = http.request(
+      { host: upstream.hostname, port: upstream.port, method: request.method, path: request.url, headers: { ...request.headers, host: upstream.host } },
+      (answer) => {
+        response.writeHead(answer.statusCode ?? 502, answer.headers);
+        const held = request.method === 'GET' ? [...holds].find(([digest]) => request.url?.endsWith(`/blobs/${digest}`))?.[1] : undefined;
+        if (!held) return void answer.pipe(response);
+        answer.once('data', (first: Buffer) => {
+          answer.pause();
+          response.write(first);
+          held.started();
+          void held.released.then(() => answer.pipe(response));
+        });
+      },
+    );
+    forwarded.on('error', () => response.destroy());
+    request.pipe(forwarded);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    hold(digest) {
+      let started!: () => void;
+      let release!: () => void;
+      const startedPromise = new Promise<void>((resolve) => (started = resolve));
+      holds.set(digest, { started, released: new Promise<void>((resolve) => (release = resolve)) });
+      return { started: startedPromise, release };
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+/** A GET straight to `url`, resolved with the status and headers as soon as they arrive; the body read on demand. */
+function getHeadersFirst(url: string): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: () => Promise<Buffer> }> {
+  return new Promise((resolve, reject) => {
+    http
+      .get(url, { agent: false }, (response) => {
+        const chunks: Buffer[] = [];
+        const ended = new Promise<Buffer>((done, failed) => {
+          response.on('data', (chunk: Buffer) => chunks.push(chunk));
+          response.on('end', () => done(Buffer.concat(chunks)));
+          response.on('error', failed);
+        });
+        resolve({ status: response.statusCode!, headers: response.headers, body: () => ended });
+      })
+      .on('error', reject);
+  });
+}
+
 describe('nginx (deploy/nginx.conf + deploy/nginx-accel.conf) in front of the registry with accel_redirect = "/_blobs/"', () => {
   let upstream: UpstreamRegistry;
+  let relay: HoldingRelay;
   let app: TestApp;
   let nginx: Nginx;
   let work: string;
@@ -49,9 +118,12 @@ describe('nginx (deploy/nginx.conf + deploy/nginx-accel.conf) in front of the re
   beforeAll(async () => {
     work = fs.mkdtempSync(path.join(os.tmpdir(), 'reverse-proxy-accel-e2e-'));
     upstream = await startUpstreamRegistry();
+    relay = await startHoldingRelay(upstream.url);
     app = await createTestApp({
       overrides: { trust_proxy: 'true', accel_redirect: PREFIX },
-      configuration: `[[proxy.upstreams]]\nhost = "upstream.test"\nurl = "${upstream.url}"\n`,
+      configuration:
+        `[[proxy.upstreams]]\nhost = "upstream.test"\nurl = "${upstream.url}"\n\n` +
+        `[[proxy.upstreams]]\nhost = "held.test"\nurl = "${relay.url}"\n`,
     });
     nginx = await startNginx({ upstreamPort: portOf(app), accel: accelOf(app) });
     image = await buildImageLayout(path.join(work, 'src'), { tag: 'v1', layers: 2, layerSize: 4 * MiB, seed: 'reverse-proxy-accel' });
@@ -61,6 +133,7 @@ describe('nginx (deploy/nginx.conf + deploy/nginx-accel.conf) in front of the re
   afterAll(async () => {
     await nginx?.close();
     await app?.close();
+    await relay?.close();
     await upstream?.close();
     if (work) fs.rmSync(work, { recursive: true, force: true });
   });
@@ -183,6 +256,37 @@ describe('nginx (deploy/nginx.conf + deploy/nginx-accel.conf) in front of the re
     expect(warmEntry.upstreamAccelRedirect).toBe(internalUri('proxy', cachedDigest));
     // One upstream transfer: the warm pull did not go upstream.
     expect((await upstream.accessLog()).filter((entry) => entry.method === 'GET' && entry.uri.endsWith(cachedDigest))).toHaveLength(1);
+  });
+
+  test('a blob still coming from the upstream: a client joining the transfer is streamed by the registry, no X-Accel-Redirect', async () => {
+    const slow = randomBytes(3 * MiB + 11);
+    const slowDigest = digestOf(slow);
+    const upstreamClient = new RegistryClient(upstream);
+    await upstreamClient.finishUpload('team/slow', await upstreamClient.startUpload('team/slow'), slowDigest, slow);
+    const uri = `/v2/proxy/held.test/team/slow/blobs/${slowDigest}`;
+    const transfer = relay.hold(slowDigest);
+
+    const first = nginx.request(uri);
+    await transfer.started;
+    // The transfer is under way (its first chunk is in, the rest held): nothing complete on disk to name.
+    const joining = await getHeadersFirst(`${app.url}${uri}`);
+    expect(joining.status).toBe(200);
+    expect(joining.headers['x-accel-redirect']).toBeUndefined();
+    expect(joining.headers['content-length']).toBe(String(slow.length));
+    expect(joining.headers['docker-content-digest']).toBe(slowDigest);
+    transfer.release();
+
+    expect((await joining.body()).equals(slow)).toBe(true);
+    const through = await first;
+    expect(through.status).toBe(200);
+    expect(through.bytes.equals(slow)).toBe(true);
+    expect((await blobGets(nginx, slowDigest)).map((entry) => entry.upstreamAccelRedirect)).toEqual(['']);
+
+    // Stored whole now: named for nginx.
+    const after = await nginx.request(uri);
+    expect(after.bytes.equals(slow)).toBe(true);
+    expect((await blobGets(nginx, slowDigest)).map((entry) => entry.upstreamAccelRedirect)).toEqual(['', internalUri('proxy', slowDigest)]);
+    expect((await upstream.accessLog()).filter((entry) => entry.method === 'GET' && entry.uri.endsWith(slowDigest))).toHaveLength(1);
   });
 });
 
