@@ -28,6 +28,10 @@ interface AccessState {
 export function authenticate(access: AccessControl | null, publicUrl: string): Middleware {
   if (!access) return (_ctx, next) => next();
   return async (ctx, next) => {
+    // Fail closed: a repository route reached past the early returns below is refused, not let through.
+    (ctx.state as AccessState).decide = () => {
+      throw new RegistryError('DENIED', { message: 'no access decided for this request' });
+    };
     if (access.signer && ctx.path === TOKEN_PATH) return next(); // the token route authenticates for itself
     if (HEALTH_PATHS.has(ctx.path)) return next(); // probes carry no credentials and reveal no content
     const authentication = await access.authenticate(ctx.get('Authorization'), ctx.ip);
