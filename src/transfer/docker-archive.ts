@@ -10,7 +10,7 @@ import { TransferError } from './errors';
 import { SelectedRepository, Selection, selectRepositories } from './image-set';
 import { ExportReport } from './oci-layout';
 import { ExportManifest, StoredContent } from './stored-content';
-import { TarWriter } from './tar';
+import { writeTarFile } from './tar';
 
 /*
  * `docker save`'s format, as `docker load` and skopeo's docker-archive: read it:
@@ -43,59 +43,54 @@ export async function exportDockerArchive(content: StoredContent, options: Docke
     }
   }
   const target = path.resolve(options.file);
-  const temporary = `${target}.${randomUUID()}.partial`;
-  const layersDir = `${temporary}.layers`;
-  const tar = await TarWriter.create(temporary);
   let bytes = 0;
-  try {
+  await writeTarFile(target, async (tar, temporary) => {
+    // Layers are gunzipped here on their way into the archive, beside it, and removed after.
+    const layersDir = `${temporary}.layers`;
     await fsp.mkdir(layersDir);
-    const written = new Set<string>();
-    const entries: Array<{ Config: string; RepoTags: string[]; Layers: string[] }> = [];
-    for (const image of images) {
-      const repository = repositories.find((candidate) => image.repoTag.startsWith(`${candidate.name}:`))!;
-      const configDescriptor = image.manifest.parsed.blobs[0];
-      const config = repository.blobs.get(configDescriptor.digest);
-      if (!config) throw new TransferError(`${image.repoTag}: its configuration ${configDescriptor.digest} is not in this registry`);
-      const configJson = JSON.parse(await fsp.readFile(config.file, 'utf8')) as { rootfs?: { diff_ids?: string[] } };
-      const diffIds = configJson.rootfs?.diff_ids ?? [];
-      const layers = image.manifest.parsed.blobs.slice(1);
-      if (diffIds.length !== layers.length) throw new TransferError(`${image.repoTag}: the configuration lists ${diffIds.length} diff_ids for ${layers.length} layers`);
-      const configName = `${parseDigest(configDescriptor.digest)!.hex}.json`;
-      if (!written.has(configName)) {
-        await tar.addFile(configName, config.file, config.size);
-        written.add(configName);
-        bytes += config.size;
+    try {
+      const written = new Set<string>();
+      const entries: Array<{ Config: string; RepoTags: string[]; Layers: string[] }> = [];
+      for (const image of images) {
+        const repository = repositories.find((candidate) => image.repoTag.startsWith(`${candidate.name}:`))!;
+        const configDescriptor = image.manifest.parsed.blobs[0];
+        const config = repository.blobs.get(configDescriptor.digest);
+        if (!config) throw new TransferError(`${image.repoTag}: its configuration ${configDescriptor.digest} is not in this registry`);
+        const configJson = JSON.parse(await fsp.readFile(config.file, 'utf8')) as { rootfs?: { diff_ids?: string[] } };
+        const diffIds = configJson.rootfs?.diff_ids ?? [];
+        const layers = image.manifest.parsed.blobs.slice(1);
+        if (diffIds.length !== layers.length) throw new TransferError(`${image.repoTag}: the configuration lists ${diffIds.length} diff_ids for ${layers.length} layers`);
+        const configName = `${parseDigest(configDescriptor.digest)!.hex}.json`;
+        if (!written.has(configName)) {
+          await tar.addFile(configName, config.file, config.size);
+          written.add(configName);
+          bytes += config.size;
+        }
+        const layerNames: string[] = [];
+        for (const [n, layer] of layers.entries()) {
+          const diffId = diffIds[n];
+          const name = `${parseDigest(diffId)?.hex ?? ''}/layer.tar`;
+          if (parseDigest(diffId) === null) throw new TransferError(`${image.repoTag}: diff_ids[${n}] is not a digest`);
+          layerNames.push(name);
+          if (written.has(name)) continue;
+          const stored = repository.blobs.get(layer.digest);
+          if (!stored) throw new TransferError(`${image.repoTag}: layer ${layer.digest} is not in this registry`);
+          const uncompressed = await uncompressedLayer(stored.file, layer.mediaType, diffId, layersDir, `${image.repoTag} layer ${layer.digest}`);
+          await tar.addFile(name, uncompressed.file, uncompressed.size);
+          if (uncompressed.file !== stored.file) await fsp.rm(uncompressed.file, { force: true });
+          written.add(name);
+          bytes += uncompressed.size;
+        }
+        const existing = entries.find((entry) => entry.Config === configName && entry.Layers.join() === layerNames.join());
+        if (existing) existing.RepoTags.push(image.repoTag);
+        else entries.push({ Config: configName, RepoTags: [image.repoTag], Layers: layerNames });
       }
-      const layerNames: string[] = [];
-      for (const [n, layer] of layers.entries()) {
-        const diffId = diffIds[n];
-        const name = `${parseDigest(diffId)?.hex ?? ''}/layer.tar`;
-        if (parseDigest(diffId) === null) throw new TransferError(`${image.repoTag}: diff_ids[${n}] is not a digest`);
-        layerNames.push(name);
-        if (written.has(name)) continue;
-        const stored = repository.blobs.get(layer.digest);
-        if (!stored) throw new TransferError(`${image.repoTag}: layer ${layer.digest} is not in this registry`);
-        const uncompressed = await uncompressedLayer(stored.file, layer.mediaType, diffId, layersDir, `${image.repoTag} layer ${layer.digest}`);
-        await tar.addFile(name, uncompressed.file, uncompressed.size);
-        if (uncompressed.file !== stored.file) await fsp.rm(uncompressed.file, { force: true });
-        written.add(name);
-        bytes += uncompressed.size;
-      }
-      const existing = entries.find((entry) => entry.Config === configName && entry.Layers.join() === layerNames.join());
-      if (existing) existing.RepoTags.push(image.repoTag);
-      else entries.push({ Config: configName, RepoTags: [image.repoTag], Layers: layerNames });
+      const manifestJson = Buffer.from(JSON.stringify(entries));
+      await tar.addFile('manifest.json', manifestJson, manifestJson.length);
+    } finally {
+      await fsp.rm(layersDir, { recursive: true, force: true });
     }
-    const manifestJson = Buffer.from(JSON.stringify(entries));
-    await tar.addFile('manifest.json', manifestJson, manifestJson.length);
-    await tar.finish();
-    await fsp.rename(temporary, target);
-  } catch (error) {
-    await tar.abort();
-    await fsp.rm(temporary, { force: true });
-    throw error;
-  } finally {
-    await fsp.rm(layersDir, { recursive: true, force: true });
-  }
+  });
   return {
     target,
     repositories: repositories.map((repository) => repository.name),

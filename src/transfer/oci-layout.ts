@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { parseDigest } from '../oci/digest';
@@ -8,7 +7,7 @@ import { TransferError } from './errors';
 import { placeContent, placeStoreFile } from './files';
 import { SelectedRepository, Selection, describeMissing, selectRepositories } from './image-set';
 import { StoredContent } from './stored-content';
-import { TarWriter } from './tar';
+import { writeTarFile } from './tar';
 
 /** image-spec annotations: the tag (or a whole reference), and the full name containerd and Docker use. */
 export const REF_NAME = 'org.opencontainers.image.ref.name';
@@ -81,19 +80,11 @@ export async function exportOciLayout(content: StoredContent, options: Selection
   const index = JSON.stringify({ schemaVersion: 2, mediaType: MediaType.OciIndex, manifests: entries });
   const target = path.resolve(options.target);
   if (target.endsWith('.tar')) {
-    const temporary = `${target}.${randomUUID()}.partial`;
-    const tar = await TarWriter.create(temporary);
-    try {
+    await writeTarFile(target, async (tar) => {
       await tar.addFile('oci-layout', Buffer.from(LAYOUT_VERSION), Buffer.byteLength(LAYOUT_VERSION));
       await tar.addFile('index.json', Buffer.from(index), Buffer.byteLength(index));
       for (const [name, { file, size }] of files) await tar.addFile(name, file, size);
-      await tar.finish();
-      await fsp.rename(temporary, target);
-    } catch (error) {
-      await tar.abort();
-      await fsp.rm(temporary, { force: true });
-      throw error;
-    }
+    });
   } else {
     for (const [name, { file }] of files) await placeStoreFile(file, path.join(target, name), true);
     await placeContent(path.join(target, 'oci-layout'), LAYOUT_VERSION);

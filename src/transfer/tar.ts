@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import { Readable } from 'node:stream';
@@ -64,6 +65,25 @@ export class TarWriter {
       offset += bytesWritten;
       this.position += bytesWritten;
     }
+  }
+}
+
+/**
+ * Writes the tar file `target` whole or not at all: `fill` adds the entries to a temporary file beside it,
+ * which is finished (fsynced) and renamed into place; on any error it is removed and the error rethrown.
+ * `temporary` is that file's path, for scratch files of the caller's own beside it.
+ */
+export async function writeTarFile(target: string, fill: (tar: TarWriter, temporary: string) => Promise<void>): Promise<void> {
+  const temporary = `${target}.${randomUUID()}.partial`;
+  const tar = await TarWriter.create(temporary);
+  try {
+    await fill(tar, temporary);
+    await tar.finish();
+    await fsp.rename(temporary, target);
+  } catch (error) {
+    await tar.abort();
+    await fsp.rm(temporary, { force: true });
+    throw error;
   }
 }
 
