@@ -1,5 +1,6 @@
 import { Logger } from '../log';
 import { GcReport, VerifyReport } from './gc';
+import { formatBytes } from '../format-bytes';
 
 /** A running schedule; `stop` ends it and settles once a collection under way has finished. */
 export interface GarbageCollectionSchedule {
@@ -55,13 +56,3 @@ export function describeVerify(report: VerifyReport): string {
   return `${lines.join('\n')}\n`;
 }
 
-function formatBytes(bytes: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  return `${unit === 0 ? value : value.toFixed(1)} ${units[unit]}`;
-}

@@ -27,21 +27,12 @@ function render(value: Value): string {
   return escapeHtml(String(value));
 }
 
+export { formatBytes } from '../format-bytes';
+
 export function escapeHtml(text: string): string {
   return text.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
 }
 
-/** Bytes for people: 1023 B, 1.5 KiB, 12.3 MiB. */
-export function formatBytes(bytes: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  return `${unit === 0 ? value : value.toFixed(1)} ${units[unit]}`;
-}
 
 /** A time for people, in UTC (the server does not know the browser's zone): 2026-12-03 06:51 UTC. */
 export function formatTime(time: number | string | null | undefined): string {

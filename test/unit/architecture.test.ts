@@ -11,7 +11,7 @@ const SRC = path.join(__dirname, '../../src');
 const LAYERS: string[][] = [
   ['oci/'], // the spec's vocabulary: digests, names, media types, manifests, error codes
   ['config/'], // TOML + environment + flags → one validated Config
-  ['log.ts', 'streams.ts', 'lifecycle.ts'], // what every layer above may use
+  ['log.ts', 'streams.ts', 'lifecycle.ts', 'format-bytes.ts'], // what every layer above may use
   ['metrics/'], // the registry's series; observers handed to the layers below
   ['storage/'], // blob store, uploads, SQLite index, hosted repositories, gc
   ['auth/'], // users, rules, tokens
