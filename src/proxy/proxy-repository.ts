@@ -80,7 +80,8 @@ export class ProxyRepository implements Repository {
       return {
         digest,
         size: cached,
-        open: (range) => this.openBlob(digest, range),
+        // The lookup above stands: opening does not repeat it (an eviction since then is a miss, refetched).
+        open: (range) => this.openBlob(digest, range, cached),
         file: () => {
           this.served('blob', 'hit');
           this.content.accessLog.blobRead(digest);
@@ -106,8 +107,9 @@ export class ProxyRepository implements Repository {
     throw this.upstreamFailure(response, 'BLOB_UNKNOWN', { digest });
   }
 
-  private async openBlob(digest: string, range?: ByteRange): Promise<BlobContent> {
-    const cached = await this.openCachedBlob(digest, range);
+  /** `cachedSize`: the size a lookup just found cached, so that opening need not look it up again. */
+  private async openBlob(digest: string, range?: ByteRange, cachedSize?: number): Promise<BlobContent> {
+    const cached = await this.openCachedBlob(digest, range, cachedSize);
     if (cached) {
       this.served('blob', 'hit');
       return cached;
@@ -169,12 +171,12 @@ export class ProxyRepository implements Repository {
     return undefined;
   }
 
-  private async openCachedBlob(digest: string, range?: ByteRange): Promise<BlobContent | null> {
-    const size = await this.cachedBlobSize(digest);
+  private async openCachedBlob(digest: string, range?: ByteRange, knownSize?: number): Promise<BlobContent | null> {
+    const size = knownSize ?? (await this.cachedBlobSize(digest));
     if (size === null) return null;
     let stream;
     try {
-      stream = await this.content.store.open(digest, range);
+      stream = await this.content.store.open(digest, range, size);
     } catch (error) {
       // Evicted between the lookup and the open: not cached any more, so fetched again like any miss.
       if (isNotFound(error)) return null;

@@ -58,11 +58,14 @@ export class BlobStore {
     return (await this.size(digest)) === size;
   }
 
-  /** Opens before answering, so a missing file is a clean 404 rather than a broken 200 (ENOENT is thrown). */
-  async open(digest: string, range?: ByteRange): Promise<Readable> {
+  /**
+   * Opens before answering, so a missing file is a clean 404 rather than a broken 200 (ENOENT is thrown).
+   * `size`: the file's size when the caller knows it already (no second stat on the way to a pull).
+   */
+  async open(digest: string, range?: ByteRange, size?: number): Promise<Readable> {
     const handle = await fsp.open(this.path(digest), 'r');
     try {
-      const end = range ? range.end : (await handle.stat()).size - 1;
+      const end = range ? range.end : (size ?? (await handle.stat()).size) - 1;
       // 1 MiB reads as a stream: a sixteenth of the reads, allocations and socket writes of the 64 KiB default.
       return new FileRangeStream(handle, range ? range.start : 0, end, IO_CHUNK);
     } catch (error) {

@@ -124,7 +124,7 @@ export class HostedRepository implements Repository {
       open: async (range) => {
         let stream: Readable;
         try {
-          stream = await this.content.store.open(digest, range);
+          stream = await this.content.store.open(digest, range, size);
         } catch (error) {
           if (isNotFound(error)) throw new RegistryError('BLOB_UNKNOWN', { detail: { digest } });
           throw error;
