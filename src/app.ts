@@ -81,7 +81,7 @@ export function createApp({
   app.use(renderErrors(log));
   // Rewrites every spelling of a name (mirror, ?ns=, Docker Hub's host names, aliases) to the name it is
   // stored under, before anything routes on the path or rules on it.
-  app.use(namespace(config, endpoint));
+  app.use(namespace(config, endpoint, router));
   // The web UI and /api/ (`[ui]`): before authenticate(), since browsers log in with a session cookie; it
   // decides through the same AccessControl. Mirrors serve the cache only.
   if (config.ui.enabled && endpoint.kind === 'main') app.use(ui({ config, registry, access, log }));

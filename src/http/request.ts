@@ -6,13 +6,6 @@ import { ByteRange } from '../storage/blob-store';
 import { ChunkRange } from '../storage/uploads';
 import { Pagination } from '../storage/repository';
 
-/**
- * A repository route's path as the router takes it apart: /v2/<name>/<resource>, where only the name may
- * hold slashes. Case-insensitive with an optional trailing slash, as @koa/router matches. Groups: the name
- * as written (percent-encoded), then for upload routes "blobs/uploads" and the upload id.
- */
-export const REPOSITORY_ROUTE = /^\/v2\/(.+)\/(?:(blobs\/uploads)(?:\/([^/]*))?|blobs\/[^/]+|manifests\/[^/]+|tags\/list|referrers\/[^/]+)\/?$/i;
-
 /** A path component as @koa/router decodes parameters: a malformed escape stays as written. */
 export function decodeComponent(text: string): string {
   try {

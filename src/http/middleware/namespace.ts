@@ -1,8 +1,9 @@
+import Router from '@koa/router';
 import { Context, Middleware } from 'koa';
 import { Config } from '../../config/config';
 import { lookUpUpstream, NameSource, PROXY_PREFIX, storedName } from '../../config/stored-names';
 import { RegistryError } from '../../oci/errors';
-import { decodeComponent, REPOSITORY_ROUTE, single } from '../request';
+import { decodeComponent, single } from '../request';
 
 /**
  * What a listener serves: the main registry (hosted repositories, proxy/<upstream>/…, and `?ns=`), or a
@@ -29,7 +30,7 @@ export type Endpoint =
  * same error (NAME_UNKNOWN or DENIED), after authentication, so that it tells anonymous callers nothing more.
  * A mirror shows names without its prefix (tags/list, _catalog): see `shownName` and `namespacePrefix`.
  */
-export function namespace(config: Config, endpoint: Endpoint): Middleware {
+export function namespace(config: Config, endpoint: Endpoint, router: Router): Middleware {
   const upstreamName = (host: string) => lookUpUpstream(config.proxy, host).name;
   // Host mirrors are matched per request on every listener: a reverse proxy may send them to any of them.
   const hostMirrors = new Map(
@@ -47,9 +48,8 @@ export function namespace(config: Config, endpoint: Endpoint): Middleware {
     state.storedName = (name) => storedName(config.proxy, name, source);
     if (mirrored !== undefined) state.namespacePrefix = `${PROXY_PREFIX}${mirrored}/`;
 
-    const repositoryPath = REPOSITORY_ROUTE.exec(ctx.path);
-    if (repositoryPath) {
-      const written = repositoryPath[1];
+    const written = writtenRepositoryName(router, ctx.path, ctx.method);
+    if (written !== undefined) {
       const name = decodeComponent(written);
       const reading = ctx.method === 'GET' || ctx.method === 'HEAD';
       if (mirrored !== undefined && !reading) {
@@ -81,6 +81,23 @@ export function namespace(config: Config, endpoint: Endpoint): Middleware {
       throw error;
     }
   }
+}
+
+/**
+ * The repository name a request's path holds as written (percent-encoded), taken from the router's own
+ * match of the route it will dispatch to (its `*name` parameter), so that the route grammar is written once,
+ * in the routes. A path whose route does not take this method still names its repository: a mirror refuses
+ * a push to it by name, and allowedMethods answers 405. Undefined for paths that name no repository.
+ */
+function writtenRepositoryName(router: Router, path: string, method: string): string | undefined {
+  const matched = router.match(path, method);
+  const candidates = [...matched.pathAndMethod, ...matched.path].filter((layer) => layer.methods.length > 0);
+  for (const layer of candidates) {
+    const index = layer.paramNames.findIndex((parameter) => parameter.name === 'name');
+    if (index === -1) continue;
+    return layer.captures(path)[index];
+  }
+  return undefined;
 }
 
 /** Each component percent-encoded: a stored name is valid and needs none, but a refused one may hold anything. */
