@@ -2,7 +2,7 @@ import { RegistryError } from '../oci/errors';
 import { readAtMost } from '../streams';
 import { Logger } from '../log';
 import type { CacheResult } from '../metrics/registry-metrics';
-import { digestOf, looksLikeDigest, parseDigest } from '../oci/digest';
+import { Digest, digestAlgorithm, digestOf, isDigestReference, ManifestReference } from '../oci/digest';
 import { Descriptor, ManifestParseError, parseManifest } from '../oci/manifest';
 import { MANIFEST_MEDIA_TYPES } from '../oci/media-types';
 import { isValidTag } from '../oci/names';
@@ -20,7 +20,6 @@ import {
   StoredManifest,
   newManifest,
   readManifest,
-  requireDigest,
   toDescriptor,
 } from '../storage/repository';
 import { BlobDownloads } from './blob-downloads';
@@ -73,8 +72,7 @@ export class ProxyRepository implements Repository {
 
   // --- blobs ---------------------------------------------------------------------------------
 
-  async findBlob(digest: string, purpose: 'head' | 'get' = 'head'): Promise<FoundBlob> {
-    requireDigest(digest);
+  async findBlob(digest: Digest, purpose: 'head' | 'get' = 'head'): Promise<FoundBlob> {
     const cached = await this.cachedBlobSize(digest);
     if (cached !== null) {
       return {
@@ -195,10 +193,9 @@ export class ProxyRepository implements Repository {
 
   // --- manifests -----------------------------------------------------------------------------
 
-  async getManifest(reference: string): Promise<StoredManifest> {
-    const byDigest = looksLikeDigest(reference);
-    if (byDigest) requireDigest(reference);
-    else if (!isValidTag(reference)) throw new RegistryError('MANIFEST_UNKNOWN', { detail: { reference } });
+  async getManifest(reference: ManifestReference): Promise<StoredManifest> {
+    const byDigest = isDigestReference(reference);
+    if (!byDigest && !isValidTag(reference)) throw new RegistryError('MANIFEST_UNKNOWN', { detail: { reference } });
 
     if (byDigest) {
       // Content-addressed: once cached, never asked upstream again.
@@ -250,7 +247,7 @@ export class ProxyRepository implements Repository {
     return { digest, mediaType: record.mediaType, size: record.size, content };
   }
 
-  private fetchManifestOnce(reference: string, tag: string | undefined): Promise<StoredManifest> {
+  private fetchManifestOnce(reference: ManifestReference, tag: string | undefined): Promise<StoredManifest> {
     const key = `${this.name}@${reference}`;
     const running = this.content.manifestFetches.get(key);
     if (running) return running;
@@ -259,7 +256,7 @@ export class ProxyRepository implements Repository {
     return fetching;
   }
 
-  private async fetchManifest(reference: string, tag: string | undefined): Promise<StoredManifest> {
+  private async fetchManifest(reference: ManifestReference, tag: string | undefined): Promise<StoredManifest> {
     const response = await this.upstream('GET', `manifests/${reference}`, { Accept: MANIFEST_ACCEPT });
     if (response.status !== 200) throw this.upstreamFailure(response, 'MANIFEST_UNKNOWN', { reference });
     const content = await readAtMost(response.body as unknown as AsyncIterable<Uint8Array>, this.content.maxManifestSize);
@@ -268,7 +265,7 @@ export class ProxyRepository implements Repository {
         reference,
       });
     }
-    const algorithm = tag === undefined ? parseDigest(reference)!.algorithm : 'sha256';
+    const algorithm = isDigestReference(reference) ? digestAlgorithm(reference) : 'sha256';
     const digest = digestOf(content, algorithm);
     const announced = response.headers.get('docker-content-digest');
     if ((tag === undefined && digest !== reference) || (announced?.startsWith(`${algorithm}:`) && announced !== digest)) {
@@ -348,8 +345,7 @@ export class ProxyRepository implements Repository {
     return [...tags].sort();
   }
 
-  async listReferrers(digest: string): Promise<Descriptor[]> {
-    requireDigest(digest);
+  async listReferrers(digest: Digest): Promise<Descriptor[]> {
     // Referrers of what is cached here; the upstream's own list is not consulted.
     return this.content.index.referrers(this.name, digest).map(toDescriptor);
   }

@@ -1,6 +1,6 @@
 import { Readable } from 'node:stream';
 import { RegistryError } from '../oci/errors';
-import { digestOf, looksLikeDigest, parseDigest } from '../oci/digest';
+import { Digest, digestAlgorithm, digestOf, isDigestReference, ManifestReference } from '../oci/digest';
 import { Descriptor, ManifestParseError, ParsedManifest, parseManifest } from '../oci/manifest';
 import { isValidTag } from '../oci/names';
 import { AccessLog } from './access-log';
@@ -72,23 +72,23 @@ export interface Repository {
    * will open it (a cold cached repository then learns the size from the upstream's GET itself, not from a
    * HEAD first), a HEAD will not.
    */
-  findBlob(digest: string, purpose?: 'head' | 'get'): Promise<FoundBlob>;
-  deleteBlob(digest: string): Promise<void>;
+  findBlob(digest: Digest, purpose?: 'head' | 'get'): Promise<FoundBlob>;
+  deleteBlob(digest: Digest): Promise<void>;
   /** Links a blob readable in `from` into this repository; false when it cannot be mounted. */
-  mountBlob(digest: string, from: string): Promise<boolean>;
-  writeBlob(body: Readable, digest: string): Promise<WrittenBlob>;
+  mountBlob(digest: Digest, from: string): Promise<boolean>;
+  writeBlob(body: Readable, digest: Digest): Promise<WrittenBlob>;
 
   startUpload(): Promise<UploadRecord>;
   uploadStatus(uploadId: string): Promise<UploadRecord>;
   appendUpload(uploadId: string, body: Readable, range?: ChunkRange): Promise<UploadRecord>;
-  finishUpload(uploadId: string, digest: string, body?: Readable, range?: ChunkRange): Promise<WrittenBlob>;
+  finishUpload(uploadId: string, digest: Digest, body?: Readable, range?: ChunkRange): Promise<WrittenBlob>;
   cancelUpload(uploadId: string): Promise<void>;
 
-  getManifest(reference: string): Promise<StoredManifest>;
-  putManifest(reference: string, content: Buffer, contentType: string | undefined): Promise<PutManifestResult>;
-  deleteManifest(reference: string): Promise<void>;
+  getManifest(reference: ManifestReference): Promise<StoredManifest>;
+  putManifest(reference: ManifestReference, content: Buffer, contentType: string | undefined): Promise<PutManifestResult>;
+  deleteManifest(reference: ManifestReference): Promise<void>;
   listTags(page: Pagination): Promise<Page<string>>;
-  listReferrers(digest: string): Promise<Descriptor[]>;
+  listReferrers(digest: Digest): Promise<Descriptor[]>;
 }
 
 export interface HostedContent {
@@ -106,8 +106,7 @@ export class HostedRepository implements Repository {
     private readonly content: HostedContent,
   ) {}
 
-  async findBlob(digest: string): Promise<FoundBlob> {
-    requireDigest(digest);
+  async findBlob(digest: Digest): Promise<FoundBlob> {
     const size = this.content.index.linkedBlobSize(this.name, digest);
     // The index alone is not enough: after verify quarantined the file, or a crash lost it, a HEAD answering
     // 200 makes clients skip the upload that would repair the image.
@@ -135,24 +134,21 @@ export class HostedRepository implements Repository {
     };
   }
 
-  async deleteBlob(digest: string): Promise<void> {
-    requireDigest(digest);
+  async deleteBlob(digest: Digest): Promise<void> {
     // The file stays until garbage collection: other repositories may share it.
     if (!this.content.index.unlinkBlob(this.name, digest)) {
       throw new RegistryError('BLOB_UNKNOWN', { detail: { digest } });
     }
   }
 
-  async mountBlob(digest: string, from: string): Promise<boolean> {
-    requireDigest(digest);
+  async mountBlob(digest: Digest, from: string): Promise<boolean> {
     const size = this.content.index.linkedBlobSize(from, digest);
     if (size === null || !(await this.content.store.holds(digest, size))) return false;
     this.content.index.linkBlob(this.name, digest, size);
     return true;
   }
 
-  async writeBlob(body: Readable, digest: string): Promise<WrittenBlob> {
-    requireDigest(digest);
+  async writeBlob(body: Readable, digest: Digest): Promise<WrittenBlob> {
     const written = await this.content.store.write(body, { expectedDigest: digest });
     this.content.index.linkBlob(this.name, written.digest, written.size);
     return written;
@@ -170,7 +166,7 @@ export class HostedRepository implements Repository {
     return this.content.uploads.append(this.name, uploadId, body, range);
   }
 
-  finishUpload(uploadId: string, digest: string, body?: Readable, range?: ChunkRange): Promise<WrittenBlob> {
+  finishUpload(uploadId: string, digest: Digest, body?: Readable, range?: ChunkRange): Promise<WrittenBlob> {
     return this.content.uploads.finish(this.name, uploadId, digest, body, range);
   }
 
@@ -178,7 +174,7 @@ export class HostedRepository implements Repository {
     return this.content.uploads.cancel(this.name, uploadId);
   }
 
-  async getManifest(reference: string): Promise<StoredManifest> {
+  async getManifest(reference: ManifestReference): Promise<StoredManifest> {
     const digest = this.resolve(reference);
     const record = digest === null ? null : this.content.index.manifest(this.name, digest);
     if (!record) throw new RegistryError('MANIFEST_UNKNOWN', { detail: { reference } });
@@ -188,12 +184,11 @@ export class HostedRepository implements Repository {
     return { digest: record.digest, mediaType: record.mediaType, size: record.size, content };
   }
 
-  async putManifest(reference: string, content: Buffer, contentType: string | undefined): Promise<PutManifestResult> {
-    const byDigest = looksLikeDigest(reference);
-    if (byDigest) requireDigest(reference);
-    else if (!isValidTag(reference)) throw new RegistryError('TAG_INVALID', { detail: { tag: reference } });
+  async putManifest(reference: ManifestReference, content: Buffer, contentType: string | undefined): Promise<PutManifestResult> {
+    const byDigest = isDigestReference(reference);
+    if (!byDigest && !isValidTag(reference)) throw new RegistryError('TAG_INVALID', { detail: { tag: reference } });
 
-    const digest = byDigest ? digestOf(content, parseDigest(reference)!.algorithm) : digestOf(content);
+    const digest = byDigest ? digestOf(content, digestAlgorithm(reference)) : digestOf(content);
     if (byDigest && digest !== reference) {
       throw new RegistryError('DIGEST_INVALID', { detail: { expected: reference, actual: digest } });
     }
@@ -215,10 +210,9 @@ export class HostedRepository implements Repository {
     return { digest, subject: parsed.subject?.digest };
   }
 
-  async deleteManifest(reference: string): Promise<void> {
+  async deleteManifest(reference: ManifestReference): Promise<void> {
     const index = this.content.index;
-    if (looksLikeDigest(reference)) {
-      requireDigest(reference);
+    if (isDigestReference(reference)) {
       if (!index.deleteManifest(this.name, reference)) {
         throw new RegistryError('MANIFEST_UNKNOWN', { detail: { reference } });
       }
@@ -236,8 +230,7 @@ export class HostedRepository implements Repository {
     return this.content.index.listTags(this.name, page.n, page.last);
   }
 
-  async listReferrers(digest: string): Promise<Descriptor[]> {
-    requireDigest(digest);
+  async listReferrers(digest: Digest): Promise<Descriptor[]> {
     return this.content.index.referrers(this.name, digest).map(toDescriptor);
   }
 
@@ -254,11 +247,8 @@ export class HostedRepository implements Repository {
   }
 
   /** The digest a reference names, or null when a tag is not set. */
-  private resolve(reference: string): string | null {
-    if (looksLikeDigest(reference)) {
-      requireDigest(reference);
-      return reference;
-    }
+  private resolve(reference: ManifestReference): string | null {
+    if (isDigestReference(reference)) return reference;
     if (!isValidTag(reference)) return null;
     return this.content.index.resolveTag(this.name, reference);
   }
@@ -271,12 +261,6 @@ export async function readManifest(cache: RecentManifests, store: BlobStore, dig
   } catch (error) {
     if (isNotFound(error)) return undefined;
     throw error;
-  }
-}
-
-export function requireDigest(digest: string): void {
-  if (parseDigest(digest) === null) {
-    throw new RegistryError('DIGEST_INVALID', { message: 'invalid digest', detail: { digest } });
   }
 }
 

@@ -1,6 +1,6 @@
 import { Config } from '../config/config';
 import { Action } from '../auth/policy';
-import { looksLikeDigest } from '../oci/digest';
+import { isDigestReference, toManifestReference } from '../oci/digest';
 import { RegistryError } from '../oci/errors';
 import { isValidName } from '../oci/names';
 import type { RepositorySummary } from '../storage/content-inventory';
@@ -86,8 +86,9 @@ export class UiCatalog {
    */
   async delete(viewer: Viewer, name: string, reference: string): Promise<void> {
     this.require(viewer, 'delete', name);
-    if (!name.startsWith(PROXY_PREFIX)) return this.content.repository(name).deleteManifest(reference);
-    const digest = looksLikeDigest(reference) ? reference : this.content.inventory.tags(name).find((tag) => tag.tag === reference)?.digest;
+    const parsed = toManifestReference(reference);
+    if (!name.startsWith(PROXY_PREFIX)) return this.content.repository(name).deleteManifest(parsed);
+    const digest = isDigestReference(parsed) ? parsed : this.content.inventory.tags(name).find((tag) => tag.tag === reference)?.digest;
     if (digest === undefined || this.content.inventory.evict(name, digest) === 0) {
       throw new RegistryError('MANIFEST_UNKNOWN', { detail: { name, reference } });
     }

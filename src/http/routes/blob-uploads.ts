@@ -1,3 +1,4 @@
+import { toDigest } from '../../oci/digest';
 import { RegistryError } from '../../oci/errors';
 import { optionalBody, parseContentRange, respondEmpty, single } from '../request';
 import { uploadHeaders } from '../../storage/uploads';
@@ -43,7 +44,7 @@ export function blobUploadRoutes(router: RegistryRouter, { registry, access }: R
     }
     // dist-spec: POST ?digest= with the whole blob as body (a zero-length blob included).
     if (digest !== undefined && mount === undefined) {
-      const written = await repository.writeBlob(ctx.req, digest);
+      const written = await repository.writeBlob(ctx.req, toDigest(digest));
       return created(written.digest);
     }
     const user = callerUser(ctx);
@@ -64,7 +65,7 @@ export function blobUploadRoutes(router: RegistryRouter, { registry, access }: R
       } catch {
         return false; // an invalid `from` is not mountable; the client gets a session instead
       }
-      return repository.mountBlob(mountDigest, source.name);
+      return repository.mountBlob(toDigest(mountDigest), source.name);
     }
 
     function created(blobDigest: string): void {
@@ -97,7 +98,7 @@ export function blobUploadRoutes(router: RegistryRouter, { registry, access }: R
     }
     const body = optionalBody(ctx);
     const range = body ? parseContentRange(ctx.get('Content-Range') || undefined) : undefined;
-    const written = await repository.finishUpload(ctx.params.uploadId, digest, body, range);
+    const written = await repository.finishUpload(ctx.params.uploadId, toDigest(digest), body, range);
     owners?.closed(ctx.params.uploadId);
     respondEmpty(ctx, 201, {
       Location: `/v2/${repository.name}/blobs/${written.digest}`,

@@ -1,4 +1,5 @@
 import { Context } from 'koa';
+import { toDigest } from '../../oci/digest';
 import { RegistryError } from '../../oci/errors';
 import type { BlobFile } from '../../storage/repository';
 import { FileRangeStream } from '../../streams';
@@ -11,14 +12,14 @@ export function blobRoutes(router: RegistryRouter, { registry, config }: RouteDe
   const accelRedirect = config.accel_redirect;
 
   router.head('/v2/*name/blobs/:digest', requireAccess('pull'), async (ctx) => {
-    const { digest } = ctx.params;
+    const digest = toDigest(ctx.params.digest);
     const { size } = await registry.repository(ctx.params.name).findBlob(digest);
     ctx.status = 200;
     ctx.set(blobHeaders(digest, size));
   });
 
   router.get('/v2/*name/blobs/:digest', requireAccess('pull'), async (ctx) => {
-    const { digest } = ctx.params;
+    const digest = toDigest(ctx.params.digest);
     const found = await registry.repository(ctx.params.name).findBlob(digest, 'get');
     if (accelRedirect && found.file) return answerWithAccelRedirect(ctx, accelRedirect, found.file());
     const { size } = found;
@@ -42,8 +43,9 @@ export function blobRoutes(router: RegistryRouter, { registry, config }: RouteDe
   });
 
   router.delete('/v2/*name/blobs/:digest', requireAccess('delete'), async (ctx) => {
-    await registry.repository(ctx.params.name).deleteBlob(ctx.params.digest);
-    respondEmpty(ctx, 202, { 'Docker-Content-Digest': ctx.params.digest });
+    const digest = toDigest(ctx.params.digest);
+    await registry.repository(ctx.params.name).deleteBlob(digest);
+    respondEmpty(ctx, 202, { 'Docker-Content-Digest': digest });
   });
 }
 

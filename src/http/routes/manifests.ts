@@ -1,3 +1,4 @@
+import { toManifestReference } from '../../oci/digest';
 import { MediaType, bareMediaType } from '../../oci/media-types';
 import { StoredManifest } from '../../storage/repository';
 import { RegistryError } from '../../oci/errors';
@@ -8,7 +9,7 @@ import { requireAccess } from '../middleware/authorize';
 /** GET, HEAD, PUT and DELETE /v2/<name>/manifests/<reference>, where reference is a tag or a digest. */
 export function manifestRoutes(router: RegistryRouter, { registry, config }: RouteDependencies): void {
   const serve = (withBody: boolean) => async (ctx: Parameters<Parameters<RegistryRouter['get']>[1]>[0]) => {
-    const manifest = await registry.repository(ctx.params.name).getManifest(ctx.params.reference);
+    const manifest = await registry.repository(ctx.params.name).getManifest(toManifestReference(ctx.params.reference));
     requireAccepted(manifest, ctx.get('Accept'));
     ctx.status = 200;
     ctx.set({ 'Docker-Content-Digest': manifest.digest, ETag: `"${manifest.digest}"` });
@@ -22,7 +23,7 @@ export function manifestRoutes(router: RegistryRouter, { registry, config }: Rou
   router.put('/v2/*name/manifests/:reference', requireAccess('push'), async (ctx) => {
     const repository = registry.repository(ctx.params.name);
     const content = await readBody(ctx, config.max_manifest_size);
-    const result = await repository.putManifest(ctx.params.reference, content, ctx.get('Content-Type') || undefined);
+    const result = await repository.putManifest(toManifestReference(ctx.params.reference), content, ctx.get('Content-Type') || undefined);
     const headers: Record<string, string> = {
       Location: `/v2/${repository.name}/manifests/${result.digest}`,
       'Docker-Content-Digest': result.digest,
@@ -33,7 +34,7 @@ export function manifestRoutes(router: RegistryRouter, { registry, config }: Rou
   });
 
   router.delete('/v2/*name/manifests/:reference', requireAccess('delete'), async (ctx) => {
-    await registry.repository(ctx.params.name).deleteManifest(ctx.params.reference);
+    await registry.repository(ctx.params.name).deleteManifest(toManifestReference(ctx.params.reference));
     respondEmpty(ctx, 202);
   });
 }

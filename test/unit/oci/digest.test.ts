@@ -1,4 +1,14 @@
-import { createDigester, digestOf, looksLikeDigest, parseDigest } from '../../../src/oci/digest';
+import {
+  createDigester,
+  digestAlgorithm,
+  digestOf,
+  isDigestReference,
+  looksLikeDigest,
+  parseDigest,
+  toDigest,
+  toManifestReference,
+} from '../../../src/oci/digest';
+import { RegistryError } from '../../../src/oci/errors';
 
 const SHA256_EMPTY = 'sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
 const SHA512_EMPTY =
@@ -87,5 +97,34 @@ describe('looksLikeDigest', () => {
     expect(looksLikeDigest('sha256:short')).toBe(true);
     expect(looksLikeDigest('latest')).toBe(false);
     expect(looksLikeDigest('v1.2.3_sha256-abc')).toBe(false);
+  });
+});
+
+describe('toDigest and toManifestReference: a digest parsed once, at the edge', () => {
+  const sha256 = `sha256:${'a'.repeat(64)}`;
+  const sha512 = `sha512:${'b'.repeat(128)}`;
+
+  it('returns a valid digest as a Digest whose algorithm is read without parsing again', () => {
+    expect(digestAlgorithm(toDigest(sha256))).toBe('sha256');
+    expect(digestAlgorithm(toDigest(sha512))).toBe('sha512');
+  });
+
+  it.each(['sha256:abc', `sha256:${'A'.repeat(64)}`, `md5:${'a'.repeat(32)}`, 'latest', ''])('refuses %j with DIGEST_INVALID', (value) => {
+    let thrown: unknown;
+    try {
+      toDigest(value);
+    } catch (error) {
+      thrown = error;
+    }
+    expect(thrown).toBeInstanceOf(RegistryError);
+    expect((thrown as RegistryError).code).toBe('DIGEST_INVALID');
+  });
+
+  it('tells a digest reference from a tag, refusing a malformed digest', () => {
+    expect(isDigestReference(toManifestReference(sha256))).toBe(true);
+    expect(isDigestReference(toManifestReference('v1.2'))).toBe(false);
+    // Not a valid tag either: the operation decides (MANIFEST_UNKNOWN for a GET, TAG_INVALID for a PUT).
+    expect(isDigestReference(toManifestReference('-bad'))).toBe(false);
+    expect(() => toManifestReference('sha256:short')).toThrow(RegistryError);
   });
 });
