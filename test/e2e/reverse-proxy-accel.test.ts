@@ -335,3 +335,55 @@ describe('accel_redirect with [auth]: only an authorized GET is sent to the file
     expect(direct.headers.get('X-Accel-Redirect')).toBeNull();
   });
 });
+
+/**
+ * The race accel_redirect opens: the registry found the file and named it, and a collection or an eviction
+ * removed it before nginx opened it. A loopback relay between nginx and the registry removes the file right
+ * after the registry's answer, which makes that moment happen every time. The client must get what the
+ * registry would have said, the spec's BLOB_UNKNOWN in JSON, not nginx's HTML 404 page.
+ */
+describe('accel_redirect: a file removed between the registry\'s answer and nginx opening it', () => {
+  let app: TestApp;
+  let nginx: Nginx;
+  let relay: http.Server;
+
+  beforeAll(async () => {
+    app = await createTestApp({ overrides: { trust_proxy: 'true', accel_redirect: PREFIX } });
+    const registry = new URL(app.url);
+    relay = http.createServer((request, response) => {
+      const forwarded = http.request(
+        { host: registry.hostname, port: registry.port, method: request.method, path: request.url, headers: request.headers },
+        (answer) => {
+          const named = answer.headers['x-accel-redirect'];
+          if (typeof named === 'string' && named.startsWith(`${PREFIX}registry/blobs/`)) {
+            fs.rmSync(path.join(app.config.registry_storage, named.slice(`${PREFIX}registry/`.length)));
+          }
+          response.writeHead(answer.statusCode ?? 502, answer.headers);
+          answer.pipe(response);
+        },
+      );
+      forwarded.on('error', () => response.destroy());
+      request.pipe(forwarded);
+    });
+    await new Promise<void>((resolve) => relay.listen(0, '127.0.0.1', resolve));
+    nginx = await startNginx({ upstreamPort: (relay.address() as AddressInfo).port, accel: accelOf(app) });
+  });
+  afterAll(async () => {
+    await nginx?.close();
+    await new Promise((resolve) => relay?.close(resolve));
+    await app?.close();
+  });
+
+  test('the client gets 404 BLOB_UNKNOWN in the spec\'s JSON shape, naming the digest', async () => {
+    const blob = randomBytes(8192);
+    const digest = (await new RegistryClient(app).pushBlob('team/raced', blob)).digest;
+    const response = await nginx.request(`/v2/team/raced/blobs/${digest}`);
+    expect(response.status).toBe(404);
+    expect(response.headers['content-type']).toMatch(/^application\/json/);
+    const body = JSON.parse(response.body) as { errors: { code: string; message: string; detail: { digest: string } }[] };
+    expect(body.errors.map((error) => error.code)).toEqual(['BLOB_UNKNOWN']);
+    expect(body.errors[0].detail.digest).toBe(digest);
+    // The registry did name the file: nginx, not the registry, found it gone.
+    expect((await blobGets(nginx, digest)).at(-1)?.upstreamAccelRedirect).toBe(internalUri('registry', digest));
+  });
+});
