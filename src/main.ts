@@ -10,6 +10,7 @@ import { MetricsListener, startMetricsListener } from './server/metrics-listener
 import { exitOnSignals } from './server/shutdown';
 import { describeGc, describeVerify, scheduleGarbageCollection } from './storage/gc-runs';
 import { Registry } from './registry';
+import { describeSync } from './proxy/cache-sync';
 import { TransferError } from './transfer/errors';
 import { exportDockerArchive } from './transfer/docker-archive';
 import { Selection } from './transfer/image-set';
@@ -23,6 +24,7 @@ const USAGE = `usage: registry [command] [--config <file>] [--<key> <value> …]
 commands:
   serve              start the registry (the default)
   gc [--dry-run]     collect garbage and evict the cache now; --dry-run only reports
+  sync --once        fetch the [[proxy.sync]] images into the cache now (pre-warming)
   verify             re-hash every stored blob; quarantine corrupt ones
   config check       show the configuration in force (secrets censored) and what in it will not work
   healthcheck        exit 0 if the registry configured here answers /readyz with 200 (Docker's HEALTHCHECK)
@@ -44,7 +46,7 @@ options:
 
 Environment variables REGISTRY_<KEY> set keys too (REGISTRY_PORT, REGISTRY_GC_GRACE); flags win.`;
 
-const COMMANDS = ['serve', 'gc', 'verify', 'config', 'healthcheck', 'export', 'import'];
+const COMMANDS = ['serve', 'gc', 'verify', 'sync', 'config', 'healthcheck', 'export', 'import'];
 
 /** A command line that cannot be run; printed as it is, without a stack. */
 class UsageError extends Error {}
@@ -64,6 +66,8 @@ async function main(argv: string[]): Promise<void> {
   if (command === 'config' && args.shift() !== 'check') throw new UsageError(`usage: registry config check [--config <file>] [--<key> <value> …]`);
   const dryRun = removeFlag(args, '--dry-run');
   if (dryRun && command !== 'gc') throw new UsageError('--dry-run goes with the gc command');
+  const once = removeFlag(args, '--once');
+  if (once !== (command === 'sync')) throw new UsageError('usage: registry sync --once [--config <file>] [--<key> <value> …]');
   const transfer = command === 'export' || command === 'import' ? takeTransferArguments(command, args) : undefined;
 
   const { configPath, overrides } = parseFlags(args);
@@ -93,6 +97,16 @@ async function main(argv: string[]): Promise<void> {
     process.stdout.write(describeGc(await registry.collectGarbage({ dryRun })));
     return registry.close();
   }
+  if (command === 'sync') {
+    // Beside a running server or alone: the same index (SQLite in WAL mode) and store; a blob a pull is
+    // fetching in the server meanwhile may be fetched here too, and the last rename wins with the same bytes.
+    if (!registry.cacheSync) throw new UsageError('sync fills the pull-through cache, which [proxy] enabled = false turns off');
+    const reports = await registry.cacheSync.runAll();
+    process.stdout.write(describeSync(reports));
+    registry.close();
+    if (reports.some((report) => report.failed.length > 0)) process.exitCode = 1;
+    return;
+  }
   if (command === 'verify') {
     const report = await registry.verify();
     process.stdout.write(describeVerify(report));
@@ -106,9 +120,12 @@ async function main(argv: string[]): Promise<void> {
   // `[metrics] listen`: its own plain listener; it stays up through a drain (in-flight figures) until the exit.
   const metricsListener = await startMetricsListener(config, registry.metrics, log);
   process.stdout.write(describeStart(config, listeners, metricsListener));
-  const gc = scheduleGarbageCollection(registry, config.gc.interval, log);
+  const collection = scheduleGarbageCollection(registry, config.gc.interval, log);
+  const sync = registry.cacheSync?.schedule();
+  // Background work a shutdown stops and waits for before the index closes.
+  const background = { stop: async () => void (await Promise.all([collection.stop(), sync?.stop()])) };
   // SIGTERM/SIGINT: drain for up to shutdown_timeout, close the index, exit (src/shutdown.ts).
-  exitOnSignals({ listeners, registry, gc, lifecycle: listeners[0].lifecycle, timeoutMs: config.shutdown_timeout, log });
+  exitOnSignals({ listeners, registry, gc: background, lifecycle: listeners[0].lifecycle, timeoutMs: config.shutdown_timeout, log });
 }
 
 /**

@@ -7,6 +7,7 @@ import { RegistryMetrics } from './metrics/registry-metrics';
 import { isValidName } from './oci/names';
 import { PROXY_PREFIX } from './proxy/upstreams';
 import { PullThroughCache } from './proxy/pull-through-cache';
+import { CacheSync } from './proxy/cache-sync';
 import { AccessLog } from './storage/access-log';
 import { BlobStore } from './storage/blob-store';
 import { GarbageCollector, GcReport, VerifyReport } from './storage/gc';
@@ -24,6 +25,8 @@ export class Registry {
   /** ghcr.io's packages from GitHub's REST API (`[github]`), listed beside what is stored here. */
   private readonly ghcr: GhcrCatalog | null;
   private readonly collector: GarbageCollector;
+  /** Pre-warming (`[[proxy.sync]]`); null with the cache disabled. */
+  readonly cacheSync: CacheSync | null;
   /** Sizes, counts and times for people (the web UI), and eviction from the cache. */
   readonly inventory: ContentInventory;
   /** The last garbage collection this process ran (not a dry run), for the web UI's storage page. */
@@ -61,6 +64,8 @@ export class Registry {
     this.pullThroughCache = config.proxy.enabled
       ? new PullThroughCache(index, proxyStore, proxyConfig, log, metrics, this.ghcr?.alternativeTagList)
       : null;
+    const cache = this.pullThroughCache;
+    this.cacheSync = cache ? new CacheSync(proxyConfig.proxy, (name) => cache.repository(name), log, metrics) : null;
     this.collector = new GarbageCollector({
       index,
       stores: { hosted: hostedStore, proxy: proxyStore },

@@ -77,7 +77,27 @@ export interface ProxyConfig {
   max_age: number;
   /** The cache is kept under this many bytes, least recently pulled images evicted first; 0: no limit. */
   max_size: number;
+  /** Manifests and blobs the sync fetches at a time, all entries together. */
+  sync_concurrency: number;
+  /** Bytes per second the sync fetches from one upstream, averaged over its blobs; 0: no limit. */
+  sync_bandwidth: number;
+  sync: SyncEntryConfig[];
   upstreams: UpstreamConfig[];
+}
+
+/** `[[proxy.sync]]`: a cached repository whose tags are fetched ahead of any pull. */
+export interface SyncEntryConfig {
+  /** The repository as pulled, e.g. "proxy/docker.io/library/alpine" (any spelling the cache maps). */
+  image: string;
+  tags: string[];
+  /** A regular expression over the upstream's tags; "" when `tags` lists them. */
+  tag_pattern: string;
+  /** With `tag_pattern`: at most this many tags per run, the last ones in sort order. */
+  max_tags: number;
+  /** `os/architecture[/variant]` of an index's children to fetch; empty: all. */
+  platforms: string[];
+  /** How often the server runs the entry, in ms; 0: only with the `sync` command. */
+  interval: number;
 }
 
 /** `[[proxy.upstreams]]`: a registry reached under proxy/<host>/…, or under one of its aliases. */

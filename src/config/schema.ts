@@ -191,6 +191,31 @@ export const CONFIG_SCHEMA = {
         min: 0,
         description: 'Cache size limit, least recently pulled images evicted first; 0: no limit',
       },
+      sync_concurrency: {
+        type: 'integer',
+        default: 2,
+        min: 1,
+        max: 64,
+        description: 'Manifests and blobs [[proxy.sync]] fetches at a time, all entries together',
+      },
+      sync_bandwidth: {
+        type: 'size',
+        default: 0,
+        min: 0,
+        description: 'Bytes per second [[proxy.sync]] fetches from one upstream, averaged over its blobs; 0: no limit',
+      },
+      sync: {
+        type: 'tables',
+        description: 'Images fetched into the cache ahead of any pull, on a schedule (pre-warming)',
+        keys: {
+          image: { type: 'string', default: '', required: true, description: 'The cached repository, as pulled: proxy/docker.io/library/alpine' },
+          tags: { type: 'strings', default: [], description: 'Tags to fetch' },
+          tag_pattern: { type: 'string', default: '', description: "Or: a regular expression the upstream's tags must match" },
+          max_tags: { type: 'integer', default: 20, min: 1, max: 1000, description: 'At most this many tags of tag_pattern per run (the last ones in sort order)' },
+          platforms: { type: 'strings', default: [], description: 'os/architecture[/variant] of an index to fetch; empty: every platform' },
+          interval: { type: 'duration', default: '6h', description: 'How often the server runs this entry; 0: only with the sync command' },
+        },
+      },
       upstreams: {
         type: 'tables',
         description: 'Upstream registries with their own URL, aliases or credentials',

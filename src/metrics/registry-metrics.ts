@@ -121,6 +121,26 @@ export class RegistryMetrics {
     labelNames: ['store'] as const,
     registers: [this.prometheus],
   });
+  private readonly syncItems = new Counter({
+    name: `${PREFIX}proxy_sync_items_total`,
+    help:
+      'Manifests and blobs [[proxy.sync]] pre-warming handled, by upstream, kind and result ' +
+      '(fetched: from the upstream, cached: already there, failed).',
+    labelNames: ['upstream', 'kind', 'result'] as const,
+    registers: [this.prometheus],
+  });
+  private readonly syncRuns = new Counter({
+    name: `${PREFIX}proxy_sync_runs_total`,
+    help: 'Runs of [[proxy.sync]] entries, by upstream and result (success, failure: something could not be fetched).',
+    labelNames: ['upstream', 'result'] as const,
+    registers: [this.prometheus],
+  });
+  private readonly syncLastRun = new Gauge({
+    name: `${PREFIX}proxy_sync_last_run_timestamp_seconds`,
+    help: 'When each [[proxy.sync]] image (a configured name) last finished a run, by image and result.',
+    labelNames: ['image', 'result'] as const,
+    registers: [this.prometheus],
+  });
   private readStorage: (() => Record<StoreKind, { bytes: number; blobs: number }>) | undefined;
   private readonly gcDeletedManifests = new Counter({
     name: `${PREFIX}gc_deleted_manifests_total`,
@@ -173,6 +193,18 @@ export class RegistryMetrics {
       answered: (method, status) => this.upstreamRequests.inc({ upstream, method, status: String(status) }),
       failed: (reason) => this.upstreamErrors.inc({ upstream, reason }),
     };
+  }
+
+  /** A manifest or blob pre-warming (`[[proxy.sync]]`) handled. */
+  syncItem(upstream: string, kind: 'manifest' | 'blob', result: 'fetched' | 'cached' | 'failed'): void {
+    this.syncItems.inc({ upstream: this.upstreamLabel(upstream), kind, result });
+  }
+
+  /** One `[[proxy.sync]]` entry's run done; `image` is a configured name, so the label stays bounded. */
+  syncRun(upstream: string, image: string, failed: boolean, finishedAt: number): void {
+    const result = failed ? 'failure' : 'success';
+    this.syncRuns.inc({ upstream: this.upstreamLabel(upstream), result });
+    this.syncLastRun.set({ image, result }, finishedAt / 1000);
   }
 
   private readonly upstreamLabels = new Set<string>();

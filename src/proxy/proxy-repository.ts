@@ -126,6 +126,30 @@ export class ProxyRepository implements Repository {
     return { digest, size: download.size, stream: download.read(range) };
   }
 
+  /**
+   * Makes the blob cached without a client reading it (pre-warming): 'cached' when it already was, else it
+   * goes through the one transfer per blob that pulls share and settles once that is verified and stored.
+   */
+  async prefetchBlob(digest: Digest): Promise<{ result: 'cached' | 'fetched'; size: number }> {
+    const cached = await this.cachedBlobSize(digest);
+    if (cached !== null) return { result: 'cached', size: cached };
+    const download = await this.joinDownload(digest);
+    await download.done;
+    const size = await this.cachedBlobSize(digest);
+    if (size === null) throw new RegistryError('BLOB_UNKNOWN', { detail: { digest } });
+    return { result: 'fetched', size };
+  }
+
+  /** Whether the manifest is cached in this repository (its index record; the file is checked when read). */
+  holdsManifest(digest: Digest): boolean {
+    return this.content.index.manifest(this.name, digest) !== null;
+  }
+
+  /** The digest this cache holds for `tag`, whether or not it is still fresh; undefined when none. */
+  cachedTagDigest(tag: string): string | undefined {
+    return this.content.index.checkedTag(this.name, tag)?.digest;
+  }
+
   /** The upstream transfer of `digest`: the one under way for this repository, or a new one. */
   private async joinDownload(digest: string) {
     const download = await this.content.downloads.join(

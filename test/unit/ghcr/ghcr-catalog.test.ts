@@ -11,6 +11,9 @@ const proxy = (upstreams: UpstreamConfig[] = [], allowed: string[] = []): ProxyC
   max_concurrent_downloads: 16,
   max_age: 0,
   max_size: 0,
+  sync_concurrency: 2,
+  sync_bandwidth: 0,
+  sync: [],
   upstreams,
 });
 const entry = (fields: Partial<UpstreamConfig>): UpstreamConfig => ({

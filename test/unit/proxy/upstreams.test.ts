@@ -13,6 +13,9 @@ function upstreams(overrides: Partial<ProxyConfig> = {}): Upstreams {
     max_concurrent_downloads: 16,
     max_age: 0,
     max_size: 0,
+    sync_concurrency: 2,
+    sync_bandwidth: 0,
+    sync: [],
     upstreams: [],
     ...overrides,
   };
