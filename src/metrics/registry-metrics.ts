@@ -19,6 +19,9 @@ export type StoreKind = 'hosted' | 'proxy';
 /** `hit`: from the cache; `miss`: fetched from the upstream; `stale`: from the cache because the upstream failed. */
 export type CacheResult = 'hit' | 'miss' | 'stale';
 
+/** What the pull-through cache serves: manifests, blobs, and the referrers lists of manifests. */
+export type CachedKind = 'manifest' | 'blob' | 'referrers';
+
 /** What an upstream client reports, bound to one upstream. */
 export interface UpstreamObserver {
   /** A request to the upstream's registry API that got a response. */
@@ -74,7 +77,7 @@ export class RegistryMetrics {
   private readonly cacheRequests = new Counter({
     name: `${PREFIX}proxy_cache_requests_total`,
     help:
-      'Manifests and blobs the pull-through cache served, by upstream, kind and result ' +
+      'Manifests, blobs and referrers lists the pull-through cache served, by upstream, kind and result ' +
       '(hit: from the cache, miss: fetched from the upstream, stale: from the cache because the upstream failed).',
     labelNames: ['upstream', 'kind', 'result'] as const,
     registers: [this.prometheus],
@@ -163,7 +166,7 @@ export class RegistryMetrics {
   // --- pull-through cache and upstreams --------------------------------------------------------
 
   /** A manifest or blob the pull-through cache served for `upstream`, and where from. */
-  cacheServed(upstream: string, kind: 'manifest' | 'blob', result: CacheResult): void {
+  cacheServed(upstream: string, kind: CachedKind, result: CacheResult): void {
     this.cacheRequests.inc({ upstream: this.upstreamLabel(upstream), kind, result });
   }
 

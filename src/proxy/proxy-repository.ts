@@ -1,10 +1,10 @@
 import { RegistryError } from '../oci/errors';
 import { readAtMost } from '../streams';
 import { Logger } from '../log';
-import type { CacheResult } from '../metrics/registry-metrics';
+import type { CachedKind, CacheResult } from '../metrics/registry-metrics';
 import { digestOf, looksLikeDigest, parseDigest } from '../oci/digest';
 import { Descriptor, ManifestParseError, parseManifest } from '../oci/manifest';
-import { MANIFEST_MEDIA_TYPES } from '../oci/media-types';
+import { isIndexMediaType, MANIFEST_MEDIA_TYPES, MediaType } from '../oci/media-types';
 import { isValidTag } from '../oci/names';
 import { AccessLog } from '../storage/access-log';
 import { blobRelativePath } from '../storage/paths';
@@ -45,7 +45,7 @@ export interface CachedContent {
   alternativeTagList?: (target: ProxiedName) => Promise<string[] | null>;
   log: Logger;
   /** Counts what was served from the cache, fetched, or served stale (metrics). */
-  metrics?: { cacheServed(upstream: string, kind: 'manifest' | 'blob', result: CacheResult): void };
+  metrics?: { cacheServed(upstream: string, kind: CachedKind, result: CacheResult): void };
   now: () => number;
 }
 
@@ -235,7 +235,7 @@ export class ProxyRepository implements Repository {
   }
 
   /** Counts a manifest or blob served (metrics); returns `content` for the caller to return. */
-  private served<T>(kind: 'manifest' | 'blob', result: CacheResult, content?: T): T {
+  private served<T>(kind: CachedKind, result: CacheResult, content?: T): T {
     this.content.metrics?.cacheServed(this.target.upstream.name, kind, result);
     return content as T;
   }
@@ -348,10 +348,71 @@ export class ProxyRepository implements Repository {
     return [...tags].sort();
   }
 
-  async listReferrers(digest: string): Promise<Descriptor[]> {
+  /**
+   * The upstream's referrers of `digest`: kept for tag_ttl when the subject is cached here, and served
+   * from there (or, never fetched, from the referrers cached here, if any) whenever the upstream fails.
+   */
+  async listReferrers(digest: string, artifactType?: string): Promise<Descriptor[]> {
     requireDigest(digest);
-    // Referrers of what is cached here; the upstream's own list is not consulted.
-    return this.content.index.referrers(this.name, digest).map(toDescriptor);
+    const kept = this.content.index.upstreamReferrers(this.name, digest);
+    if (kept && this.content.now() - kept.fetchedAt < this.content.tagTtlMs) return this.served('referrers', 'hit', kept.descriptors as Descriptor[]);
+    try {
+      const answer = await this.fetchReferrers(digest, artifactType);
+      // Only the whole list is kept: a filtered one would answer the next, differently filtered, request wrongly.
+      if (!answer.filtered) this.content.index.storeUpstreamReferrers(this.name, digest, answer.descriptors, this.content.now());
+      return this.served('referrers', 'miss', answer.descriptors);
+    } catch (error) {
+      // Without a kept list, the referrers cached here are all we know; none at all is not "there are none".
+      const known = (kept?.descriptors as Descriptor[] | undefined) ?? this.content.index.referrers(this.name, digest).map(toDescriptor);
+      if (!isUpstreamTrouble(error) || (!kept && known.length === 0)) throw error;
+      this.content.log.warn('upstream unusable; serving the cached referrers', {
+        repository: this.name,
+        digest,
+        error: (error as Error).message,
+      });
+      return this.served('referrers', 'stale', known);
+    }
+  }
+
+  /**
+   * dist-spec 1.1: the referrers API (`artifactType` passed on; OCI-Filters-Applied says whether it was
+   * applied); an upstream without one answers 404, and then the referrers tag scheme: an index under the
+   * tag `<alg>-<ref>`, kept by the clients that push referrers (cosign, notation, oras), none when absent.
+   */
+  private async fetchReferrers(digest: string, artifactType?: string): Promise<{ descriptors: Descriptor[]; filtered: boolean }> {
+    const query = artifactType === undefined ? '' : `?artifactType=${encodeURIComponent(artifactType)}`;
+    const response = await this.upstream('GET', `referrers/${digest}${query}`, { Accept: MediaType.OciIndex });
+    if (response.status === 200) {
+      const filtered = artifactType !== undefined && /\bartifactType\b/.test(response.headers.get('oci-filters-applied') ?? '');
+      return { descriptors: await this.readReferrersIndex(response, 'referrers list', digest), filtered };
+    }
+    if (response.status !== 404) throw this.upstreamFailure(response, 'MANIFEST_UNKNOWN', { digest });
+    void response.body?.cancel().catch(() => undefined);
+
+    const tag = referrersTag(digest);
+    const tagged = await this.upstream('GET', `manifests/${tag}`, { Accept: MediaType.OciIndex });
+    if (tagged.status === 404) {
+      void tagged.body?.cancel().catch(() => undefined);
+      return { descriptors: [], filtered: false };
+    }
+    if (tagged.status !== 200) throw this.upstreamFailure(tagged, 'MANIFEST_UNKNOWN', { reference: tag });
+    return { descriptors: await this.readReferrersIndex(tagged, `referrers tag ${tag}`, digest), filtered: false };
+  }
+
+  /** The descriptors of an OCI index the upstream sent as a referrers list, read up to max_manifest_size. */
+  private async readReferrersIndex(response: Response, what: string, digest: string): Promise<Descriptor[]> {
+    const upstream = this.target.upstream.name;
+    const content = await readAtMost(response.body as unknown as AsyncIterable<Uint8Array>, this.content.maxManifestSize);
+    if (content === undefined) throw this.unusableAnswer(`upstream ${upstream} sent a ${what} over ${this.content.maxManifestSize} bytes`, { digest });
+    let parsed;
+    try {
+      parsed = parseManifest(content);
+    } catch (error) {
+      if (!(error instanceof ManifestParseError)) throw error;
+      throw this.unusableAnswer(`upstream ${upstream} sent a ${what} that is not an OCI index: ${error.message}`, { digest });
+    }
+    if (!isIndexMediaType(parsed.mediaType)) throw this.unusableAnswer(`upstream ${upstream} sent a ${what} that is not an OCI index`, { digest });
+    return parsed.manifests.map(referrerDescriptor);
   }
 
   // --- writes are refused ------------------------------------------------------------------
@@ -441,6 +502,18 @@ export class ProxyRepository implements Repository {
 /** Unreachable, rate-limiting, refusing or failing upstreams: cases where cached content is served instead. */
 function isUpstreamTrouble(error: unknown): boolean {
   return error instanceof RegistryError && ['UNAVAILABLE', 'TOOMANYREQUESTS', 'DENIED'].includes(error.code);
+}
+
+/** dist-spec 1.1 referrers tag scheme: `<alg>-<ref>`, the algorithm cut to 32 characters and the encoded digest to 64. */
+export function referrersTag(digest: string): string {
+  const [algorithm, encoded] = digest.split(':');
+  return `${algorithm.slice(0, 32)}-${encoded.slice(0, 64)}`;
+}
+
+/** What a referrers list says of each referrer (dist-spec 1.1): nothing else the upstream put there. */
+function referrerDescriptor(descriptor: Descriptor): Descriptor {
+  const { mediaType, digest, size, artifactType, annotations } = descriptor;
+  return { mediaType, digest, size, ...(artifactType !== undefined && { artifactType }), ...(annotations !== undefined && { annotations }) };
 }
 
 /**

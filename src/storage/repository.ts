@@ -88,7 +88,11 @@ export interface Repository {
   putManifest(reference: string, content: Buffer, contentType: string | undefined): Promise<PutManifestResult>;
   deleteManifest(reference: string): Promise<void>;
   listTags(page: Pagination): Promise<Page<string>>;
-  listReferrers(digest: string): Promise<Descriptor[]>;
+  /**
+   * The manifests whose subject is `digest`. `artifactType` is a hint a repository may pass on (an
+   * upstream's referrers API filters with it); the caller filters the answer itself either way.
+   */
+  listReferrers(digest: string, artifactType?: string): Promise<Descriptor[]>;
 }
 
 export interface HostedContent {
