@@ -84,8 +84,13 @@ export interface ProxyConfig {
 export interface UpstreamConfig {
   /** The name used in the path, e.g. "docker.io" or "upstream.test". */
   host: string;
-  /** Where it is reached, e.g. "https://registry-1.docker.io" or "http://127.0.0.1:5056". */
+  /** Where it is reached, e.g. "https://registry-1.docker.io" or "http://127.0.0.1:5056": the first of `urls`. */
   url: string;
+  /**
+   * Every URL it is reached at, tried in order for each request: a 404 or a failure moves on to the next, and
+   * the last one's answer stands. Set from `url` when only that is configured.
+   */
+  urls: string[];
   aliases: string[];
   username: string;
   password: string;

@@ -196,7 +196,12 @@ export const CONFIG_SCHEMA = {
         description: 'Upstream registries with their own URL, aliases or credentials',
         keys: {
           host: { type: 'string', default: '', required: true, description: 'Name used in the path: proxy/<host>/<image>' },
-          url: { type: 'url', default: '', required: true, description: 'Where the upstream is reached' },
+          url: { type: 'url', default: '', description: 'Where the upstream is reached (or urls)' },
+          urls: {
+            type: 'strings',
+            default: [],
+            description: 'Several URLs of the same content (mirrors first), tried in order: a 404 or an error moves on to the next',
+          },
           aliases: { type: 'strings', default: [], description: 'Other names for the same upstream' },
           username: { type: 'string', default: '', description: 'Upstream user (token auth or Basic)' },
           password: { type: 'string', default: '', description: 'Upstream password or access token' },

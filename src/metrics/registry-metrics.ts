@@ -94,6 +94,14 @@ export class RegistryMetrics {
     labelNames: ['upstream', 'reason'] as const,
     registers: [this.prometheus],
   });
+  private readonly upstreamFallbacks = new Counter({
+    name: `${PREFIX}upstream_fallbacks_total`,
+    help:
+      "Requests that one of an upstream's URLs failed and the next was asked ([[proxy.upstreams]] urls), by upstream and reason " +
+      '(not_found, rate_limited, denied, server_error, other_status, unreachable, unusable).',
+    labelNames: ['upstream', 'reason'] as const,
+    registers: [this.prometheus],
+  });
   private readonly gcRuns = new Counter({
     name: `${PREFIX}gc_runs_total`,
     help: 'Garbage collections run (dry runs not counted), by result (success, failure).',
@@ -168,6 +176,11 @@ export class RegistryMetrics {
   /** A manifest or blob the pull-through cache served for `upstream`, and where from. */
   cacheServed(upstream: string, kind: CachedKind, result: CacheResult): void {
     this.cacheRequests.inc({ upstream: this.upstreamLabel(upstream), kind, result });
+  }
+
+  /** One of an upstream's URLs failed (`reason`), and the next was asked. */
+  upstreamFallback(upstream: string, reason: string): void {
+    this.upstreamFallbacks.inc({ upstream: this.upstreamLabel(upstream), reason });
   }
 
   upstream(name: string): UpstreamObserver {

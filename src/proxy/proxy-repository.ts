@@ -45,7 +45,11 @@ export interface CachedContent {
   alternativeTagList?: (target: ProxiedName) => Promise<string[] | null>;
   log: Logger;
   /** Counts what was served from the cache, fetched, or served stale (metrics). */
-  metrics?: { cacheServed(upstream: string, kind: CachedKind, result: CacheResult): void };
+  metrics?: {
+    cacheServed(upstream: string, kind: CachedKind, result: CacheResult): void;
+    /** One of an upstream's URLs failed, and the next was asked. */
+    upstreamFallback(upstream: string, reason: FallbackReason): void;
+  };
   now: () => number;
 }
 
@@ -260,7 +264,7 @@ export class ProxyRepository implements Repository {
   }
 
   private async fetchManifest(reference: string, tag: string | undefined): Promise<StoredManifest> {
-    const response = await this.upstream('GET', `manifests/${reference}`, { Accept: MANIFEST_ACCEPT });
+    const { response, url } = await this.upstreamAnswer('GET', `manifests/${reference}`, { Accept: MANIFEST_ACCEPT });
     if (response.status !== 200) throw this.upstreamFailure(response, 'MANIFEST_UNKNOWN', { reference });
     const content = await readAtMost(response.body as unknown as AsyncIterable<Uint8Array>, this.content.maxManifestSize);
     if (content === undefined) {
@@ -292,7 +296,7 @@ export class ProxyRepository implements Repository {
     await this.content.store.write(content, { expectedDigest: digest });
     this.content.index.putManifest(newManifest(this.name, digest, content, parsed, tag), this.content.now());
     this.content.accessLog.manifestPulled(this.name, digest);
-    return { digest, mediaType: parsed.mediaType, size: content.length, content };
+    return { digest, mediaType: parsed.mediaType, size: content.length, content, servedBy: new URL(url).origin };
   }
 
   // --- tags and referrers --------------------------------------------------------------------
@@ -457,24 +461,59 @@ export class ProxyRepository implements Repository {
   // --- upstream ------------------------------------------------------------------------------
 
   private async upstream(method: 'GET' | 'HEAD', path: string, headers: Record<string, string> = {}): Promise<Response> {
-    try {
-      return await this.target.upstream.client.request(method, `${this.target.remoteName}/${path}`, {
-        repository: this.target.remoteName,
-        headers,
-      });
-    } catch (error) {
-      const upstream = this.target.upstream.name;
-      if (error instanceof UpstreamUnavailableError) {
-        throw new RegistryError('UNAVAILABLE', { message: `upstream ${upstream} is unreachable`, detail: { upstream } });
+    return (await this.upstreamAnswer(method, path, headers)).response;
+  }
+
+  /**
+   * The upstream's answer and the URL that gave it. Its URLs (`[[proxy.upstreams]] urls`) are asked in
+   * order: an error status (404 above all: a mirror that lacks the image) or no usable answer moves on to
+   * the next, and the last one's answer stands, whatever it is.
+   */
+  private async upstreamAnswer(
+    method: 'GET' | 'HEAD',
+    path: string,
+    headers: Record<string, string> = {},
+  ): Promise<{ response: Response; url: string }> {
+    const clients = this.target.upstream.clients;
+    for (const [index, client] of clients.entries()) {
+      const last = index === clients.length - 1;
+      let response: Response;
+      try {
+        response = await client.request(method, `${this.target.remoteName}/${path}`, { repository: this.target.remoteName, headers });
+      } catch (error) {
+        if (last || !isUpstreamClientError(error)) throw this.upstreamError(error);
+        this.fallBack(client.url, error instanceof UpstreamUnavailableError ? 'unreachable' : 'unusable', path, (error as Error).message);
+        continue;
       }
-      if (error instanceof UpstreamRefusedError) {
-        // The same answer whether anything listens there or not, and no connection was attempted.
-        this.content.log.warn('upstream destination refused', { repository: this.name, upstream, error: error.message });
-        throw new RegistryError('DENIED', { message: error.message, detail: { upstream } });
+      if (last || response.status < 400) {
+        if (index > 0) this.content.log.info('upstream answered from a fallback URL', { repository: this.name, upstream: this.target.upstream.name, url: client.url, path, status: response.status });
+        return { response, url: client.url };
       }
-      if (error instanceof UpstreamAnswerError) throw this.unusableAnswer(error.message);
-      throw error;
+      void response.body?.cancel().catch(() => undefined);
+      this.fallBack(client.url, fallbackReason(response.status), path, `answered ${response.status}`);
     }
+    throw new Error('an upstream has at least one URL');
+  }
+
+  private fallBack(url: string, reason: FallbackReason, path: string, why: string): void {
+    const upstream = this.target.upstream.name;
+    this.content.log.info('upstream URL failed; trying the next', { repository: this.name, upstream, url, path, reason: why });
+    this.content.metrics?.upstreamFallback(upstream, reason);
+  }
+
+  /** What a client sees of an upstream request that got no usable answer. */
+  private upstreamError(error: unknown): unknown {
+    const upstream = this.target.upstream.name;
+    if (error instanceof UpstreamUnavailableError) {
+      return new RegistryError('UNAVAILABLE', { message: `upstream ${upstream} is unreachable`, detail: { upstream } });
+    }
+    if (error instanceof UpstreamRefusedError) {
+      // The same answer whether anything listens there or not, and no connection was attempted.
+      this.content.log.warn('upstream destination refused', { repository: this.name, upstream, error: error.message });
+      return new RegistryError('DENIED', { message: error.message, detail: { upstream } });
+    }
+    if (error instanceof UpstreamAnswerError) return this.unusableAnswer(error.message);
+    return error;
   }
 
   /** The upstream answered something it should not have (over a cap, malformed): 503, logged with its name. */
@@ -497,6 +536,21 @@ export class ProxyRepository implements Repository {
     }
     return new RegistryError('UNAVAILABLE', { message: `upstream ${upstream} answered ${response.status}`, detail });
   }
+}
+
+/** Why the next of an upstream's URLs was asked (a metric label: a fixed set). */
+export type FallbackReason = 'not_found' | 'rate_limited' | 'denied' | 'server_error' | 'other_status' | 'unreachable' | 'unusable';
+
+function fallbackReason(status: number): FallbackReason {
+  if (status === 404) return 'not_found';
+  if (status === 429) return 'rate_limited';
+  if (status === 401 || status === 403) return 'denied';
+  return status >= 500 ? 'server_error' : 'other_status';
+}
+
+/** What UpstreamClient throws for an upstream that gave no usable answer (anything else is our own failure). */
+function isUpstreamClientError(error: unknown): boolean {
+  return error instanceof UpstreamUnavailableError || error instanceof UpstreamRefusedError || error instanceof UpstreamAnswerError;
 }
 
 /** Unreachable, rate-limiting, refusing or failing upstreams: cases where cached content is served instead. */

@@ -48,6 +48,8 @@ export interface StoredManifest {
   mediaType: string;
   size: number;
   content: Buffer;
+  /** Pull-through cache: the origin of the upstream URL it was just fetched from; absent when served from storage. */
+  servedBy?: string;
 }
 
 export interface PutManifestResult {
