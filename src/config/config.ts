@@ -67,6 +67,8 @@ export interface ProxyConfig {
   allowed_upstreams: string[];
   /** How long a cached tag's digest is trusted before it is revalidated upstream, in ms. */
   tag_ttl: number;
+  /** How long an upstream's 404 for a manifest is remembered and answered without asking again, in ms; 0: never. */
+  not_found_ttl: number;
   /** How long to wait for an upstream's response headers, in ms. */
   timeout: number;
   /** Requests in flight to one upstream at a time. */

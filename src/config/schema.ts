@@ -171,6 +171,11 @@ export const CONFIG_SCHEMA = {
         default: '5m',
         description: 'How long a cached tag is served before it is revalidated upstream (with a HEAD)',
       },
+      not_found_ttl: {
+        type: 'duration',
+        default: '30s',
+        description: "How long an upstream's 404 for a manifest is remembered and answered without asking again; 0: never",
+      },
       timeout: { type: 'duration', default: '30s', description: "How long to wait for an upstream's response headers" },
       concurrency: { type: 'integer', default: 8, min: 1, max: 1000, description: 'Requests in flight to one upstream at a time' },
       max_concurrent_downloads: {

@@ -16,8 +16,11 @@ export const OTHER_UPSTREAMS = 'other';
 /** Which store a size or a freed byte belongs to: hosted content, or the pull-through cache. */
 export type StoreKind = 'hosted' | 'proxy';
 
-/** `hit`: from the cache; `miss`: fetched from the upstream; `stale`: from the cache because the upstream failed. */
-export type CacheResult = 'hit' | 'miss' | 'stale';
+/**
+ * `hit`: from the cache; `miss`: fetched from the upstream; `stale`: from the cache because the upstream failed;
+ * `not_found`: a 404 the upstream gave within `not_found_ttl`, answered again without asking it.
+ */
+export type CacheResult = 'hit' | 'miss' | 'stale' | 'not_found';
 
 /** What the pull-through cache serves: manifests, blobs, and the referrers lists of manifests. */
 export type CachedKind = 'manifest' | 'blob' | 'referrers';
@@ -78,7 +81,8 @@ export class RegistryMetrics {
     name: `${PREFIX}proxy_cache_requests_total`,
     help:
       'Manifests, blobs and referrers lists the pull-through cache served, by upstream, kind and result ' +
-      '(hit: from the cache, miss: fetched from the upstream, stale: from the cache because the upstream failed).',
+      '(hit: from the cache, miss: fetched from the upstream, stale: from the cache because the upstream failed, ' +
+      'not_found: a recent upstream 404 answered again without asking it).',
     labelNames: ['upstream', 'kind', 'result'] as const,
     registers: [this.prometheus],
   });

@@ -24,6 +24,7 @@ import {
   toDescriptor,
 } from '../storage/repository';
 import { BlobDownloads } from './blob-downloads';
+import { NotFoundCache } from './not-found-cache';
 import { ProxiedName } from './upstreams';
 import { UpstreamAnswerError, UpstreamRefusedError, UpstreamUnavailableError } from './upstream-client';
 
@@ -37,6 +38,8 @@ export interface CachedContent {
   /** In-flight manifest fetches by `<name>@<reference>`, shared by concurrent pulls. */
   manifestFetches: Map<string, Promise<StoredManifest>>;
   tagTtlMs: number;
+  /** Manifests the upstream just answered 404 for (`[proxy] not_found_ttl`). */
+  notFound: NotFoundCache;
   maxManifestSize: number;
   /**
    * Another source of a repository's tags when its upstream's tags/list cannot be had (GitHub's REST API
@@ -208,12 +211,14 @@ export class ProxyRepository implements Repository {
       // Content-addressed: once cached, never asked upstream again.
       const cached = await this.readCached(reference);
       if (cached) return this.served('manifest', 'hit', cached);
+      this.requireNotRecentlyMissing(reference);
       return this.served('manifest', 'miss', await this.fetchManifestOnce(reference, undefined));
     }
 
     const tag = this.content.index.checkedTag(this.name, reference);
     const cached = tag ? await this.readCached(tag.digest) : null;
     if (tag && cached && this.content.now() - tag.checkedAt < this.content.tagTtlMs) return this.served('manifest', 'hit', cached);
+    if (!(tag && cached)) this.requireNotRecentlyMissing(reference);
     try {
       if (tag && cached) {
         // Revalidate with a HEAD: Docker Hub does not count it against the pull limit.
@@ -236,6 +241,13 @@ export class ProxyRepository implements Repository {
       }
       throw error;
     }
+  }
+
+  /** MANIFEST_UNKNOWN, without asking, for a manifest nothing of which is cached and the upstream just answered 404 for. */
+  private requireNotRecentlyMissing(reference: string): void {
+    if (!this.content.notFound.has(`${this.name}@${reference}`, this.content.now())) return;
+    this.served('manifest', 'not_found');
+    throw new RegistryError('MANIFEST_UNKNOWN', { detail: { reference } });
   }
 
   /** Counts a manifest or blob served (metrics); returns `content` for the caller to return. */
@@ -265,6 +277,7 @@ export class ProxyRepository implements Repository {
 
   private async fetchManifest(reference: string, tag: string | undefined): Promise<StoredManifest> {
     const { response, url } = await this.upstreamAnswer('GET', `manifests/${reference}`, { Accept: MANIFEST_ACCEPT });
+    if (response.status === 404) this.content.notFound.remember(`${this.name}@${reference}`, this.content.now());
     if (response.status !== 200) throw this.upstreamFailure(response, 'MANIFEST_UNKNOWN', { reference });
     const content = await readAtMost(response.body as unknown as AsyncIterable<Uint8Array>, this.content.maxManifestSize);
     if (content === undefined) {

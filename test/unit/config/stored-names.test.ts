@@ -7,6 +7,7 @@ function proxyConfig(overrides: Partial<ProxyConfig> = {}): ProxyConfig {
     enabled: true,
     allowed_upstreams: [],
     tag_ttl: 300_000,
+    not_found_ttl: 30_000,
     timeout: 30_000,
     concurrency: 8,
     max_concurrent_downloads: 16,

@@ -6,6 +6,7 @@ const proxy = (upstreams: UpstreamConfig[] = [], allowed: string[] = []): ProxyC
   enabled: true,
   allowed_upstreams: allowed,
   tag_ttl: 300_000,
+  not_found_ttl: 30_000,
   timeout: 30_000,
   concurrency: 8,
   max_concurrent_downloads: 16,

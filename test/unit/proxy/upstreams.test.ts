@@ -8,6 +8,7 @@ function upstreams(overrides: Partial<ProxyConfig> = {}): Upstreams {
     enabled: true,
     allowed_upstreams: [],
     tag_ttl: 300_000,
+    not_found_ttl: 30_000,
     timeout: 30_000,
     concurrency: 8,
     max_concurrent_downloads: 16,
