@@ -250,7 +250,7 @@ export class ProxyRepository implements Repository {
     throw new RegistryError('MANIFEST_UNKNOWN', { detail: { reference } });
   }
 
-  /** Counts a manifest or blob served (metrics); returns `content` for the caller to return. */
+  /** Counts a manifest, blob or referrers list served (metrics); returns `content` for the caller to return. */
   private served<T>(kind: CachedKind, result: CacheResult, content?: T): T {
     this.content.metrics?.cacheServed(this.target.upstream.name, kind, result);
     return content as T;
@@ -372,7 +372,9 @@ export class ProxyRepository implements Repository {
   async listReferrers(digest: string, artifactType?: string): Promise<Descriptor[]> {
     requireDigest(digest);
     const kept = this.content.index.upstreamReferrers(this.name, digest);
-    if (kept && this.content.now() - kept.fetchedAt < this.content.tagTtlMs) return this.served('referrers', 'hit', kept.descriptors as Descriptor[]);
+    if (kept && this.content.now() - kept.fetchedAt < this.content.tagTtlMs) {
+      return this.served('referrers', 'hit', kept.descriptors as Descriptor[]);
+    }
     try {
       const answer = await this.fetchReferrers(digest, artifactType);
       // Only the whole list is kept: a filtered one would answer the next, differently filtered, request wrongly.
@@ -420,7 +422,9 @@ export class ProxyRepository implements Repository {
   private async readReferrersIndex(response: Response, what: string, digest: string): Promise<Descriptor[]> {
     const upstream = this.target.upstream.name;
     const content = await readAtMost(response.body as unknown as AsyncIterable<Uint8Array>, this.content.maxManifestSize);
-    if (content === undefined) throw this.unusableAnswer(`upstream ${upstream} sent a ${what} over ${this.content.maxManifestSize} bytes`, { digest });
+    if (content === undefined) {
+      throw this.unusableAnswer(`upstream ${upstream} sent a ${what} over ${this.content.maxManifestSize} bytes`, { digest });
+    }
     let parsed;
     try {
       parsed = parseManifest(content);
@@ -428,7 +432,9 @@ export class ProxyRepository implements Repository {
       if (!(error instanceof ManifestParseError)) throw error;
       throw this.unusableAnswer(`upstream ${upstream} sent a ${what} that is not an OCI index: ${error.message}`, { digest });
     }
-    if (!isIndexMediaType(parsed.mediaType)) throw this.unusableAnswer(`upstream ${upstream} sent a ${what} that is not an OCI index`, { digest });
+    if (!isIndexMediaType(parsed.mediaType)) {
+      throw this.unusableAnswer(`upstream ${upstream} sent a ${what} that is not an OCI index`, { digest });
+    }
     return parsed.manifests.map(referrerDescriptor);
   }
 
@@ -495,11 +501,15 @@ export class ProxyRepository implements Repository {
         response = await client.request(method, `${this.target.remoteName}/${path}`, { repository: this.target.remoteName, headers });
       } catch (error) {
         if (last || !isUpstreamClientError(error)) throw this.upstreamError(error);
-        this.fallBack(client.url, error instanceof UpstreamUnavailableError ? 'unreachable' : 'unusable', path, (error as Error).message);
+        const reason = error instanceof UpstreamUnavailableError ? 'unreachable' : 'unusable';
+        this.fallBack(client.url, reason, path, (error as Error).message);
         continue;
       }
       if (last || response.status < 400) {
-        if (index > 0) this.content.log.info('upstream answered from a fallback URL', { repository: this.name, upstream: this.target.upstream.name, url: client.url, path, status: response.status });
+        if (index > 0) {
+          const upstream = this.target.upstream.name;
+          this.content.log.info('upstream answered from a fallback URL', { repository: this.name, upstream, url: client.url, path, status: response.status });
+        }
         return { response, url: client.url };
       }
       void response.body?.cancel().catch(() => undefined);
