@@ -309,7 +309,9 @@ export class ProxyRepository implements Repository {
     await this.content.store.write(content, { expectedDigest: digest });
     this.content.index.putManifest(newManifest(this.name, digest, content, parsed, tag), this.content.now());
     this.content.accessLog.manifestPulled(this.name, digest);
-    return { digest, mediaType: parsed.mediaType, size: content.length, content, servedBy: new URL(url).origin };
+    // Said only where there is a choice: the address of an upstream with one URL is nobody's business.
+    const servedBy = this.target.upstream.clients.length > 1 ? new URL(url).origin : undefined;
+    return { digest, mediaType: parsed.mediaType, size: content.length, content, servedBy };
   }
 
   // --- tags and referrers --------------------------------------------------------------------

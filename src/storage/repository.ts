@@ -48,7 +48,10 @@ export interface StoredManifest {
   mediaType: string;
   size: number;
   content: Buffer;
-  /** Pull-through cache: the origin of the upstream URL it was just fetched from; absent when served from storage. */
+  /**
+   * Pull-through cache, for an upstream with several URLs: the origin of the one it was just fetched from;
+   * absent when served from storage.
+   */
   servedBy?: string;
 }
 

@@ -88,6 +88,8 @@ describe('GET /v2/proxy/<upstream>/<name>/referrers/<digest> from an upstream wi
   test('the whole list of a cached subject is kept for tag_ttl: later requests, filtered or not, are answered from it', async () => {
     const pulled = await fetch(`${app.url}/v2/proxy/api.test/kept/manifests/v1`, { headers: { Accept: MediaType.OciManifest } });
     expect(pulled.status).toBe(200);
+    // One URL: which one served is no news, and its address is not told.
+    expect(pulled.headers.get('x-registry-upstream')).toBeNull();
     asked.length = 0;
     expect((await referrers('kept')).manifests).toEqual(referrerList);
     expect((await referrers('kept')).manifests).toEqual(referrerList);
