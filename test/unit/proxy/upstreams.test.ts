@@ -58,6 +58,15 @@ describe('Upstreams.parse: proxy/<upstream>/<name>', () => {
     expect(configured.parse('proxy/up/a/b').name).toBe('proxy/upstream.test/a/b');
   });
 
+  test('an upstream with several urls has one client per URL, in the order they are tried', () => {
+    const urls = ['http://127.0.0.1:5058', 'http://localhost:5059'];
+    const configured = upstreams({ upstreams: [{ host: 'two.test', url: urls[0], urls, aliases: [], username: '', password: '' }] });
+    const { upstream } = configured.parse('proxy/two.test/a');
+    expect(upstream.url).toBe(urls[0]);
+    expect(upstream.clients.map((client) => client.url)).toEqual(urls);
+    expect(upstreams().parse('proxy/ghcr.io/a/b').upstream.clients.map((client) => client.url)).toEqual(['https://ghcr.io']);
+  });
+
   test('configuring any Docker Hub name configures all of them', () => {
     const configured = upstreams({
       upstreams: [{ host: 'registry-1.docker.io', url: 'http://127.0.0.1:5057', urls: ['http://127.0.0.1:5057'], aliases: [], username: '', password: '' }],
