@@ -85,7 +85,7 @@ describe('GET /v2/proxy/<upstream>/<name>/referrers/<digest> from an upstream wi
     expect(manifests).toEqual([referrerList[1]]);
   });
 
-  test('the whole list of a cached subject is kept for tag_ttl: later requests, filtered or not, are answered from it', async () => {
+  test('the whole list of a cached subject is kept for tag_ttl: later requests, filtered or not, are answered from it; eviction drops it', async () => {
     const pulled = await fetch(`${app.url}/v2/proxy/api.test/kept/manifests/v1`, { headers: { Accept: MediaType.OciManifest } });
     expect(pulled.status).toBe(200);
     // One URL: which one served is no news, and its address is not told.
@@ -97,6 +97,12 @@ describe('GET /v2/proxy/<upstream>/<name>/referrers/<digest> from an upstream wi
     expect(filtered.manifests).toEqual([referrerList[0]]);
     expect(filtered.response.headers.get('oci-filters-applied')).toBe('artifactType');
     expect(asked).toEqual(['kept ']);
+
+    // The kept list goes with its subject: once evicted, the upstream is asked again.
+    const evicted = await fetch(`${app.url}/api/cache/proxy/api.test/kept`, { method: 'DELETE' });
+    expect(evicted.status).toBe(200);
+    expect((await referrers('kept')).manifests).toEqual(referrerList);
+    expect(asked).toEqual(['kept ', 'kept ']);
   });
 
   test.each([
