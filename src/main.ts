@@ -135,7 +135,7 @@ async function main(argv: string[]): Promise<void> {
 function describeStart(config: Config, listeners: Listener[], metricsListener: MetricsListener | null): string {
   const [main, ...mirrors] = listeners;
   const hostMirrors = config.mirror.filter((mirror) => mirror.host);
-  const upstreams = config.proxy.upstreams.map((upstream) => `${upstream.host} (${upstream.url}${upstream.username ? `, as ${upstream.username}` : ''})`);
+  const upstreams = config.proxy.upstreams.map((upstream) => `${upstream.host} (${upstream.urls.join(', then ')}${upstream.username ? `, as ${upstream.username}` : ''})`);
   const lines = [
     `oci-cache-registry ${version()} listening on http://${main.host}:${main.port}`,
     ...mirrors.map(({ host, port, endpoint }) => `  mirror of ${endpoint.kind === 'mirror' ? endpoint.upstream : '?'} on http://${host}:${port}`),

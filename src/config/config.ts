@@ -67,6 +67,8 @@ export interface ProxyConfig {
   allowed_upstreams: string[];
   /** How long a cached tag's digest is trusted before it is revalidated upstream, in ms. */
   tag_ttl: number;
+  /** How long an upstream's 404 for a manifest is remembered and answered without asking again, in ms; 0: never. */
+  not_found_ttl: number;
   /** How long to wait for an upstream's response headers, in ms. */
   timeout: number;
   /** Requests in flight to one upstream at a time. */
@@ -104,8 +106,13 @@ export interface SyncEntryConfig {
 export interface UpstreamConfig {
   /** The name used in the path, e.g. "docker.io" or "upstream.test". */
   host: string;
-  /** Where it is reached, e.g. "https://registry-1.docker.io" or "http://127.0.0.1:5056". */
+  /** Where it is reached, e.g. "https://registry-1.docker.io" or "http://127.0.0.1:5056": the first of `urls`. */
   url: string;
+  /**
+   * Every URL it is reached at, tried in order for each request: a 404 or a failure moves on to the next, and
+   * the last one's answer stands. Set from `url` when only that is configured.
+   */
+  urls: string[];
   aliases: string[];
   username: string;
   password: string;

@@ -171,6 +171,11 @@ export const CONFIG_SCHEMA = {
         default: '5m',
         description: 'How long a cached tag is served before it is revalidated upstream (with a HEAD)',
       },
+      not_found_ttl: {
+        type: 'duration',
+        default: '30s',
+        description: "How long an upstream's 404 for a manifest is remembered and answered without asking again; 0: never",
+      },
       timeout: { type: 'duration', default: '30s', description: "How long to wait for an upstream's response headers" },
       concurrency: { type: 'integer', default: 8, min: 1, max: 1000, description: 'Requests in flight to one upstream at a time' },
       max_concurrent_downloads: {
@@ -221,7 +226,12 @@ export const CONFIG_SCHEMA = {
         description: 'Upstream registries with their own URL, aliases or credentials',
         keys: {
           host: { type: 'string', default: '', required: true, description: 'Name used in the path: proxy/<host>/<image>' },
-          url: { type: 'url', default: '', required: true, description: 'Where the upstream is reached' },
+          url: { type: 'url', default: '', description: 'Where the upstream is reached (or urls)' },
+          urls: {
+            type: 'strings',
+            default: [],
+            description: 'Several URLs of the same content (mirrors first), tried in order: a 404 or an error moves on to the next',
+          },
           aliases: { type: 'strings', default: [], description: 'Other names for the same upstream' },
           username: { type: 'string', default: '', description: 'Upstream user (token auth or Basic)' },
           password: { type: 'string', default: '', description: 'Upstream password or access token' },

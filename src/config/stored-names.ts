@@ -84,7 +84,7 @@ function servedUpstream(config: ProxyConfig, host: string): string | undefined {
 export function lookUpUpstream(
   config: ProxyConfig,
   host: string,
-): { name: string; settings: Pick<UpstreamConfig, 'url' | 'username' | 'password'> } {
+): { name: string; settings: Pick<UpstreamConfig, 'url' | 'urls' | 'username' | 'password'> } {
   const isDockerHub = DOCKER_HUB_NAMES.includes(host);
   const names = (entry: UpstreamConfig) => [entry.host, ...entry.aliases];
   const configured = config.upstreams.find((entry) =>
@@ -93,7 +93,7 @@ export function lookUpUpstream(
   // An upstream configured under an alias of Docker Hub's (host = "registry-1.docker.io", aliases = ["hub"])
   // is Docker Hub too: whichever of its names a client uses, it is stored once, under docker.io.
   if (isDockerHub || (configured && names(configured).some((candidate) => DOCKER_HUB_NAMES.includes(candidate)))) {
-    return { name: DOCKER_HUB, settings: configured ?? { url: DOCKER_HUB_URL, username: '', password: '' } };
+    return { name: DOCKER_HUB, settings: configured ?? { url: DOCKER_HUB_URL, urls: [DOCKER_HUB_URL], username: '', password: '' } };
   }
   if (configured) return { name: configured.host, settings: configured };
 
@@ -105,5 +105,5 @@ export function lookUpUpstream(
   if (!host.includes('.') && host !== 'localhost') {
     throw new RegistryError('NAME_UNKNOWN', { message: `${host} is not a registry host name`, detail: { upstream: host } });
   }
-  return { name: host, settings: { url: `https://${host}`, username: '', password: '' } };
+  return { name: host, settings: { url: `https://${host}`, urls: [`https://${host}`], username: '', password: '' } };
 }

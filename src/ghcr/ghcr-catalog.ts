@@ -195,6 +195,7 @@ export function withGhcrToken(proxy: ProxyConfig, github: GithubConfig): ProxyCo
   const upstream = {
     host: configured?.host ?? GHCR,
     url: configured?.url ?? `https://${GHCR}`,
+    urls: configured?.urls ?? [`https://${GHCR}`],
     aliases: configured?.aliases ?? [],
     username: GHCR_TOKEN_USERNAME,
     password: github.token,

@@ -16,8 +16,14 @@ export const OTHER_UPSTREAMS = 'other';
 /** Which store a size or a freed byte belongs to: hosted content, or the pull-through cache. */
 export type StoreKind = 'hosted' | 'proxy';
 
-/** `hit`: from the cache; `miss`: fetched from the upstream; `stale`: from the cache because the upstream failed. */
-export type CacheResult = 'hit' | 'miss' | 'stale';
+/**
+ * `hit`: from the cache; `miss`: fetched from the upstream; `stale`: from the cache because the upstream failed;
+ * `not_found`: a 404 the upstream gave within `not_found_ttl`, answered again without asking it.
+ */
+export type CacheResult = 'hit' | 'miss' | 'stale' | 'not_found';
+
+/** What the pull-through cache serves: manifests, blobs, and the referrers lists of manifests. */
+export type CachedKind = 'manifest' | 'blob' | 'referrers';
 
 /** What an upstream client reports, bound to one upstream. */
 export interface UpstreamObserver {
@@ -74,8 +80,9 @@ export class RegistryMetrics {
   private readonly cacheRequests = new Counter({
     name: `${PREFIX}proxy_cache_requests_total`,
     help:
-      'Manifests and blobs the pull-through cache served, by upstream, kind and result ' +
-      '(hit: from the cache, miss: fetched from the upstream, stale: from the cache because the upstream failed).',
+      'Manifests, blobs and referrers lists the pull-through cache served, by upstream, kind and result ' +
+      '(hit: from the cache, miss: fetched from the upstream, stale: from the cache because the upstream failed, ' +
+      'not_found: a recent upstream 404 answered again without asking it).',
     labelNames: ['upstream', 'kind', 'result'] as const,
     registers: [this.prometheus],
   });
@@ -88,6 +95,14 @@ export class RegistryMetrics {
   private readonly upstreamErrors = new Counter({
     name: `${PREFIX}upstream_errors_total`,
     help: 'Requests to upstreams (registry or token service) that got no response, by upstream and reason (timeout, unreachable).',
+    labelNames: ['upstream', 'reason'] as const,
+    registers: [this.prometheus],
+  });
+  private readonly upstreamFallbacks = new Counter({
+    name: `${PREFIX}upstream_fallbacks_total`,
+    help:
+      "Requests that one of an upstream's URLs failed and the next was asked ([[proxy.upstreams]] urls), by upstream and reason " +
+      '(not_found, rate_limited, denied, server_error, other_status, unreachable, unusable).',
     labelNames: ['upstream', 'reason'] as const,
     registers: [this.prometheus],
   });
@@ -183,8 +198,13 @@ export class RegistryMetrics {
   // --- pull-through cache and upstreams --------------------------------------------------------
 
   /** A manifest or blob the pull-through cache served for `upstream`, and where from. */
-  cacheServed(upstream: string, kind: 'manifest' | 'blob', result: CacheResult): void {
+  cacheServed(upstream: string, kind: CachedKind, result: CacheResult): void {
     this.cacheRequests.inc({ upstream: this.upstreamLabel(upstream), kind, result });
+  }
+
+  /** One of an upstream's URLs failed (`reason`), and the next was asked. */
+  upstreamFallback(upstream: string, reason: string): void {
+    this.upstreamFallbacks.inc({ upstream: this.upstreamLabel(upstream), reason });
   }
 
   upstream(name: string): UpstreamObserver {

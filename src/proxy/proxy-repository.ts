@@ -1,10 +1,10 @@
 import { RegistryError } from '../oci/errors';
 import { readAtMost } from '../streams';
 import { Logger } from '../log';
-import type { CacheResult } from '../metrics/registry-metrics';
+import type { CachedKind, CacheResult } from '../metrics/registry-metrics';
 import { Digest, digestAlgorithm, digestOf, isDigestReference, ManifestReference } from '../oci/digest';
 import { Descriptor, ManifestParseError, parseManifest } from '../oci/manifest';
-import { MANIFEST_MEDIA_TYPES } from '../oci/media-types';
+import { isIndexMediaType, MANIFEST_MEDIA_TYPES, MediaType } from '../oci/media-types';
 import { isValidTag } from '../oci/names';
 import { AccessLog } from '../storage/access-log';
 import { blobRelativePath } from '../storage/paths';
@@ -23,6 +23,7 @@ import {
   toDescriptor,
 } from '../storage/repository';
 import { BlobDownloads } from './blob-downloads';
+import { NotFoundCache } from './not-found-cache';
 import { ProxiedName } from './upstreams';
 import { UpstreamAnswerError, UpstreamRefusedError, UpstreamUnavailableError } from './upstream-client';
 
@@ -36,6 +37,8 @@ export interface CachedContent {
   /** In-flight manifest fetches by `<name>@<reference>`, shared by concurrent pulls. */
   manifestFetches: Map<string, Promise<StoredManifest>>;
   tagTtlMs: number;
+  /** Manifests the upstream just answered 404 for (`[proxy] not_found_ttl`). */
+  notFound: NotFoundCache;
   maxManifestSize: number;
   /**
    * Another source of a repository's tags when its upstream's tags/list cannot be had (GitHub's REST API
@@ -44,7 +47,11 @@ export interface CachedContent {
   alternativeTagList?: (target: ProxiedName) => Promise<string[] | null>;
   log: Logger;
   /** Counts what was served from the cache, fetched, or served stale (metrics). */
-  metrics?: { cacheServed(upstream: string, kind: 'manifest' | 'blob', result: CacheResult): void };
+  metrics?: {
+    cacheServed(upstream: string, kind: CachedKind, result: CacheResult): void;
+    /** One of an upstream's URLs failed, and the next was asked. */
+    upstreamFallback(upstream: string, reason: FallbackReason): void;
+  };
   now: () => number;
 }
 
@@ -225,12 +232,14 @@ export class ProxyRepository implements Repository {
       // Content-addressed: once cached, never asked upstream again.
       const cached = await this.readCached(reference);
       if (cached) return this.served('manifest', 'hit', cached);
+      this.requireNotRecentlyMissing(reference);
       return this.served('manifest', 'miss', await this.fetchManifestOnce(reference, undefined));
     }
 
     const tag = this.content.index.checkedTag(this.name, reference);
     const cached = tag ? await this.readCached(tag.digest) : null;
     if (tag && cached && this.content.now() - tag.checkedAt < this.content.tagTtlMs) return this.served('manifest', 'hit', cached);
+    if (!(tag && cached)) this.requireNotRecentlyMissing(reference);
     try {
       if (tag && cached) {
         // Revalidate with a HEAD: Docker Hub does not count it against the pull limit.
@@ -255,8 +264,15 @@ export class ProxyRepository implements Repository {
     }
   }
 
-  /** Counts a manifest or blob served (metrics); returns `content` for the caller to return. */
-  private served<T>(kind: 'manifest' | 'blob', result: CacheResult, content?: T): T {
+  /** MANIFEST_UNKNOWN, without asking, for a manifest nothing of which is cached and the upstream just answered 404 for. */
+  private requireNotRecentlyMissing(reference: string): void {
+    if (!this.content.notFound.has(`${this.name}@${reference}`, this.content.now())) return;
+    this.served('manifest', 'not_found');
+    throw new RegistryError('MANIFEST_UNKNOWN', { detail: { reference } });
+  }
+
+  /** Counts a manifest, blob or referrers list served (metrics); returns `content` for the caller to return. */
+  private served<T>(kind: CachedKind, result: CacheResult, content?: T): T {
     this.content.metrics?.cacheServed(this.target.upstream.name, kind, result);
     return content as T;
   }
@@ -281,7 +297,8 @@ export class ProxyRepository implements Repository {
   }
 
   private async fetchManifest(reference: ManifestReference, tag: string | undefined): Promise<StoredManifest> {
-    const response = await this.upstream('GET', `manifests/${reference}`, { Accept: MANIFEST_ACCEPT });
+    const { response, url } = await this.upstreamAnswer('GET', `manifests/${reference}`, { Accept: MANIFEST_ACCEPT });
+    if (response.status === 404) this.content.notFound.remember(`${this.name}@${reference}`, this.content.now());
     if (response.status !== 200) throw this.upstreamFailure(response, 'MANIFEST_UNKNOWN', { reference });
     const content = await readAtMost(response.body as unknown as AsyncIterable<Uint8Array>, this.content.maxManifestSize);
     if (content === undefined) {
@@ -313,7 +330,9 @@ export class ProxyRepository implements Repository {
     await this.content.store.write(content, { expectedDigest: digest });
     this.content.index.putManifest(newManifest(this.name, digest, content, parsed, tag), this.content.now());
     this.content.accessLog.manifestPulled(this.name, digest);
-    return { digest, mediaType: parsed.mediaType, size: content.length, content };
+    // Said only where there is a choice: the address of an upstream with one URL is nobody's business.
+    const servedBy = this.target.upstream.clients.length > 1 ? new URL(url).origin : undefined;
+    return { digest, mediaType: parsed.mediaType, size: content.length, content, servedBy };
   }
 
   // --- tags and referrers --------------------------------------------------------------------
@@ -369,9 +388,76 @@ export class ProxyRepository implements Repository {
     return [...tags].sort();
   }
 
-  async listReferrers(digest: Digest): Promise<Descriptor[]> {
-    // Referrers of what is cached here; the upstream's own list is not consulted.
-    return this.content.index.referrers(this.name, digest).map(toDescriptor);
+  /**
+   * The upstream's referrers of `digest`: kept for tag_ttl when the subject is cached here, and served
+   * from there (or, never fetched, from the referrers cached here, if any) whenever the upstream fails.
+   */
+  async listReferrers(digest: Digest, artifactType?: string): Promise<Descriptor[]> {
+    const kept = this.content.index.upstreamReferrers(this.name, digest);
+    if (kept && this.content.now() - kept.fetchedAt < this.content.tagTtlMs) {
+      return this.served('referrers', 'hit', kept.descriptors as Descriptor[]);
+    }
+    try {
+      const answer = await this.fetchReferrers(digest, artifactType);
+      // Only the whole list is kept: a filtered one would answer the next, differently filtered, request wrongly.
+      if (!answer.filtered) this.content.index.storeUpstreamReferrers(this.name, digest, answer.descriptors, this.content.now());
+      return this.served('referrers', 'miss', answer.descriptors);
+    } catch (error) {
+      // Without a kept list, the referrers cached here are all we know; none at all is not "there are none".
+      const known = (kept?.descriptors as Descriptor[] | undefined) ?? this.content.index.referrers(this.name, digest).map(toDescriptor);
+      if (!isUpstreamTrouble(error) || (!kept && known.length === 0)) throw error;
+      this.content.log.warn('upstream unusable; serving the cached referrers', {
+        repository: this.name,
+        digest,
+        error: (error as Error).message,
+      });
+      return this.served('referrers', 'stale', known);
+    }
+  }
+
+  /**
+   * dist-spec 1.1: the referrers API (`artifactType` passed on; OCI-Filters-Applied says whether it was
+   * applied); an upstream without one answers 404, and then the referrers tag scheme: an index under the
+   * tag `<alg>-<ref>`, kept by the clients that push referrers (cosign, notation, oras), none when absent.
+   */
+  private async fetchReferrers(digest: string, artifactType?: string): Promise<{ descriptors: Descriptor[]; filtered: boolean }> {
+    const query = artifactType === undefined ? '' : `?artifactType=${encodeURIComponent(artifactType)}`;
+    const response = await this.upstream('GET', `referrers/${digest}${query}`, { Accept: MediaType.OciIndex });
+    if (response.status === 200) {
+      const filtered = artifactType !== undefined && /\bartifactType\b/.test(response.headers.get('oci-filters-applied') ?? '');
+      return { descriptors: await this.readReferrersIndex(response, 'referrers list', digest), filtered };
+    }
+    if (response.status !== 404) throw this.upstreamFailure(response, 'MANIFEST_UNKNOWN', { digest });
+    void response.body?.cancel().catch(() => undefined);
+
+    const tag = referrersTag(digest);
+    const tagged = await this.upstream('GET', `manifests/${tag}`, { Accept: MediaType.OciIndex });
+    if (tagged.status === 404) {
+      void tagged.body?.cancel().catch(() => undefined);
+      return { descriptors: [], filtered: false };
+    }
+    if (tagged.status !== 200) throw this.upstreamFailure(tagged, 'MANIFEST_UNKNOWN', { reference: tag });
+    return { descriptors: await this.readReferrersIndex(tagged, `referrers tag ${tag}`, digest), filtered: false };
+  }
+
+  /** The descriptors of an OCI index the upstream sent as a referrers list, read up to max_manifest_size. */
+  private async readReferrersIndex(response: Response, what: string, digest: string): Promise<Descriptor[]> {
+    const upstream = this.target.upstream.name;
+    const content = await readAtMost(response.body as unknown as AsyncIterable<Uint8Array>, this.content.maxManifestSize);
+    if (content === undefined) {
+      throw this.unusableAnswer(`upstream ${upstream} sent a ${what} over ${this.content.maxManifestSize} bytes`, { digest });
+    }
+    let parsed;
+    try {
+      parsed = parseManifest(content);
+    } catch (error) {
+      if (!(error instanceof ManifestParseError)) throw error;
+      throw this.unusableAnswer(`upstream ${upstream} sent a ${what} that is not an OCI index: ${error.message}`, { digest });
+    }
+    if (!isIndexMediaType(parsed.mediaType)) {
+      throw this.unusableAnswer(`upstream ${upstream} sent a ${what} that is not an OCI index`, { digest });
+    }
+    return parsed.manifests.map(referrerDescriptor);
   }
 
   // --- writes are refused ------------------------------------------------------------------
@@ -416,24 +502,63 @@ export class ProxyRepository implements Repository {
   // --- upstream ------------------------------------------------------------------------------
 
   private async upstream(method: 'GET' | 'HEAD', path: string, headers: Record<string, string> = {}): Promise<Response> {
-    try {
-      return await this.target.upstream.client.request(method, `${this.target.remoteName}/${path}`, {
-        repository: this.target.remoteName,
-        headers,
-      });
-    } catch (error) {
-      const upstream = this.target.upstream.name;
-      if (error instanceof UpstreamUnavailableError) {
-        throw new RegistryError('UNAVAILABLE', { message: `upstream ${upstream} is unreachable`, detail: { upstream } });
+    return (await this.upstreamAnswer(method, path, headers)).response;
+  }
+
+  /**
+   * The upstream's answer and the URL that gave it. Its URLs (`[[proxy.upstreams]] urls`) are asked in
+   * order: an error status (404 above all: a mirror that lacks the image) or no usable answer moves on to
+   * the next, and the last one's answer stands, whatever it is.
+   */
+  private async upstreamAnswer(
+    method: 'GET' | 'HEAD',
+    path: string,
+    headers: Record<string, string> = {},
+  ): Promise<{ response: Response; url: string }> {
+    const clients = this.target.upstream.clients;
+    for (const [index, client] of clients.entries()) {
+      const last = index === clients.length - 1;
+      let response: Response;
+      try {
+        response = await client.request(method, `${this.target.remoteName}/${path}`, { repository: this.target.remoteName, headers });
+      } catch (error) {
+        if (last || !isUpstreamClientError(error)) throw this.upstreamError(error);
+        const reason = error instanceof UpstreamUnavailableError ? 'unreachable' : 'unusable';
+        this.fallBack(client.url, reason, path, (error as Error).message);
+        continue;
       }
-      if (error instanceof UpstreamRefusedError) {
-        // The same answer whether anything listens there or not, and no connection was attempted.
-        this.content.log.warn('upstream destination refused', { repository: this.name, upstream, error: error.message });
-        throw new RegistryError('DENIED', { message: error.message, detail: { upstream } });
+      if (last || response.status < 400) {
+        if (index > 0) {
+          const upstream = this.target.upstream.name;
+          this.content.log.info('upstream answered from a fallback URL', { repository: this.name, upstream, url: client.url, path, status: response.status });
+        }
+        return { response, url: client.url };
       }
-      if (error instanceof UpstreamAnswerError) throw this.unusableAnswer(error.message);
-      throw error;
+      void response.body?.cancel().catch(() => undefined);
+      this.fallBack(client.url, fallbackReason(response.status), path, `answered ${response.status}`);
     }
+    throw new Error('an upstream has at least one URL');
+  }
+
+  private fallBack(url: string, reason: FallbackReason, path: string, why: string): void {
+    const upstream = this.target.upstream.name;
+    this.content.log.info('upstream URL failed; trying the next', { repository: this.name, upstream, url, path, reason: why });
+    this.content.metrics?.upstreamFallback(upstream, reason);
+  }
+
+  /** What a client sees of an upstream request that got no usable answer. */
+  private upstreamError(error: unknown): unknown {
+    const upstream = this.target.upstream.name;
+    if (error instanceof UpstreamUnavailableError) {
+      return new RegistryError('UNAVAILABLE', { message: `upstream ${upstream} is unreachable`, detail: { upstream } });
+    }
+    if (error instanceof UpstreamRefusedError) {
+      // The same answer whether anything listens there or not, and no connection was attempted.
+      this.content.log.warn('upstream destination refused', { repository: this.name, upstream, error: error.message });
+      return new RegistryError('DENIED', { message: error.message, detail: { upstream } });
+    }
+    if (error instanceof UpstreamAnswerError) return this.unusableAnswer(error.message);
+    return error;
   }
 
   /** The upstream answered something it should not have (over a cap, malformed): 503, logged with its name. */
@@ -458,9 +583,36 @@ export class ProxyRepository implements Repository {
   }
 }
 
+/** Why the next of an upstream's URLs was asked (a metric label: a fixed set). */
+export type FallbackReason = 'not_found' | 'rate_limited' | 'denied' | 'server_error' | 'other_status' | 'unreachable' | 'unusable';
+
+function fallbackReason(status: number): FallbackReason {
+  if (status === 404) return 'not_found';
+  if (status === 429) return 'rate_limited';
+  if (status === 401 || status === 403) return 'denied';
+  return status >= 500 ? 'server_error' : 'other_status';
+}
+
+/** What UpstreamClient throws for an upstream that gave no usable answer (anything else is our own failure). */
+function isUpstreamClientError(error: unknown): boolean {
+  return error instanceof UpstreamUnavailableError || error instanceof UpstreamRefusedError || error instanceof UpstreamAnswerError;
+}
+
 /** Unreachable, rate-limiting, refusing or failing upstreams: cases where cached content is served instead. */
 function isUpstreamTrouble(error: unknown): boolean {
   return error instanceof RegistryError && ['UNAVAILABLE', 'TOOMANYREQUESTS', 'DENIED'].includes(error.code);
+}
+
+/** dist-spec 1.1 referrers tag scheme: `<alg>-<ref>`, the algorithm cut to 32 characters and the encoded digest to 64. */
+export function referrersTag(digest: string): string {
+  const [algorithm, encoded] = digest.split(':');
+  return `${algorithm.slice(0, 32)}-${encoded.slice(0, 64)}`;
+}
+
+/** What a referrers list says of each referrer (dist-spec 1.1): nothing else the upstream put there. */
+function referrerDescriptor(descriptor: Descriptor): Descriptor {
+  const { mediaType, digest, size, artifactType, annotations } = descriptor;
+  return { mediaType, digest, size, ...(artifactType !== undefined && { artifactType }), ...(annotations !== undefined && { annotations }) };
 }
 
 /**

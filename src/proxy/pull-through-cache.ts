@@ -6,6 +6,7 @@ import { RecentManifests } from '../storage/recent-manifests';
 import { BlobStore } from '../storage/blob-store';
 import { RegistryIndex } from '../storage/registry-index';
 import { BlobDownloads } from './blob-downloads';
+import { NotFoundCache } from './not-found-cache';
 import { CachedContent, ProxyRepository } from './proxy-repository';
 import { Upstreams } from './upstreams';
 
@@ -31,6 +32,7 @@ export class PullThroughCache {
       downloads: new BlobDownloads(store, config.proxy.max_concurrent_downloads),
       manifestFetches: new Map(),
       tagTtlMs: config.proxy.tag_ttl,
+      notFound: new NotFoundCache(config.proxy.not_found_ttl),
       maxManifestSize: config.max_manifest_size,
       log,
       metrics,

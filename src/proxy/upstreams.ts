@@ -12,8 +12,10 @@ export { lookUpUpstream, PROXY_PREFIX } from '../config/stored-names';
 export interface Upstream {
   /** Canonical name, the second component of cached repository names. */
   name: string;
+  /** The first URL it is reached at. */
   url: string;
-  client: UpstreamClient;
+  /** One client per URL (`[[proxy.upstreams]] urls`), in the order they are tried. */
+  clients: UpstreamClient[];
 }
 
 /** A proxied repository name taken apart: proxy/<upstream>/<remoteName>. */
@@ -71,23 +73,26 @@ export class Upstreams {
       return named;
     }
     const { name, settings } = lookUpUpstream(this.config, host);
-    // The operator configured this URL: its host is dialled as configured (loopback, LAN). Any other
-    // upstream must resolve to public addresses only (UpstreamClient's `trusted`).
-    const configured = this.config.upstreams.some((entry) => entry.url === settings.url);
+    // The operator configured these URLs: each one's own host is dialled as configured (loopback, LAN),
+    // and only by its own client. Any other upstream must resolve to public addresses only (UpstreamClient's `trusted`).
+    const configured = this.config.upstreams.some((entry) => entry === settings);
     const kept = configured || name === DOCKER_HUB ? this.clients : this.named;
     const upstream = kept.get(name) ?? {
       name,
-      url: settings.url,
-      client: new UpstreamClient({
-        url: settings.url,
-        credentials: settings.username ? { username: settings.username, password: settings.password } : undefined,
-        timeoutMs: this.config.timeout,
-        concurrency: this.config.concurrency,
-        log: this.log,
-        observer: this.metrics?.upstream(name),
-        trusted: configured,
-        tokens: this.tokens,
-      }),
+      url: settings.urls[0],
+      clients: settings.urls.map(
+        (url) =>
+          new UpstreamClient({
+            url,
+            credentials: settings.username ? { username: settings.username, password: settings.password } : undefined,
+            timeoutMs: this.config.timeout,
+            concurrency: this.config.concurrency,
+            log: this.log,
+            observer: this.metrics?.upstream(name),
+            trusted: configured,
+            tokens: this.tokens,
+          }),
+      ),
     };
     kept.set(name, upstream);
     kept.set(host, upstream);

@@ -103,4 +103,17 @@ export const MIGRATIONS: readonly string[] = [
   -- The user who opened an upload session ([auth]): only they may continue it, also after a restart.
   ALTER TABLE uploads ADD COLUMN owner TEXT;
   `,
+  `
+  -- Pull-through cache: an upstream's referrers of a cached manifest (its referrers API, else the
+  -- sha256-<hex> tag), as a JSON array of descriptors, served for tag_ttl and whenever the upstream fails.
+  -- Kept only for a subject that is cached: it goes when the subject is evicted.
+  CREATE TABLE upstream_referrers (
+    repository_id INTEGER NOT NULL,
+    subject_digest TEXT NOT NULL,
+    descriptors TEXT NOT NULL,
+    fetched_at INTEGER NOT NULL,
+    PRIMARY KEY (repository_id, subject_digest),
+    FOREIGN KEY (repository_id, subject_digest) REFERENCES manifests(repository_id, digest) ON DELETE CASCADE
+  ) WITHOUT ROWID;
+  `,
 ];

@@ -162,6 +162,18 @@ export class RegistryIndex {
     })();
   }
 
+  /** The upstream's referrers of a cached manifest as last fetched (pull-through cache), or null. */
+  upstreamReferrers(repository: string, subject: string): { descriptors: unknown[]; fetchedAt: number } | null {
+    const row = this.statements.upstreamReferrers.get({ repository, subject }) as { descriptors: string; fetchedAt: number } | undefined;
+    return row ? { descriptors: JSON.parse(row.descriptors) as unknown[], fetchedAt: row.fetchedAt } : null;
+  }
+
+  /** Stores them only while the subject is cached here (false otherwise): they go when it is evicted. */
+  storeUpstreamReferrers(repository: string, subject: string, descriptors: unknown[], now = Date.now()): boolean {
+    const stored = this.statements.storeUpstreamReferrers.run({ repository, subject, descriptors: JSON.stringify(descriptors), now });
+    return stored.changes > 0;
+  }
+
   /** MANIFEST_BLOB_UNKNOWN unless the repository holds every blob and child manifest the manifest names. */
   requireChildren(manifest: Pick<NewManifest, 'repository' | 'blobDigests' | 'manifestDigests'>): void {
     const missing = [
@@ -376,6 +388,16 @@ function prepareStatements(db: Database.Database) {
     storeUpstreamTagList: db.prepare(
       `INSERT INTO upstream_tag_lists (repository_id, tags, fetched_at) VALUES (@repositoryId, @tags, @now)
        ON CONFLICT (repository_id) DO UPDATE SET tags = excluded.tags, fetched_at = excluded.fetched_at`,
+    ),
+    upstreamReferrers: db.prepare(
+      `SELECT descriptors, fetched_at AS fetchedAt FROM upstream_referrers
+       WHERE repository_id = ${REPOSITORY_ID} AND subject_digest = @subject`,
+    ),
+    storeUpstreamReferrers: db.prepare(
+      `INSERT INTO upstream_referrers (repository_id, subject_digest, descriptors, fetched_at)
+       SELECT repository_id, digest, @descriptors, @now FROM manifests
+       WHERE repository_id = ${REPOSITORY_ID} AND digest = @subject
+       ON CONFLICT (repository_id, subject_digest) DO UPDATE SET descriptors = excluded.descriptors, fetched_at = excluded.fetched_at`,
     ),
     manifestByDigest: db.prepare(
       `SELECT digest, media_type, size, subject_digest, artifact_type, annotations FROM manifests

@@ -48,6 +48,11 @@ export interface StoredManifest {
   mediaType: string;
   size: number;
   content: Buffer;
+  /**
+   * Pull-through cache, for an upstream with several URLs: the origin of the one it was just fetched from;
+   * absent when served from storage.
+   */
+  servedBy?: string;
 }
 
 export interface PutManifestResult {
@@ -88,7 +93,11 @@ export interface Repository {
   putManifest(reference: ManifestReference, content: Buffer, contentType: string | undefined): Promise<PutManifestResult>;
   deleteManifest(reference: ManifestReference): Promise<void>;
   listTags(page: Pagination): Promise<Page<string>>;
-  listReferrers(digest: Digest): Promise<Descriptor[]>;
+  /**
+   * The manifests whose subject is `digest`. `artifactType` is a hint a repository may pass on (an
+   * upstream's referrers API filters with it); the caller filters the answer itself either way.
+   */
+  listReferrers(digest: Digest, artifactType?: string): Promise<Descriptor[]>;
 }
 
 export interface HostedContent {

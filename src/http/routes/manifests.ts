@@ -13,6 +13,8 @@ export function manifestRoutes(router: RegistryRouter, { registry, config }: Rou
     requireAccepted(manifest, ctx.get('Accept'));
     ctx.status = 200;
     ctx.set({ 'Docker-Content-Digest': manifest.digest, ETag: `"${manifest.digest}"` });
+    // Which of an upstream's URLs (`[[proxy.upstreams]] urls`) answered, when one just did.
+    if (manifest.servedBy) ctx.set('X-Registry-Upstream', manifest.servedBy);
     ctx.type = manifest.mediaType;
     if (withBody) ctx.body = manifest.content;
     else ctx.set('Content-Length', String(manifest.size));

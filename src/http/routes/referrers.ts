@@ -12,7 +12,7 @@ export function referrerRoutes(router: RegistryRouter, { registry }: RouteDepend
   router.get('/v2/*name/referrers/:digest', requireAccess('pull'), async (ctx) => {
     const repository = registry.repository(ctx.params.name);
     const artifactType = single(ctx.query.artifactType);
-    let manifests = await repository.listReferrers(toDigest(ctx.params.digest));
+    let manifests = await repository.listReferrers(toDigest(ctx.params.digest), artifactType);
     if (artifactType !== undefined) {
       manifests = manifests.filter((descriptor) => descriptor.artifactType === artifactType);
       ctx.set('OCI-Filters-Applied', 'artifactType');

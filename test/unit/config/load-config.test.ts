@@ -59,6 +59,7 @@ describe('loadConfig', () => {
         enabled: true,
         allowed_upstreams: [],
         tag_ttl: 300_000,
+        not_found_ttl: 30_000,
         timeout: 30_000,
         concurrency: 8,
         max_concurrent_downloads: 16,
@@ -416,8 +417,32 @@ password = "secret"
     expect(proxy.timeout).toBe(12_000);
     expect(proxy.allowed_upstreams).toEqual(['ghcr.io', 'quay.io']);
     expect(proxy.upstreams).toEqual([
-      { host: 'docker.io', url: 'https://registry-1.docker.io', aliases: ['hub'], username: 'me', password: 'secret' },
+      {
+        host: 'docker.io',
+        url: 'https://registry-1.docker.io',
+        urls: ['https://registry-1.docker.io'],
+        aliases: ['hub'],
+        username: 'me',
+        password: 'secret',
+      },
     ]);
+  });
+
+  it('reads [[proxy.upstreams]] urls, tried in order: url is the first', () => {
+    writeConfig('[[proxy.upstreams]]\nhost = "docker.io"\nurls = ["https://mirror.gcr.io/", "https://registry-1.docker.io"]\n');
+    const [upstream] = loadConfig({ cwd, env: {} }).proxy.upstreams;
+    expect(upstream.urls).toEqual(['https://mirror.gcr.io', 'https://registry-1.docker.io']);
+    expect(upstream.url).toBe('https://mirror.gcr.io');
+  });
+
+  it.each([
+    ['url = "https://a.test"\nurls = ["https://b.test"]', 'proxy.upstreams[0]: set exactly one of url (one URL) and urls (several, tried in order)'],
+    ['urls = []', 'proxy.upstreams[0]: set exactly one of url (one URL) and urls (several, tried in order)'],
+    ['urls = ["https://a.test", "ftp://b.test"]', 'proxy.upstreams[0].urls: expected http or https URLs, got "ftp://b.test"'],
+    ['urls = ["https://a.test", "https://a.test/"]', 'proxy.upstreams[0].urls: https://a.test is listed twice'],
+  ])('refuses [[proxy.upstreams]] with %s', (lines, problem) => {
+    const file = writeConfig(`[[proxy.upstreams]]\nhost = "upstream.test"\n${lines}\n`);
+    expect(configErrorOf(() => loadConfig({ cwd, env: {} }))).toBe(`configuration error: ${problem} (from ${file})`);
   });
 
   it('takes section keys from REGISTRY_PROXY_<KEY>, lists comma-separated', () => {
@@ -434,7 +459,7 @@ password = "secret"
     );
     const file = writeConfig('[[proxy.upstreams]]\nhost = "upstream.test"\n');
     expect(configErrorOf(() => loadConfig({ cwd, env: {} }))).toBe(
-      `configuration error: proxy.upstreams[0].url: required, but not set (in ${file})`,
+      `configuration error: proxy.upstreams[0]: set exactly one of url (one URL) and urls (several, tried in order) (from ${file})`,
     );
   });
 });

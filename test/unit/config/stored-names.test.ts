@@ -7,6 +7,7 @@ function proxyConfig(overrides: Partial<ProxyConfig> = {}): ProxyConfig {
     enabled: true,
     allowed_upstreams: [],
     tag_ttl: 300_000,
+    not_found_ttl: 30_000,
     timeout: 30_000,
     concurrency: 8,
     max_concurrent_downloads: 16,
@@ -22,8 +23,8 @@ function proxyConfig(overrides: Partial<ProxyConfig> = {}): ProxyConfig {
 
 const WITH_ALIASES = proxyConfig({
   upstreams: [
-    { host: 'docker.io', url: 'http://127.0.0.1:1', aliases: ['hub'], username: '', password: '' },
-    { host: 'harbor.lan', url: 'http://127.0.0.1:2', aliases: ['harbor'], username: '', password: '' },
+    { host: 'docker.io', url: 'http://127.0.0.1:1', urls: ['http://127.0.0.1:1'], aliases: ['hub'], username: '', password: '' },
+    { host: 'harbor.lan', url: 'http://127.0.0.1:2', urls: ['http://127.0.0.1:2'], aliases: ['harbor'], username: '', password: '' },
   ],
 });
 
@@ -68,7 +69,7 @@ describe('storedName: every spelling of a repository to the name its content is 
 
   test("an upstream configured under one of Docker Hub's host names is Docker Hub, under all its names", () => {
     const config = proxyConfig({
-      upstreams: [{ host: 'registry-1.docker.io', url: 'http://127.0.0.1:1', aliases: ['hub'], username: '', password: '' }],
+      upstreams: [{ host: 'registry-1.docker.io', url: 'http://127.0.0.1:1', urls: ['http://127.0.0.1:1'], aliases: ['hub'], username: '', password: '' }],
     });
     expect(storedName(config, 'proxy/hub/alpine')).toBe('proxy/docker.io/library/alpine');
     expect(storedName(config, 'alpine', { mirror: 'hub' })).toBe('proxy/docker.io/library/alpine');

@@ -6,6 +6,7 @@ const proxy = (upstreams: UpstreamConfig[] = [], allowed: string[] = []): ProxyC
   enabled: true,
   allowed_upstreams: allowed,
   tag_ttl: 300_000,
+  not_found_ttl: 30_000,
   timeout: 30_000,
   concurrency: 8,
   max_concurrent_downloads: 16,
@@ -19,6 +20,7 @@ const proxy = (upstreams: UpstreamConfig[] = [], allowed: string[] = []): ProxyC
 const entry = (fields: Partial<UpstreamConfig>): UpstreamConfig => ({
   host: 'ghcr.io',
   url: 'https://ghcr.io',
+  urls: ['https://ghcr.io'],
   aliases: [],
   username: '',
   password: '',
@@ -33,7 +35,7 @@ describe('withGhcrToken', () => {
   });
 
   test('keeps a configured ghcr.io URL and aliases; its own credentials win', () => {
-    const configured = entry({ url: 'http://127.0.0.1:5000', aliases: ['gh'] });
+    const configured = entry({ url: 'http://127.0.0.1:5000', urls: ['http://127.0.0.1:5000'], aliases: ['gh'] });
     expect(withGhcrToken(proxy([configured]), github).upstreams).toEqual([
       { ...configured, username: GHCR_TOKEN_USERNAME, password: 'ghp_x' },
     ]);

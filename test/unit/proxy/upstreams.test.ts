@@ -8,6 +8,7 @@ function upstreams(overrides: Partial<ProxyConfig> = {}): Upstreams {
     enabled: true,
     allowed_upstreams: [],
     tag_ttl: 300_000,
+    not_found_ttl: 30_000,
     timeout: 30_000,
     concurrency: 8,
     max_concurrent_downloads: 16,
@@ -54,15 +55,24 @@ describe('Upstreams.parse: proxy/<upstream>/<name>', () => {
 
   test('a configured upstream is reached at its url, under its host and its aliases', () => {
     const configured = upstreams({
-      upstreams: [{ host: 'upstream.test', url: 'http://127.0.0.1:5056', aliases: ['up'], username: '', password: '' }],
+      upstreams: [{ host: 'upstream.test', url: 'http://127.0.0.1:5056', urls: ['http://127.0.0.1:5056'], aliases: ['up'], username: '', password: '' }],
     });
     expect(configured.parse('proxy/upstream.test/a/b').upstream.url).toBe('http://127.0.0.1:5056');
     expect(configured.parse('proxy/up/a/b').name).toBe('proxy/upstream.test/a/b');
   });
 
+  test('an upstream with several urls has one client per URL, in the order they are tried', () => {
+    const urls = ['http://127.0.0.1:5058', 'http://localhost:5059'];
+    const configured = upstreams({ upstreams: [{ host: 'two.test', url: urls[0], urls, aliases: [], username: '', password: '' }] });
+    const { upstream } = configured.parse('proxy/two.test/a');
+    expect(upstream.url).toBe(urls[0]);
+    expect(upstream.clients.map((client) => client.url)).toEqual(urls);
+    expect(upstreams().parse('proxy/ghcr.io/a/b').upstream.clients.map((client) => client.url)).toEqual(['https://ghcr.io']);
+  });
+
   test('configuring any Docker Hub name configures all of them', () => {
     const configured = upstreams({
-      upstreams: [{ host: 'registry-1.docker.io', url: 'http://127.0.0.1:5057', aliases: [], username: '', password: '' }],
+      upstreams: [{ host: 'registry-1.docker.io', url: 'http://127.0.0.1:5057', urls: ['http://127.0.0.1:5057'], aliases: [], username: '', password: '' }],
     });
     expect(configured.parse('proxy/docker.io/alpine').upstream.url).toBe('http://127.0.0.1:5057');
     expect(configured.parse('proxy/docker.io/alpine').name).toBe('proxy/docker.io/library/alpine');
@@ -70,7 +80,7 @@ describe('Upstreams.parse: proxy/<upstream>/<name>', () => {
 
   test("an alias of an upstream configured under a Docker Hub host name is Docker Hub, cached under docker.io", () => {
     const configured = upstreams({
-      upstreams: [{ host: 'registry-1.docker.io', url: 'http://127.0.0.1:5057', aliases: ['hub'], username: '', password: '' }],
+      upstreams: [{ host: 'registry-1.docker.io', url: 'http://127.0.0.1:5057', urls: ['http://127.0.0.1:5057'], aliases: ['hub'], username: '', password: '' }],
     });
     const parsed = configured.parse('proxy/hub/alpine');
     expect(parsed).toMatchObject({ name: 'proxy/docker.io/library/alpine', remoteName: 'library/alpine' });
@@ -80,7 +90,7 @@ describe('Upstreams.parse: proxy/<upstream>/<name>', () => {
   test('an allow-list refuses other hosts with DENIED; configured upstreams stay allowed', () => {
     const restricted = upstreams({
       allowed_upstreams: ['ghcr.io'],
-      upstreams: [{ host: 'mine.test', url: 'http://127.0.0.1:1', aliases: [], username: '', password: '' }],
+      upstreams: [{ host: 'mine.test', url: 'http://127.0.0.1:1', urls: ['http://127.0.0.1:1'], aliases: [], username: '', password: '' }],
     });
     expect(restricted.parse('proxy/ghcr.io/a/b').upstream.url).toBe('https://ghcr.io');
     expect(restricted.parse('proxy/mine.test/a').upstream.url).toBe('http://127.0.0.1:1');
@@ -96,7 +106,7 @@ describe('Upstreams.parse: proxy/<upstream>/<name>', () => {
 describe('Upstreams: clients kept', () => {
   test('clients for upstreams a client named are kept for the 64 most recently used only; configured ones always', () => {
     const kept = upstreams({
-      upstreams: [{ host: 'mine.test', url: 'http://127.0.0.1:1', aliases: [], username: '', password: '' }],
+      upstreams: [{ host: 'mine.test', url: 'http://127.0.0.1:1', urls: ['http://127.0.0.1:1'], aliases: [], username: '', password: '' }],
     });
     const mine = kept.parse('proxy/mine.test/a').upstream;
     const hub = kept.parse('proxy/docker.io/a').upstream;
