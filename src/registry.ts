@@ -4,6 +4,7 @@ import { RegistryError } from './oci/errors';
 import { GhcrCatalog, mergeRepositoryPages, withGhcrToken } from './ghcr/ghcr-catalog';
 import { Logger } from './log';
 import { RegistryMetrics } from './metrics/registry-metrics';
+import type { UpstreamActivitySnapshot } from './metrics/upstream-activity';
 import { isValidName } from './oci/names';
 import { PROXY_PREFIX } from './proxy/upstreams';
 import { PullThroughCache } from './proxy/pull-through-cache';
@@ -140,6 +141,11 @@ export class Registry {
       this.metrics.gcFailed();
       throw error;
     }
+  }
+
+  /** Per upstream, since the server started: what the cache served and how the upstream answered (the web UI). */
+  upstreamActivity(): Record<string, UpstreamActivitySnapshot> {
+    return this.metrics.upstreamActivity.snapshot();
   }
 
   /** Judges again what a collection interrupted by a crash left in .trash (at start). */

@@ -1,4 +1,5 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry as PrometheusRegistry } from 'prom-client';
+import { CacheResult, UpstreamActivity } from './upstream-activity';
 
 /** Our series are `registry_…`; prom-client's process series keep their own names (`process_…`, `nodejs_…`). */
 const PREFIX = 'registry_';
@@ -16,8 +17,7 @@ export const OTHER_UPSTREAMS = 'other';
 /** Which store a size or a freed byte belongs to: hosted content, or the pull-through cache. */
 export type StoreKind = 'hosted' | 'proxy';
 
-/** `hit`: from the cache; `miss`: fetched from the upstream; `stale`: from the cache because the upstream failed. */
-export type CacheResult = 'hit' | 'miss' | 'stale';
+export type { CacheResult } from './upstream-activity';
 
 /** What an upstream client reports, bound to one upstream. */
 export interface UpstreamObserver {
@@ -39,6 +39,8 @@ export interface GcRunSummary {
  */
 export class RegistryMetrics {
   readonly prometheus = new PrometheusRegistry();
+  /** The same cache and upstream events, with their times, for the web UI's cache page. */
+  readonly upstreamActivity = new UpstreamActivity();
 
   private readonly httpRequests = new Counter({
     name: `${PREFIX}http_requests_total`,
@@ -164,14 +166,22 @@ export class RegistryMetrics {
 
   /** A manifest or blob the pull-through cache served for `upstream`, and where from. */
   cacheServed(upstream: string, kind: 'manifest' | 'blob', result: CacheResult): void {
-    this.cacheRequests.inc({ upstream: this.upstreamLabel(upstream), kind, result });
+    const label = this.upstreamLabel(upstream);
+    this.cacheRequests.inc({ upstream: label, kind, result });
+    this.upstreamActivity.served(label, kind, result);
   }
 
   upstream(name: string): UpstreamObserver {
     const upstream = this.upstreamLabel(name);
     return {
-      answered: (method, status) => this.upstreamRequests.inc({ upstream, method, status: String(status) }),
-      failed: (reason) => this.upstreamErrors.inc({ upstream, reason }),
+      answered: (method, status) => {
+        this.upstreamRequests.inc({ upstream, method, status: String(status) });
+        this.upstreamActivity.answered(upstream, status);
+      },
+      failed: (reason) => {
+        this.upstreamErrors.inc({ upstream, reason });
+        this.upstreamActivity.failed(upstream, reason);
+      },
     };
   }
 

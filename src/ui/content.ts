@@ -1,4 +1,5 @@
 import type { RegistryContent } from '../http/routes/context';
+import type { UpstreamActivitySnapshot } from '../metrics/upstream-activity';
 import type { ContentInventory } from '../storage/content-inventory';
 import type { GcReport } from '../storage/gc';
 
@@ -15,4 +16,6 @@ export interface UiContent extends RegistryContent {
   collectGarbage(options: { dryRun?: boolean }): Promise<GcReport>;
   /** The last collection this process ran, scheduled or asked for; undefined before the first. */
   readonly lastGarbageCollection: (GcReport & { finishedAt: number }) | undefined;
+  /** Per upstream, since the server started: cache hits, misses and stale serves; last success and error. */
+  upstreamActivity(): Record<string, UpstreamActivitySnapshot>;
 }

@@ -1,3 +1,4 @@
+import type { UpstreamActivitySnapshot } from '../metrics/upstream-activity';
 import type { GcReport } from '../storage/gc';
 import type { StoreKind } from '../storage/gc';
 import { formatBytes, formatTime, html, SafeHtml } from './html';
@@ -105,13 +106,24 @@ export function deleteConfirmPage(page: PageContext, name: string, reference: st
 
 export function cachePage(page: PageContext, upstreams: UpstreamView[]): string {
   const sections = upstreams.map(
-    (u) => html`<section aria-labelledby="upstream-${u.upstream}"><h2 id="upstream-${u.upstream}">${u.upstream}</h2><p>${u.url ? html`<code>${u.url}</code>: ` : ''}${count(u.repositories.length, 'repository', 'repositories')}, ${count(u.manifests, 'manifest', 'manifests')}, ${formatBytes(u.bytes)}, last pull ${formatTime(u.lastPull)}</p>
-<div class="scroll" tabindex="0"><table><thead><tr><th scope="col">Repository</th><th scope="col" class="num">Tags</th><th scope="col" class="num">Manifests</th><th scope="col" class="num">Size</th><th scope="col">Last pull</th><th scope="col">Actions</th></tr></thead><tbody>${u.repositories.map(
+    (u) => html`<section aria-labelledby="upstream-${u.upstream}" data-upstream="${u.upstream}"><h2 id="upstream-${u.upstream}">${u.upstream}</h2><p>${u.url ? html`<code>${u.url}</code>: ` : ''}${count(u.repositories.length, 'repository', 'repositories')}, ${count(u.manifests, 'manifest', 'manifests')}, ${formatBytes(u.bytes)}, last pull ${formatTime(u.lastPull)}</p>
+${u.activity ? upstreamActivity(u.upstream, u.activity) : ''}
+${u.repositories.length === 0 ? '' : html`<div class="scroll" tabindex="0"><table><caption class="offscreen">Cached repositories of ${u.upstream}</caption><thead><tr><th scope="col">Repository</th><th scope="col" class="num">Tags</th><th scope="col" class="num">Manifests</th><th scope="col" class="num">Size</th><th scope="col">Last pull</th><th scope="col">Actions</th></tr></thead><tbody>${u.repositories.map(
       (r) => html`<tr><th scope="row"><a href="${repositoryHref(page, r.name)}">${r.name}</a></th><td class="num">${r.tags}</td><td class="num">${r.manifests}</td><td class="num">${formatBytes(r.size)}</td><td>${formatTime(r.lastPull)}</td><td>${page.viewer.may('delete', r.name) ? html`<form method="post" action="${repositoryHref(page, r.name)}/-/evict" class="inline" data-confirm="Evict everything cached of ${r.name}?"><input type="hidden" name="csrf" value="${page.csrf}"><button type="submit" class="danger" aria-label="Evict ${r.name}">Evict</button></form>` : ''}</td></tr>`,
-    )}</tbody></table></div></section>`,
+    )}</tbody></table></div>`}</section>`,
   );
-  const body = html`<h1>Cache</h1><p>What the pull-through cache holds, per upstream, among the repositories you may pull.</p>${upstreams.length === 0 ? html`<p>Nothing cached yet. Pull through the cache with <code>docker pull ${page.registryHost}/proxy/docker.io/library/alpine</code>.</p>` : sections}`;
+  const body = html`<h1>Cache</h1><p>What the pull-through cache holds, per upstream, among the repositories you may pull. Hits, misses and the upstream's health count from the server's start.</p>${upstreams.length === 0 ? html`<p>Nothing cached yet. Pull through the cache with <code>docker pull ${page.registryHost}/proxy/docker.io/library/alpine</code>.</p>` : sections}`;
   return layout(page, 'cache', 'Cache', body);
+}
+
+/** Hits, misses and stale serves by kind, and when the upstream last answered and last failed. */
+function upstreamActivity(upstream: string, activity: UpstreamActivitySnapshot): SafeHtml {
+  const { served, lastSuccess, lastError } = activity;
+  const failing = lastError !== null && (lastSuccess === null || lastError.at >= lastSuccess);
+  const row = (label: string, kind: 'manifest' | 'blob') =>
+    html`<tr><th scope="row">${label}</th><td class="num">${served[kind].hit}</td><td class="num">${served[kind].miss}</td><td class="num">${served[kind].stale}</td></tr>`;
+  return html`<dl class="facts health"><dt>Upstream</dt><dd data-health="${failing ? 'failing' : lastSuccess === null ? 'unknown' : 'ok'}">${failing ? html`<span class="error">failing</span>` : lastSuccess === null ? 'not asked yet' : 'answering'}</dd><dt>Last success</dt><dd>${formatTime(lastSuccess)}</dd><dt>Last error</dt><dd>${lastError ? `${formatTime(lastError.at)} (${lastError.reason})` : '—'}</dd></dl>
+<div class="scroll" tabindex="0"><table class="served"><caption class="offscreen">Served for ${upstream} since the server started</caption><thead><tr><th scope="col">Served</th><th scope="col" class="num">Hits</th><th scope="col" class="num">Misses</th><th scope="col" class="num">Stale serves</th></tr></thead><tbody>${row('Manifests', 'manifest')}${row('Blobs', 'blob')}</tbody></table></div>`;
 }
 
 export function storagePage(

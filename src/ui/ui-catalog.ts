@@ -5,6 +5,7 @@ import { RegistryError } from '../oci/errors';
 import { isValidName } from '../oci/names';
 import type { RepositorySummary } from '../storage/content-inventory';
 import type { GcReport } from '../storage/gc';
+import type { UpstreamActivitySnapshot } from '../metrics/upstream-activity';
 import type { UiContent } from './content';
 import { ImageDetails, ImageReader, TagDetails } from './image-details';
 import type { Viewer } from './viewer';
@@ -32,6 +33,13 @@ export interface UpstreamView {
   /** Bytes of its repositories; a blob two of them share counts in each. */
   bytes: number;
   lastPull: number | null;
+  /**
+   * Since the server started: manifests and blobs served from the cache (hit), fetched (miss), or served
+   * from the cache because the upstream failed (stale); and the upstream's last success and last error.
+   * Null for a viewer who may pull none of its cached repositories (the figures cover all of them).
+   */
+  activity: UpstreamActivitySnapshot | null;
+  // Docker Hub's remaining pull rate limit and pins (#17) belong here, beside `activity`, once they exist.
 }
 
 /**
@@ -104,21 +112,37 @@ export class UiCatalog {
     return evicted;
   }
 
+  /**
+   * The cache per upstream: what it holds of the repositories the viewer may pull, and what it did. Upstreams
+   * with nothing cached (configured ones, or ones asked and failed) are listed to viewers who may collect
+   * garbage (the administrators), who see everything anyway.
+   */
   async cache(viewer: Viewer): Promise<UpstreamView[]> {
     const cached = (await this.repositories(viewer)).filter((r): r is RepositorySummary => r.kind === 'cached');
+    const activity = this.content.upstreamActivity();
     const byUpstream = new Map<string, UpstreamView>();
-    for (const repository of cached) {
-      const upstream = repository.upstream!;
+    const viewOf = (upstream: string): UpstreamView => {
       let view = byUpstream.get(upstream);
       if (!view) {
         const configured = this.config.proxy.upstreams.find((u) => u.host === upstream || u.aliases.includes(upstream));
-        view = { upstream, url: configured?.url, repositories: [], manifests: 0, bytes: 0, lastPull: null };
+        view = { upstream, url: configured?.url, repositories: [], manifests: 0, bytes: 0, lastPull: null, activity: null };
         byUpstream.set(upstream, view);
       }
+      return view;
+    };
+    if (viewer.mayCollect) {
+      for (const configured of this.config.proxy.upstreams) viewOf(configured.host);
+      for (const upstream of Object.keys(activity)) viewOf(upstream);
+    }
+    for (const repository of cached) {
+      const view = viewOf(repository.upstream!);
       view.repositories.push(repository);
       view.manifests += repository.manifests;
       view.bytes += repository.size;
       if (repository.lastPull !== null && (view.lastPull === null || repository.lastPull > view.lastPull)) view.lastPull = repository.lastPull;
+    }
+    for (const view of byUpstream.values()) {
+      if (viewer.mayCollect || view.repositories.length > 0) view.activity = activity[view.upstream] ?? null;
     }
     return [...byUpstream.values()].sort((a, b) => (a.upstream < b.upstream ? -1 : 1));
   }

@@ -176,12 +176,23 @@ url = "${upstream.url}"
       // The cache: per upstream, and evict.
       await page.goto(`${app.url}/ui/cache`);
       expect(await page.$eval('main', (element) => (element as unknown as { innerText: string }).innerText)).toContain('upstream.test');
+      // Hits, misses and the upstream's health since the start: one manifest fetched, the upstream answering.
+      const served = await page.$$eval('section[data-upstream="upstream.test"] table.served tbody tr', (rows) =>
+        rows.map((row) => (row as unknown as { innerText: string }).innerText.split('\t')),
+      );
+      expect(served).toEqual([
+        ['Manifests', '0', '1', '0'],
+        ['Blobs', '0', '0', '0'],
+      ]);
+      expect(await page.$eval('section[data-upstream="upstream.test"] [data-health]', (element) => element.getAttribute('data-health'))).toBe('ok');
       expect(await inspectPage(page, 'cache')).toEqual({});
       await expectErrorCode(await carol.fetch('/api/cache/proxy/upstream.test/tools/cached', { method: 'DELETE' }), 403, 'DENIED');
       page.once('dialog', (dialog) => void dialog.accept());
       await Promise.all([page.waitForNavigation(), page.click('button[aria-label="Evict proxy/upstream.test/tools/cached"]')]);
       expect(await page.$eval('.notice', (element) => element.textContent)).toBe('Evicted 1 manifest of proxy/upstream.test/tools/cached.');
-      expect(((await (await alice.fetch('/api/cache')).json()) as { upstreams: unknown[] }).upstreams).toEqual([]);
+      // The configured upstream stays listed for alice (an administrator), with nothing cached.
+      const afterEviction = ((await (await alice.fetch('/api/cache')).json()) as { upstreams: Array<{ upstream: string; repositories: unknown[] }> }).upstreams;
+      expect(afterEviction.map(({ upstream, repositories }) => ({ upstream, repositories }))).toEqual([{ upstream: 'upstream.test', repositories: [] }]);
 
       // Storage and a GC dry run.
       await page.goto(`${app.url}/ui/storage`);
