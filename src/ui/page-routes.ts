@@ -11,6 +11,7 @@ import {
   cachePage,
   deleteConfirmPage,
   errorPage,
+  gcConfirmPage,
   imagePage,
   loginPage,
   PageContext,
@@ -19,6 +20,7 @@ import {
   repositoryPage,
   storagePage,
 } from './pages';
+import { formatBytes } from './html';
 import { SESSION_COOKIE } from './sessions';
 import { UiDependencies } from './ui-dependencies';
 import { identify, requireSameSiteAction, Viewer } from './viewer';
@@ -193,6 +195,27 @@ export function pageRoutes(router: Router, dependencies: UiDependencies): void {
       await actionForm(ctx, pageContext);
       const report = await catalog.gcDryRun(pageContext.viewer);
       return storagePage(pageContext, catalog.storage(pageContext.viewer), report);
+    }),
+  );
+
+  router.get(
+    `${base}storage/gc`,
+    page(async (_ctx, pageContext) => {
+      if (!pageContext.viewer.mayCollect) throw new RegistryError('DENIED', { message: 'garbage collection needs the delete right on the "" prefix' });
+      return gcConfirmPage(pageContext);
+    }),
+  );
+
+  router.post(
+    `${base}storage/gc`,
+    page(async (ctx, pageContext) => {
+      await actionForm(ctx, pageContext);
+      const report = await catalog.collectGarbage(pageContext.viewer);
+      afterAction(
+        ctx,
+        `${base}storage`,
+        `Garbage collection freed ${formatBytes(report.bytesFreed)}: ${report.manifests.length} manifests, ${report.blobs.length} files, ${report.uploadsExpired} expired uploads.`,
+      );
     }),
   );
 

@@ -5,12 +5,25 @@ import { RegistryError } from '../oci/errors';
 import { isValidName } from '../oci/names';
 import type { RepositorySummary } from '../storage/content-inventory';
 import type { GcReport } from '../storage/gc';
+import type { GcRunRecord, StorageSample } from '../storage/storage-history';
 import type { UpstreamActivitySnapshot } from '../metrics/upstream-activity';
 import type { UiContent } from './content';
 import { ImageDetails, ImageReader, TagDetails } from './image-details';
 import type { Viewer } from './viewer';
 
 const PROXY_PREFIX = 'proxy/';
+/** The last collections the storage page and /api/storage list. */
+const GC_RUNS_SHOWN = 10;
+
+export interface StorageView {
+  stores: ReturnType<UiContent['inventory']['storedBytes']>;
+  /** Samples of the stores' sizes, oldest first: hourly while the server runs, and after each collection. */
+  history: StorageSample[];
+  /** The last collections that ran (the server's and the gc command's), newest first. */
+  garbageCollections: GcRunRecord[];
+  /** The last collection this process ran, with everything it removed; null before the first. */
+  lastGarbageCollection: NonNullable<UiContent['lastGarbageCollection']> | null;
+}
 
 /** A repository as listed: the index's summary, or a GHCR package from `[github]` that nothing is cached of yet. */
 export type RepositoryListing =
@@ -147,20 +160,37 @@ export class UiCatalog {
     return [...byUpstream.values()].sort((a, b) => (a.upstream < b.upstream ? -1 : 1));
   }
 
-  /** Bytes and files per store, and the last collection this process ran (what it freed). */
-  storage(viewer: Viewer): { stores: ReturnType<UiContent['inventory']['storedBytes']>; lastGarbageCollection: NonNullable<UiContent['lastGarbageCollection']> | null } {
+  /**
+   * Bytes and files per store now and over time (the retained samples, oldest first), the last collection
+   * this process ran (its whole report), and the last collections that ran at all (the index keeps them).
+   */
+  storage(viewer: Viewer): StorageView {
     requireLogin(viewer);
-    return { stores: this.content.inventory.storedBytes(), lastGarbageCollection: this.content.lastGarbageCollection ?? null };
+    return {
+      stores: this.content.inventory.storedBytes(),
+      history: this.content.storageHistory.samples(),
+      garbageCollections: this.content.storageHistory.gcRuns(GC_RUNS_SHOWN),
+      lastGarbageCollection: this.content.lastGarbageCollection ?? null,
+    };
   }
 
   /** What a garbage collection would remove now, without removing it. */
   gcDryRun(viewer: Viewer): Promise<GcReport> {
-    requireLogin(viewer);
-    if (!viewer.mayCollect) {
-      if (viewer.user === undefined && viewer.via !== 'header') throw new RegistryError('UNAUTHORIZED', { message: 'log in first' });
-      throw new RegistryError('DENIED', { message: 'garbage collection needs the delete right on the "" prefix' });
-    }
+    this.requireCollect(viewer);
     return this.content.collectGarbage({ dryRun: true });
+  }
+
+  /** Runs a garbage collection now, or joins the one under way (scheduled, or asked for by someone else). */
+  collectGarbage(viewer: Viewer): Promise<GcReport> {
+    this.requireCollect(viewer);
+    return this.content.collectGarbage({});
+  }
+
+  private requireCollect(viewer: Viewer): void {
+    requireLogin(viewer);
+    if (viewer.mayCollect) return;
+    if (viewer.user === undefined && viewer.via !== 'header') throw new RegistryError('UNAUTHORIZED', { message: 'log in first' });
+    throw new RegistryError('DENIED', { message: 'garbage collection needs the delete right on the "" prefix' });
   }
 
   private require(viewer: Viewer, action: Action, name: string): void {

@@ -347,6 +347,82 @@ describe('[ui] settings', () => {
   });
 });
 
+describe('POST /api/gc and the storage history', () => {
+  test('runs a collection (403 DENIED without the right, CSRF-safe with the cookie); /api/storage keeps the run and the sizes over time, also after a restart', async () => {
+    const app = await createAuthApp(USERS, `${RULES}\n[gc]\ngrace = 0\n`);
+    try {
+      const alice = new RegistryClient(app, ALICE);
+      const loose = randomBytes(3000);
+      const { digest } = await alice.pushBlob('team/loose', loose);
+      await new Promise((resolve) => setTimeout(resolve, 20)); // the loose blob's file is older than the cutoff (grace 0)
+      await expectErrorCode(await new RegistryClient(app, CAROL).fetch('/api/gc', { method: 'POST' }), 403, 'DENIED');
+      await expectErrorCode(await alice.fetch('/api/gc', { method: 'POST', headers: { Origin: 'https://elsewhere.test' } }), 403, 'DENIED');
+      expect((await alice.getBlob('team/loose', digest)).response.status).toBe(200);
+
+      const response = await alice.fetch('/api/gc', { method: 'POST' });
+      await expectStatus(response, 200);
+      const report = (await response.json()) as { dryRun: boolean; bytesFreed: number; blobs: Array<{ digest: string }> };
+      expect(report).toMatchObject({ dryRun: false, bytesFreed: loose.length, blobs: [{ store: 'hosted', digest, size: loose.length }] });
+      expect((await alice.getBlob('team/loose', digest)).response.status).toBe(404);
+
+      await app.restart();
+      const storage = (await (await alice.fetch('/api/storage')).json()) as {
+        stores: { hosted: { bytes: number } };
+        history: Array<{ at: number; stores: Record<string, { bytes: number; blobs: number }> }>;
+        garbageCollections: Array<{ finishedAt: number; bytesFreed: number; blobs: number; manifests: number }>;
+        lastGarbageCollection: unknown;
+      };
+      // This process ran none; the index remembers the one before the restart, and the sizes it left.
+      expect(storage.lastGarbageCollection).toBeNull();
+      expect(storage.garbageCollections).toEqual([expect.objectContaining({ bytesFreed: loose.length, blobs: 1, manifests: 0 })]);
+      expect(storage.history).toHaveLength(1);
+      expect(storage.history[0].stores.hosted).toEqual({ bytes: 0, blobs: 0 });
+      expect(storage.history[0].at).toBe(storage.garbageCollections[0].finishedAt);
+    } finally {
+      await app.close();
+    }
+  });
+
+  test('with the session cookie, running a collection needs the CSRF token, on the page as on /api/', async () => {
+    const app = await createAuthApp(USERS, RULES);
+    try {
+      const anonymous = new RegistryClient(app);
+      const form = await anonymous.fetch('/ui/login');
+      const anonymousCookie = form.headers.get('Set-Cookie')!.split(';')[0];
+      const loginCsrf = /name="csrf" value="([^"]+)"/.exec(await form.text())![1];
+      const login = await anonymous.fetch('/ui/login', {
+        method: 'POST',
+        redirect: 'manual',
+        headers: { 'Content-Type': 'application/x-www-form-urlencoded', Cookie: anonymousCookie, Origin: app.url },
+        body: new URLSearchParams({ csrf: loginCsrf, username: 'alice', password: 'alice-pw', next: '/ui/' }).toString(),
+      });
+      const cookie = login.headers.get('Set-Cookie')!.split(';')[0];
+      const withCookie = new RegistryClient(app, { Cookie: cookie });
+      const confirmation = await withCookie.fetch('/ui/storage/gc');
+      await expectStatus(confirmation, 200);
+      const csrf = /name="csrf" value="([^"]+)"/.exec(await confirmation.text())![1];
+      const post = (token: string) =>
+        withCookie.fetch('/ui/storage/gc', {
+          method: 'POST',
+          redirect: 'manual',
+          headers: { 'Content-Type': 'application/x-www-form-urlencoded', Origin: app.url },
+          body: new URLSearchParams({ csrf: token }).toString(),
+        });
+      expect((await post('wrong')).status).toBe(403);
+      await expectErrorCode(await withCookie.fetch('/api/gc', { method: 'POST', headers: { Origin: app.url } }), 403, 'DENIED');
+      expect(app.registry.storageHistory.gcRuns()).toEqual([]);
+      const done = await post(csrf);
+      expect(done.status).toBe(302);
+      expect(decodeURIComponent(done.headers.get('Location')!)).toMatch(/^\/ui\/storage\?notice=Garbage collection freed /);
+      expect(app.registry.storageHistory.gcRuns()).toHaveLength(1);
+      // carol may pull only: no confirmation page for her.
+      expect((await new RegistryClient(app, CAROL).fetch('/ui/storage/gc')).status).toBe(403);
+    } finally {
+      await app.close();
+    }
+  });
+});
+
 describe('anonymous = "none"', () => {
   test('/api/ needs credentials and pages send the browser to the login', async () => {
     const app = await createAuthApp(USERS, `[auth]\nhtpasswd = "${HTPASSWD_FILE}"\n`);
