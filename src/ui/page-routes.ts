@@ -164,7 +164,9 @@ export function pageRoutes(router: Router, dependencies: UiDependencies): void {
       }
       // A new id at login: a cookie someone planted before it is worth nothing after it.
       sessions.end(pageContext.viewer.cookie);
-      setSessionCookie(ctx, sessions.create(user));
+      const credential = access.credentialStamp(user);
+      if (credential === undefined) throw new RegistryError('UNAUTHORIZED', { message: 'that user was just removed' });
+      setSessionCookie(ctx, sessions.create({ user, credential }));
       ctx.redirect(next);
     }),
   );

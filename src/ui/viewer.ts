@@ -30,7 +30,8 @@ export interface Viewer {
 export async function identify(ctx: Context, access: AccessControl | null, sessions: Sessions): Promise<Viewer> {
   const cookie = ctx.cookies.get(SESSION_COOKIE) || undefined;
   if (!access) return viewerOf(null, null, undefined, cookie, cookie ? 'session' : 'none', false);
-  const sessionUser = sessions.user(cookie);
+  // Checked against the htpasswd file at each request: a removed user or a changed password ends the session.
+  const sessionUser = sessions.user(cookie, (user) => access.credentialStamp(user));
   if (sessionUser !== undefined) return viewerOf(access, { kind: 'user', name: sessionUser }, undefined, cookie, 'session', false);
 
   const header = ctx.get('Authorization');

@@ -1,4 +1,6 @@
-import { basic, createAuthApp, HTPASSWD_FILE } from '../helpers/auth';
+import fs from 'node:fs';
+import path from 'node:path';
+import { addUsers, basic, createAuthApp, HTPASSWD_FILE } from '../helpers/auth';
 import { RegistryClient, digestOf, expectErrorCode, expectStatus, json, OCI_CONFIG, OCI_LAYER } from '../helpers/registry-client';
 import { createTestApp, TestApp } from '../helpers/test-app';
 import { randomBytes } from 'node:crypto';
@@ -69,6 +71,22 @@ async function pushDescribedImage(client: RegistryClient, name: string, tag: str
   };
   const pushed = await client.putManifest(name, tag ?? digestOf(json(manifest)), manifest);
   return { ...pushed, config, layer };
+}
+
+/** Logs in through the login form as a browser does; returns the session cookie (`name=value`). */
+async function logInWithForm(app: TestApp, user: string, password: string): Promise<string> {
+  const anonymous = new RegistryClient(app);
+  const form = await anonymous.fetch('/ui/login');
+  const anonymousCookie = form.headers.get('Set-Cookie')!.split(';')[0];
+  const csrf = /name="csrf" value="([^"]+)"/.exec(await form.text())![1];
+  const response = await anonymous.fetch('/ui/login', {
+    method: 'POST',
+    redirect: 'manual',
+    headers: { 'Content-Type': 'application/x-www-form-urlencoded', Cookie: anonymousCookie, Origin: app.url },
+    body: new URLSearchParams({ csrf, username: user, password, next: '/ui/' }).toString(),
+  });
+  expect(response.status).toBe(302);
+  return response.headers.get('Set-Cookie')!.split(';')[0];
 }
 
 describe('the web UI JSON API (/api/) with htpasswd users and rules', () => {
@@ -386,17 +404,7 @@ describe('POST /api/gc and the storage history', () => {
   test('with the session cookie, running a collection needs the CSRF token, on the page as on /api/', async () => {
     const app = await createAuthApp(USERS, RULES);
     try {
-      const anonymous = new RegistryClient(app);
-      const form = await anonymous.fetch('/ui/login');
-      const anonymousCookie = form.headers.get('Set-Cookie')!.split(';')[0];
-      const loginCsrf = /name="csrf" value="([^"]+)"/.exec(await form.text())![1];
-      const login = await anonymous.fetch('/ui/login', {
-        method: 'POST',
-        redirect: 'manual',
-        headers: { 'Content-Type': 'application/x-www-form-urlencoded', Cookie: anonymousCookie, Origin: app.url },
-        body: new URLSearchParams({ csrf: loginCsrf, username: 'alice', password: 'alice-pw', next: '/ui/' }).toString(),
-      });
-      const cookie = login.headers.get('Set-Cookie')!.split(';')[0];
+      const cookie = await logInWithForm(app, 'alice', 'alice-pw');
       const withCookie = new RegistryClient(app, { Cookie: cookie });
       const confirmation = await withCookie.fetch('/ui/storage/gc');
       await expectStatus(confirmation, 200);
@@ -417,6 +425,37 @@ describe('POST /api/gc and the storage history', () => {
       expect(app.registry.storageHistory.gcRuns()).toHaveLength(1);
       // carol may pull only: no confirmation page for her.
       expect((await new RegistryClient(app, CAROL).fetch('/ui/storage/gc')).status).toBe(403);
+    } finally {
+      await app.close();
+    }
+  });
+});
+
+describe('web UI sessions and the htpasswd file', () => {
+  test("a session ends at the next request once its user is removed or their password changes; other users' sessions go on", async () => {
+    const app = await createAuthApp(USERS, RULES);
+    try {
+      const sessions = { alice: await logInWithForm(app, 'alice', 'alice-pw'), bob: await logInWithForm(app, 'bob', 'bob-pw'), carol: await logInWithForm(app, 'carol', 'carol-pw') };
+      const signedInAs = async (cookie: string) => /Signed in as <strong>([^<]+)</.exec(await (await new RegistryClient(app, { Cookie: cookie }).fetch('/ui/')).text())?.[1];
+      expect(await signedInAs(sessions.alice)).toBe('alice');
+      expect(await signedInAs(sessions.bob)).toBe('bob');
+      expect(await signedInAs(sessions.carol)).toBe('carol');
+
+      // bob is removed; alice gets a new password; carol stays as she was (her line is kept byte for byte).
+      const file = path.join(app.storageDir, HTPASSWD_FILE);
+      const carolLine = fs.readFileSync(file, 'utf8').split('\n').find((line) => line.startsWith('carol:'))!;
+      fs.writeFileSync(file, `${carolLine}\n`);
+      addUsers(file, { alice: 'alice-new-pw' });
+
+      expect(await signedInAs(sessions.alice)).toBeUndefined();
+      expect(await signedInAs(sessions.bob)).toBeUndefined();
+      expect(await signedInAs(sessions.carol)).toBe('carol');
+      // On /api/ the cookie now stands for no one: an action that needs a login is 401, not done as alice.
+      const withOldCookie = new RegistryClient(app, { Cookie: sessions.alice });
+      const csrf = /name="csrf" value="([^"]+)"/.exec(await (await withOldCookie.fetch('/ui/login')).text())![1];
+      await expectErrorCode(await withOldCookie.fetch('/api/gc/dry-run', { method: 'POST', headers: { 'X-CSRF-Token': csrf, Origin: app.url } }), 401, 'UNAUTHORIZED');
+      // A new login with the new password works.
+      expect(await signedInAs(await logInWithForm(app, 'alice', 'alice-new-pw'))).toBe('alice');
     } finally {
       await app.close();
     }
