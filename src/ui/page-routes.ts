@@ -21,6 +21,7 @@ import {
   storagePage,
 } from './pages';
 import { formatBytes } from './html';
+import { sendText } from './compression';
 import { SESSION_COOKIE } from './sessions';
 import { UiDependencies } from './ui-dependencies';
 import { identify, requireSameSiteAction, Viewer } from './viewer';
@@ -58,7 +59,7 @@ export function pageRoutes(router: Router, dependencies: UiDependencies): void {
       const pageContext = await pageContextOf(ctx);
       try {
         const body = await render(ctx, pageContext);
-        if (body !== undefined) sendHtml(ctx, 200, body);
+        if (body !== undefined) await sendHtml(ctx, 200, body);
       } catch (error) {
         if (!(error instanceof RegistryError)) {
           log.error('page failed', { path: ctx.path, error: error instanceof Error ? (error.stack ?? error.message) : String(error) });
@@ -68,7 +69,7 @@ export function pageRoutes(router: Router, dependencies: UiDependencies): void {
           ctx.redirect(`${base}login?next=${encodeURIComponent(ctx.originalUrl)}`);
           return;
         }
-        sendHtml(ctx, registryError.status, errorPage(pageContext, registryError.status, registryError.message));
+        await sendHtml(ctx, registryError.status, errorPage(pageContext, registryError.status, registryError.message));
       }
     };
 
@@ -160,7 +161,7 @@ export function pageRoutes(router: Router, dependencies: UiDependencies): void {
         const throttled = typeof user !== 'string' && user.throttled;
         ctx.status = throttled ? 429 : 401;
         const message = throttled ? 'Too many failed logins from this address; try again in a minute.' : 'Wrong user or password.';
-        return void sendHtml(ctx, ctx.status, loginPage(pageContext, next, message));
+        return void (await sendHtml(ctx, ctx.status, loginPage(pageContext, next, message)));
       }
       // A new id at login: a cookie someone planted before it is worth nothing after it.
       sessions.end(pageContext.viewer.cookie);
@@ -266,19 +267,11 @@ export function pageRoutes(router: Router, dependencies: UiDependencies): void {
   }
 }
 
-/** Pages of thousands of repositories are some hundred KiB of repetitive markup: compressed when the browser takes it. */
-const COMPRESS_FROM_BYTES = 8 * 1024;
-
-function sendHtml(ctx: Context, status: number, body: string): void {
+/** A page: compressed when large (compression.ts), never cached (it shows what the viewer may see now). */
+async function sendHtml(ctx: Context, status: number, body: string): Promise<void> {
+  ctx.set('Cache-Control', 'no-store');
+  await sendText(ctx, body, 'text/html; charset=utf-8');
   ctx.status = status;
-  ctx.type = 'text/html; charset=utf-8';
-  ctx.set({ 'Cache-Control': 'no-store', Vary: 'Accept-Encoding' });
-  if (body.length >= COMPRESS_FROM_BYTES && ctx.acceptsEncodings('gzip', 'identity') === 'gzip') {
-    ctx.set('Content-Encoding', 'gzip');
-    ctx.body = gzipSync(body, { level: 6 });
-    return;
-  }
-  ctx.body = body;
 }
 
 async function readForm(ctx: Context): Promise<URLSearchParams> {

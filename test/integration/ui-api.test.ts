@@ -1,5 +1,8 @@
 import fs from 'node:fs';
+import http from 'node:http';
 import path from 'node:path';
+import { gunzipSync } from 'node:zlib';
+import { pushManyRepositories } from '../helpers/many-repositories';
 import { addUsers, basic, createAuthApp, HTPASSWD_FILE } from '../helpers/auth';
 import { RegistryClient, digestOf, expectErrorCode, expectStatus, json, OCI_CONFIG, OCI_LAYER } from '../helpers/registry-client';
 import { createTestApp, TestApp } from '../helpers/test-app';
@@ -475,5 +478,47 @@ describe('anonymous = "none"', () => {
     } finally {
       await app.close();
     }
+  });
+});
+
+describe('compression of pages and /api/ answers', () => {
+  let app: TestApp;
+  beforeAll(async () => {
+    app = await createTestApp();
+    await pushManyRepositories(new RegistryClient(app), 2000);
+  }, 180_000);
+  afterAll(() => app.close());
+
+  /** The raw answer, not decompressed: its headers and how many bytes went over the wire. */
+  function rawGet(path: string, acceptEncoding?: string): Promise<{ headers: http.IncomingHttpHeaders; wire: Buffer }> {
+    return new Promise((resolve, reject) => {
+      const request = http.get(`${app.url}${path}`, { headers: acceptEncoding ? { 'Accept-Encoding': acceptEncoding } : {} }, (response) => {
+        const chunks: Buffer[] = [];
+        response.on('data', (chunk: Buffer) => chunks.push(chunk));
+        response.on('end', () => resolve({ headers: response.headers, wire: Buffer.concat(chunks) }));
+        response.on('error', reject);
+      });
+      request.on('error', reject);
+    });
+  }
+
+  test.each(['/ui/', '/api/repositories'])('GET %s with 2,000 repositories: gzip when the client takes it, whole otherwise', async (path) => {
+    const gzipped = await rawGet(path, 'gzip, deflate, br');
+    expect(gzipped.headers['content-encoding']).toBe('gzip');
+    expect(gzipped.headers.vary).toMatch(/Accept-Encoding/i);
+    const text = gunzipSync(gzipped.wire).toString('utf8');
+    expect(text.split('many/repo-').length - 1).toBeGreaterThanOrEqual(2000);
+    expect(text).toContain('many/repo-1999');
+
+    const plain = await rawGet(path);
+    expect(plain.headers['content-encoding']).toBeUndefined();
+    expect(plain.wire.toString('utf8')).toBe(text);
+    expect(gzipped.wire.length * 5).toBeLessThan(plain.wire.length);
+  });
+
+  test('a small answer goes uncompressed: gzip would not pay for itself', async () => {
+    const small = await rawGet('/api/repositories?q=repo-0001', 'gzip');
+    expect(small.headers['content-encoding']).toBeUndefined();
+    expect(JSON.parse(small.wire.toString('utf8')).repositories.map((r: { name: string }) => r.name)).toEqual(['many/repo-0001']);
   });
 });
