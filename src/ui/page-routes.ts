@@ -2,6 +2,7 @@ import Router from '@koa/router';
 import { Context } from 'koa';
 import { createHash } from 'node:crypto';
 import { gzipSync } from 'node:zlib';
+import { recordCaller } from '../http/middleware/authorize';
 import { single } from '../http/request';
 import { RegistryError } from '../oci/errors';
 import { readAtMost } from '../streams';
@@ -168,6 +169,8 @@ export function pageRoutes(router: Router, dependencies: UiDependencies): void {
       const credential = access.credentialStamp(user);
       if (credential === undefined) throw new RegistryError('UNAUTHORIZED', { message: 'that user was just removed' });
       setSessionCookie(ctx, sessions.create({ user, credential }));
+      // The request log names who logged in, not the anonymous browser that sent the form.
+      recordCaller(ctx, { principal: { kind: 'user', name: user }, presented: true });
       ctx.redirect(next);
     }),
   );

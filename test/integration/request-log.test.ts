@@ -118,7 +118,7 @@ describe('the request log: one JSON line per request', () => {
       const logged = (path: string) => requests().filter((line) => line.path === path).map(({ method, status, user }) => ({ method, status, user }));
       expect(logged('/ui/login')).toEqual([
         { method: 'GET', status: 200, user: 'anonymous' },
-        { method: 'POST', status: 302, user: 'anonymous' }, // who sent the form; the next request is alice's
+        { method: 'POST', status: 302, user: 'alice' }, // the login: who logged in
       ]);
       expect(logged('/ui/storage')).toEqual([{ method: 'GET', status: 200, user: 'alice' }]);
       expect(logged('/api/storage')).toEqual([{ method: 'GET', status: 200, user: 'alice' }]);
