@@ -124,9 +124,13 @@ async function main(argv: string[]): Promise<void> {
   const sync = registry.cacheSync?.schedule();
   // Background work a shutdown stops and waits for before the index closes.
   const background = { stop: async () => void (await Promise.all([collection.stop(), sync?.stop()])) };
+  registry.sampleStorageEvery(STORAGE_SAMPLE_INTERVAL_MS);
   // SIGTERM/SIGINT: drain for up to shutdown_timeout, close the index, exit (src/shutdown.ts).
   exitOnSignals({ listeners, registry, gc: background, lifecycle: listeners[0].lifecycle, timeoutMs: config.shutdown_timeout, log });
 }
+
+/** How often the server records the stores' sizes for the web UI's storage chart (storage-history.ts bounds what is kept). */
+const STORAGE_SAMPLE_INTERVAL_MS = 3_600_000;
 
 /**
  * What a first start should tell: where it listens, where data goes, which upstreams it caches, and

@@ -4,6 +4,7 @@ import { RegistryError } from './oci/errors';
 import { GhcrCatalog, mergeRepositoryPages, withGhcrToken } from './ghcr/ghcr-catalog';
 import { Logger } from './log';
 import { RegistryMetrics } from './metrics/registry-metrics';
+import type { UpstreamActivitySnapshot } from './metrics/upstream-activity';
 import { isValidName } from './oci/names';
 import { PROXY_PREFIX } from './proxy/upstreams';
 import { PullThroughCache } from './proxy/pull-through-cache';
@@ -13,6 +14,7 @@ import { BlobStore } from './storage/blob-store';
 import { GarbageCollector, GcReport, VerifyReport } from './storage/gc';
 import { ContentInventory } from './storage/content-inventory';
 import { RecentManifests } from './storage/recent-manifests';
+import { StorageHistory } from './storage/storage-history';
 import { checkReadiness, Readiness } from './storage/readiness';
 import { HostedContent, HostedRepository, Pagination, Repository } from './storage/repository';
 import { Page, pageOf, RegistryIndex } from './storage/registry-index';
@@ -33,6 +35,9 @@ export class Registry {
   lastGarbageCollection: (GcReport & { finishedAt: number }) | undefined;
   /** The collection under way: a scheduled run and one asked for from the web UI share it, never overlap. */
   private garbageCollection: Promise<GcReport> | undefined;
+  /** Bytes per store over time and the collections that ran, kept in the index (the web UI's storage page). */
+  readonly storageHistory: StorageHistory;
+  private storageSampling: NodeJS.Timeout | undefined;
   /** The readiness probe under way, which concurrent callers share. */
   private readinessProbe: Promise<Readiness> | undefined;
 
@@ -43,7 +48,7 @@ export class Registry {
   constructor(
     readonly index: RegistryIndex,
     private readonly config: Config,
-    log: Logger,
+    private readonly log: Logger,
     readonly metrics: RegistryMetrics = new RegistryMetrics(),
   ) {
     const recordWrite = (digest: string, size: number) => index.recordBlobWrite(digest, size);
@@ -80,6 +85,7 @@ export class Registry {
       },
     });
     metrics.observeStorage(() => index.storedBytes());
+    this.storageHistory = new StorageHistory(index.db);
   }
 
   static open(config: Config, log: Logger, metrics?: RegistryMetrics): Registry {
@@ -139,12 +145,44 @@ export class Registry {
     try {
       const report = await this.collector.collect();
       this.metrics.gcFinished(report);
-      this.lastGarbageCollection = { ...report, finishedAt: Date.now() };
+      const finishedAt = Date.now();
+      this.lastGarbageCollection = { ...report, finishedAt };
+      try {
+        this.storageHistory.recordGcRun(report, finishedAt);
+        this.sampleStorage(finishedAt);
+      } catch (error) {
+        // The collection itself is done; only its record is lost (a full disk, say).
+        this.log.warn('cannot record the garbage collection in the index', { error: (error as Error).message });
+      }
       return report;
     } catch (error) {
       this.metrics.gcFailed();
       throw error;
     }
+  }
+
+  /** Per upstream, since the server started: what the cache served and how the upstream answered (the web UI). */
+  upstreamActivity(): Record<string, UpstreamActivitySnapshot> {
+    return this.metrics.upstreamActivity.snapshot();
+  }
+
+  /** Records what each store holds now (storage_samples), for the storage chart. */
+  sampleStorage(now = Date.now()): void {
+    this.storageHistory.sample(this.index.storedBytes(), now);
+  }
+
+  /** Samples storage now and every `intervalMs` while the server runs; `close` stops it. */
+  sampleStorageEvery(intervalMs: number): void {
+    const sample = () => {
+      try {
+        this.sampleStorage();
+      } catch (error) {
+        this.log.warn('cannot sample storage sizes', { error: (error as Error).message });
+      }
+    };
+    sample();
+    this.storageSampling = setInterval(sample, intervalMs);
+    this.storageSampling.unref();
   }
 
   /** Judges again what a collection interrupted by a crash left in .trash (at start). */
@@ -172,6 +210,7 @@ export class Registry {
   }
 
   close(): void {
+    clearInterval(this.storageSampling);
     this.pullThroughCache?.close();
     this.hosted.accessLog.close();
     this.index.close();

@@ -112,6 +112,15 @@ export class AccessControl {
     return user;
   }
 
+  /**
+   * What a login as `user` stands on: a digest of the user's password hash in the htpasswd file as it is now;
+   * undefined when the user is no longer there. A new password or a removed user changes it (web UI sessions).
+   */
+  credentialStamp(user: string): string | undefined {
+    const hash = this.users.currentHash(user);
+    return hash === undefined ? undefined : createHash('sha256').update(hash).digest('base64url');
+  }
+
   private fail(client: string, now: number): Exclude<Authentication, { ok: true }> {
     this.count(client, now);
     return this.throttledOrNot(client, now);

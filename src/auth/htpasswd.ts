@@ -42,10 +42,20 @@ export class HtpasswdFile {
     return hash !== undefined && matches;
   }
 
+  /**
+   * The stored hash of `user` as the file says now (looked at without waiting out RECHECK_MS: one stat), or
+   * undefined when the user is gone. A web UI session compares it on each request, so that removing a user
+   * or changing their password ends their sessions at once.
+   */
+  currentHash(user: string): string | undefined {
+    this.refresh(true);
+    return this.users.get(user);
+  }
+
   /** Re-reads the file when it changed; a file that vanished or broke keeps the last good users. */
-  refresh(): void {
+  refresh(force = false): void {
     const now = Date.now();
-    if (now - this.checkedAt < RECHECK_MS) return;
+    if (!force && now - this.checkedAt < RECHECK_MS) return;
     this.checkedAt = now;
     try {
       const stats = fs.statSync(this.path);

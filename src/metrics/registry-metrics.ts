@@ -1,4 +1,5 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry as PrometheusRegistry } from 'prom-client';
+import { CachedKind, CacheResult, UpstreamActivity } from './upstream-activity';
 
 /** Our series are `registry_…`; prom-client's process series keep their own names (`process_…`, `nodejs_…`). */
 const PREFIX = 'registry_';
@@ -16,14 +17,7 @@ export const OTHER_UPSTREAMS = 'other';
 /** Which store a size or a freed byte belongs to: hosted content, or the pull-through cache. */
 export type StoreKind = 'hosted' | 'proxy';
 
-/**
- * `hit`: from the cache; `miss`: fetched from the upstream; `stale`: from the cache because the upstream failed;
- * `not_found`: a 404 the upstream gave within `not_found_ttl`, answered again without asking it.
- */
-export type CacheResult = 'hit' | 'miss' | 'stale' | 'not_found';
-
-/** What the pull-through cache serves: manifests, blobs, and the referrers lists of manifests. */
-export type CachedKind = 'manifest' | 'blob' | 'referrers';
+export type { CachedKind, CacheResult } from './upstream-activity';
 
 /** What an upstream client reports, bound to one upstream. */
 export interface UpstreamObserver {
@@ -45,6 +39,8 @@ export interface GcRunSummary {
  */
 export class RegistryMetrics {
   readonly prometheus = new PrometheusRegistry();
+  /** The same cache and upstream events, with their times, for the web UI's cache page. */
+  readonly upstreamActivity = new UpstreamActivity();
 
   private readonly httpRequests = new Counter({
     name: `${PREFIX}http_requests_total`,
@@ -199,7 +195,9 @@ export class RegistryMetrics {
 
   /** A manifest or blob the pull-through cache served for `upstream`, and where from. */
   cacheServed(upstream: string, kind: CachedKind, result: CacheResult): void {
-    this.cacheRequests.inc({ upstream: this.upstreamLabel(upstream), kind, result });
+    const label = this.upstreamLabel(upstream);
+    this.cacheRequests.inc({ upstream: label, kind, result });
+    this.upstreamActivity.served(label, kind, result);
   }
 
   /** One of an upstream's URLs failed (`reason`), and the next was asked. */
@@ -210,8 +208,14 @@ export class RegistryMetrics {
   upstream(name: string): UpstreamObserver {
     const upstream = this.upstreamLabel(name);
     return {
-      answered: (method, status) => this.upstreamRequests.inc({ upstream, method, status: String(status) }),
-      failed: (reason) => this.upstreamErrors.inc({ upstream, reason }),
+      answered: (method, status) => {
+        this.upstreamRequests.inc({ upstream, method, status: String(status) });
+        this.upstreamActivity.answered(upstream, status);
+      },
+      failed: (reason) => {
+        this.upstreamErrors.inc({ upstream, reason });
+        this.upstreamActivity.failed(upstream, reason);
+      },
     };
   }
 

@@ -116,4 +116,26 @@ export const MIGRATIONS: readonly string[] = [
     FOREIGN KEY (repository_id, subject_digest) REFERENCES manifests(repository_id, digest) ON DELETE CASCADE
   ) WITHOUT ROWID;
   `,
+  `
+  -- Bytes and files per store (hosted, proxy) over time, for the web UI's storage chart (storage-history.ts):
+  -- sampled hourly by the server and after each garbage collection; kept for a bounded time.
+  CREATE TABLE storage_samples (
+    sampled_at INTEGER NOT NULL,
+    store TEXT NOT NULL,
+    bytes INTEGER NOT NULL,
+    blobs INTEGER NOT NULL,
+    PRIMARY KEY (sampled_at, store)
+  ) WITHOUT ROWID;
+
+  -- Garbage collections that ran (not dry runs), by the server or the gc command: what each freed. The last ones only.
+  CREATE TABLE gc_runs (
+    id INTEGER PRIMARY KEY,
+    finished_at INTEGER NOT NULL,
+    duration_ms INTEGER NOT NULL,
+    bytes_freed INTEGER NOT NULL,
+    blobs INTEGER NOT NULL,
+    manifests INTEGER NOT NULL,
+    uploads_expired INTEGER NOT NULL
+  );
+  `,
 ];

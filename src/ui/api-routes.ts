@@ -14,8 +14,9 @@ export const API_PREFIX = '/api';
  * DELETE /api/repositories/<name>/manifests/<ref>    delete a tag or a manifest (delete right; evicts in the cache)
  * DELETE /api/cache/<name>                           evict a cached repository (delete right)
  * GET  /api/cache                                    the cache per upstream
- * GET  /api/storage                                  bytes and files per store, the last collection
+ * GET  /api/storage                                  bytes and files per store, now and over time; the last collections
  * POST /api/gc/dry-run                               what garbage collection would remove (delete right on "")
+ * POST /api/gc                                       run garbage collection now, or join the run under way (same right)
  * Errors are the registry's {"errors":[…]} (renderErrors), so scripts read them as they read /v2/'s.
  */
 export function apiRoutes(router: Router, { catalog, access, sessions, config }: UiDependencies): void {
@@ -64,5 +65,9 @@ export function apiRoutes(router: Router, { catalog, access, sessions, config }:
 
   router.post(`${API_PREFIX}/gc/dry-run`, async (ctx) => {
     ctx.body = await catalog.gcDryRun(await action(ctx));
+  });
+
+  router.post(`${API_PREFIX}/gc`, async (ctx) => {
+    ctx.body = await catalog.collectGarbage(await action(ctx));
   });
 }

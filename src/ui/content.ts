@@ -1,6 +1,8 @@
 import type { RegistryContent } from '../http/routes/context';
+import type { UpstreamActivitySnapshot } from '../metrics/upstream-activity';
 import type { ContentInventory } from '../storage/content-inventory';
 import type { GcReport } from '../storage/gc';
+import type { StorageHistory } from '../storage/storage-history';
 
 /**
  * The registry as the web UI sees it: what routes see, plus the index's sizes, counts and times, and a
@@ -15,4 +17,8 @@ export interface UiContent extends RegistryContent {
   collectGarbage(options: { dryRun?: boolean }): Promise<GcReport>;
   /** The last collection this process ran, scheduled or asked for; undefined before the first. */
   readonly lastGarbageCollection: (GcReport & { finishedAt: number }) | undefined;
+  /** Bytes per store over time and the collections that ran (kept in the index). */
+  readonly storageHistory: Pick<StorageHistory, 'samples' | 'gcRuns'>;
+  /** Per upstream, since the server started: cache hits, misses and stale serves; last success and error. */
+  upstreamActivity(): Record<string, UpstreamActivitySnapshot>;
 }

@@ -2,6 +2,7 @@ import Router from '@koa/router';
 import { Context } from 'koa';
 import { createHash } from 'node:crypto';
 import { gzipSync } from 'node:zlib';
+import { recordCaller } from '../http/middleware/authorize';
 import { single } from '../http/request';
 import { RegistryError } from '../oci/errors';
 import { readAtMost } from '../streams';
@@ -11,6 +12,7 @@ import {
   cachePage,
   deleteConfirmPage,
   errorPage,
+  gcConfirmPage,
   imagePage,
   loginPage,
   PageContext,
@@ -19,6 +21,8 @@ import {
   repositoryPage,
   storagePage,
 } from './pages';
+import { formatBytes } from './html';
+import { sendText } from './compression';
 import { SESSION_COOKIE } from './sessions';
 import { UiDependencies } from './ui-dependencies';
 import { identify, requireSameSiteAction, Viewer } from './viewer';
@@ -56,7 +60,7 @@ export function pageRoutes(router: Router, dependencies: UiDependencies): void {
       const pageContext = await pageContextOf(ctx);
       try {
         const body = await render(ctx, pageContext);
-        if (body !== undefined) sendHtml(ctx, 200, body);
+        if (body !== undefined) await sendHtml(ctx, 200, body);
       } catch (error) {
         if (!(error instanceof RegistryError)) {
           log.error('page failed', { path: ctx.path, error: error instanceof Error ? (error.stack ?? error.message) : String(error) });
@@ -66,7 +70,7 @@ export function pageRoutes(router: Router, dependencies: UiDependencies): void {
           ctx.redirect(`${base}login?next=${encodeURIComponent(ctx.originalUrl)}`);
           return;
         }
-        sendHtml(ctx, registryError.status, errorPage(pageContext, registryError.status, registryError.message));
+        await sendHtml(ctx, registryError.status, errorPage(pageContext, registryError.status, registryError.message));
       }
     };
 
@@ -158,11 +162,15 @@ export function pageRoutes(router: Router, dependencies: UiDependencies): void {
         const throttled = typeof user !== 'string' && user.throttled;
         ctx.status = throttled ? 429 : 401;
         const message = throttled ? 'Too many failed logins from this address; try again in a minute.' : 'Wrong user or password.';
-        return void sendHtml(ctx, ctx.status, loginPage(pageContext, next, message));
+        return void (await sendHtml(ctx, ctx.status, loginPage(pageContext, next, message)));
       }
       // A new id at login: a cookie someone planted before it is worth nothing after it.
       sessions.end(pageContext.viewer.cookie);
-      setSessionCookie(ctx, sessions.create(user));
+      const credential = access.credentialStamp(user);
+      if (credential === undefined) throw new RegistryError('UNAUTHORIZED', { message: 'that user was just removed' });
+      setSessionCookie(ctx, sessions.create({ user, credential }));
+      // The request log names who logged in, not the anonymous browser that sent the form.
+      recordCaller(ctx, { principal: { kind: 'user', name: user }, presented: true });
       ctx.redirect(next);
     }),
   );
@@ -193,6 +201,27 @@ export function pageRoutes(router: Router, dependencies: UiDependencies): void {
       await actionForm(ctx, pageContext);
       const report = await catalog.gcDryRun(pageContext.viewer);
       return storagePage(pageContext, catalog.storage(pageContext.viewer), report);
+    }),
+  );
+
+  router.get(
+    `${base}storage/gc`,
+    page(async (_ctx, pageContext) => {
+      if (!pageContext.viewer.mayCollect) throw new RegistryError('DENIED', { message: 'garbage collection needs the delete right on the "" prefix' });
+      return gcConfirmPage(pageContext);
+    }),
+  );
+
+  router.post(
+    `${base}storage/gc`,
+    page(async (ctx, pageContext) => {
+      await actionForm(ctx, pageContext);
+      const report = await catalog.collectGarbage(pageContext.viewer);
+      afterAction(
+        ctx,
+        `${base}storage`,
+        `Garbage collection freed ${formatBytes(report.bytesFreed)}: ${report.manifests.length} manifests, ${report.blobs.length} files, ${report.uploadsExpired} expired uploads.`,
+      );
     }),
   );
 
@@ -241,19 +270,11 @@ export function pageRoutes(router: Router, dependencies: UiDependencies): void {
   }
 }
 
-/** Pages of thousands of repositories are some hundred KiB of repetitive markup: compressed when the browser takes it. */
-const COMPRESS_FROM_BYTES = 8 * 1024;
-
-function sendHtml(ctx: Context, status: number, body: string): void {
+/** A page: compressed when large (compression.ts), never cached (it shows what the viewer may see now). */
+async function sendHtml(ctx: Context, status: number, body: string): Promise<void> {
+  ctx.set('Cache-Control', 'no-store');
+  await sendText(ctx, body, 'text/html; charset=utf-8');
   ctx.status = status;
-  ctx.type = 'text/html; charset=utf-8';
-  ctx.set({ 'Cache-Control': 'no-store', Vary: 'Accept-Encoding' });
-  if (body.length >= COMPRESS_FROM_BYTES && ctx.acceptsEncodings('gzip', 'identity') === 'gzip') {
-    ctx.set('Content-Encoding', 'gzip');
-    ctx.body = gzipSync(body, { level: 6 });
-    return;
-  }
-  ctx.body = body;
 }
 
 async function readForm(ctx: Context): Promise<URLSearchParams> {

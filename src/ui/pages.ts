@@ -1,8 +1,10 @@
+import type { UpstreamActivitySnapshot } from '../metrics/upstream-activity';
 import type { GcReport } from '../storage/gc';
 import type { StoreKind } from '../storage/gc';
 import { formatBytes, formatTime, html, SafeHtml } from './html';
 import type { ImageDetails, Platform, TagDetails } from './image-details';
-import type { RepositoryListing, RepositoryView, UpstreamView } from './ui-catalog';
+import type { StorageSample } from '../storage/storage-history';
+import type { RepositoryListing, RepositoryView, StorageView, UpstreamView } from './ui-catalog';
 import type { Viewer } from './viewer';
 
 /** What every page needs to know about the request it answers. */
@@ -105,27 +107,74 @@ export function deleteConfirmPage(page: PageContext, name: string, reference: st
 
 export function cachePage(page: PageContext, upstreams: UpstreamView[]): string {
   const sections = upstreams.map(
-    (u) => html`<section aria-labelledby="upstream-${u.upstream}"><h2 id="upstream-${u.upstream}">${u.upstream}</h2><p>${u.url ? html`<code>${u.url}</code>: ` : ''}${count(u.repositories.length, 'repository', 'repositories')}, ${count(u.manifests, 'manifest', 'manifests')}, ${formatBytes(u.bytes)}, last pull ${formatTime(u.lastPull)}</p>
-<div class="scroll" tabindex="0"><table><thead><tr><th scope="col">Repository</th><th scope="col" class="num">Tags</th><th scope="col" class="num">Manifests</th><th scope="col" class="num">Size</th><th scope="col">Last pull</th><th scope="col">Actions</th></tr></thead><tbody>${u.repositories.map(
+    (u) => html`<section aria-labelledby="upstream-${u.upstream}" data-upstream="${u.upstream}"><h2 id="upstream-${u.upstream}">${u.upstream}</h2><p>${u.url ? html`<code>${u.url}</code>: ` : ''}${count(u.repositories.length, 'repository', 'repositories')}, ${count(u.manifests, 'manifest', 'manifests')}, ${formatBytes(u.bytes)}, last pull ${formatTime(u.lastPull)}</p>
+${u.activity ? upstreamActivity(u.upstream, u.activity) : ''}
+${u.repositories.length === 0 ? '' : html`<div class="scroll" tabindex="0"><table><caption class="offscreen">Cached repositories of ${u.upstream}</caption><thead><tr><th scope="col">Repository</th><th scope="col" class="num">Tags</th><th scope="col" class="num">Manifests</th><th scope="col" class="num">Size</th><th scope="col">Last pull</th><th scope="col">Actions</th></tr></thead><tbody>${u.repositories.map(
       (r) => html`<tr><th scope="row"><a href="${repositoryHref(page, r.name)}">${r.name}</a></th><td class="num">${r.tags}</td><td class="num">${r.manifests}</td><td class="num">${formatBytes(r.size)}</td><td>${formatTime(r.lastPull)}</td><td>${page.viewer.may('delete', r.name) ? html`<form method="post" action="${repositoryHref(page, r.name)}/-/evict" class="inline" data-confirm="Evict everything cached of ${r.name}?"><input type="hidden" name="csrf" value="${page.csrf}"><button type="submit" class="danger" aria-label="Evict ${r.name}">Evict</button></form>` : ''}</td></tr>`,
-    )}</tbody></table></div></section>`,
+    )}</tbody></table></div>`}</section>`,
   );
-  const body = html`<h1>Cache</h1><p>What the pull-through cache holds, per upstream, among the repositories you may pull.</p>${upstreams.length === 0 ? html`<p>Nothing cached yet. Pull through the cache with <code>docker pull ${page.registryHost}/proxy/docker.io/library/alpine</code>.</p>` : sections}`;
+  const body = html`<h1>Cache</h1><p>What the pull-through cache holds, per upstream, among the repositories you may pull. Hits, misses and the upstream's health count from the server's start.</p>${upstreams.length === 0 ? html`<p>Nothing cached yet. Pull through the cache with <code>docker pull ${page.registryHost}/proxy/docker.io/library/alpine</code>.</p>` : sections}`;
   return layout(page, 'cache', 'Cache', body);
 }
 
-export function storagePage(
-  page: PageContext,
-  { stores, lastGarbageCollection }: { stores: Record<StoreKind, { bytes: number; blobs: number }>; lastGarbageCollection: (GcReport & { finishedAt: number }) | null },
-  report?: GcReport,
-): string {
-  const last = lastGarbageCollection;
+/** Hits, misses and stale serves by kind, and when the upstream last answered and last failed. */
+function upstreamActivity(upstream: string, activity: UpstreamActivitySnapshot): SafeHtml {
+  const { served, lastSuccess, lastError } = activity;
+  const failing = lastError !== null && (lastSuccess === null || lastError.at >= lastSuccess);
+  const row = (label: string, kind: 'manifest' | 'blob') =>
+    html`<tr><th scope="row">${label}</th><td class="num">${served[kind].hit}</td><td class="num">${served[kind].miss}</td><td class="num">${served[kind].stale}</td></tr>`;
+  return html`<dl class="facts health"><dt>Upstream</dt><dd data-health="${failing ? 'failing' : lastSuccess === null ? 'unknown' : 'ok'}">${failing ? html`<span class="error">failing</span>` : lastSuccess === null ? 'not asked yet' : 'answering'}</dd><dt>Last success</dt><dd>${formatTime(lastSuccess)}</dd><dt>Last error</dt><dd>${lastError ? `${formatTime(lastError.at)} (${lastError.reason})` : '—'}</dd></dl>
+<div class="scroll" tabindex="0"><table class="served"><caption class="offscreen">Served for ${upstream} since the server started</caption><thead><tr><th scope="col">Served</th><th scope="col" class="num">Hits</th><th scope="col" class="num">Misses</th><th scope="col" class="num">Stale serves</th></tr></thead><tbody>${row('Manifests', 'manifest')}${row('Blobs', 'blob')}</tbody></table></div>`;
+}
+
+export function storagePage(page: PageContext, { stores, history, garbageCollections }: StorageView, report?: GcReport): string {
+  const last = garbageCollections[0];
   const names: Record<StoreKind, string> = { hosted: 'Hosted (pushed)', proxy: 'Cache (pulled through)' };
   const body = html`<h1>Storage</h1>
 <div class="scroll" tabindex="0"><table><thead><tr><th scope="col">Store</th><th scope="col" class="num">Files</th><th scope="col" class="num">Size</th></tr></thead><tbody>${(Object.keys(names) as StoreKind[]).map((kind) => html`<tr><th scope="row">${names[kind]}</th><td class="num">${stores[kind].blobs}</td><td class="num">${formatBytes(stores[kind].bytes)}</td></tr>`)}</tbody></table></div>
-<section aria-labelledby="gc"><h2 id="gc">Garbage collection</h2><p id="gc-last">${last ? `Last collection: ${formatTime(last.finishedAt)}, freed ${formatBytes(last.bytesFreed)} (${count(last.manifests.length, 'manifest', 'manifests')}, ${count(last.blobs.length, 'file', 'files')}, ${count(last.uploadsExpired, 'upload', 'uploads')} expired).` : 'No collection since the server started.'}</p>${page.viewer.mayCollect ? html`<p>A dry run lists what a collection would remove now (untagged manifests when <code>delete_untagged</code> is on, cache eviction, files nothing uses), and removes nothing.</p><form method="post" action="${page.base}storage/gc-dry-run"><input type="hidden" name="csrf" value="${page.csrf}"><button type="submit">Dry run</button></form>` : html`<p>Garbage collection needs the delete right on every repository (the <code>""</code> prefix).</p>`}
-${report ? gcReport(report) : ''}</section>`;
+<section aria-labelledby="history"><h2 id="history">Over time</h2>${storageChart(history, names)}</section>
+<section aria-labelledby="gc"><h2 id="gc">Garbage collection</h2><p id="gc-last">${last ? `Last collection: ${formatTime(last.finishedAt)}, freed ${formatBytes(last.bytesFreed)} (${count(last.manifests, 'manifest', 'manifests')}, ${count(last.blobs, 'file', 'files')}, ${count(last.uploadsExpired, 'upload', 'uploads')} expired).` : 'No collection has run yet.'}</p>${page.viewer.mayCollect ? html`<p>A dry run lists what a collection would remove now (untagged manifests when <code>delete_untagged</code> is on, cache eviction, files nothing uses), and removes nothing.</p><div class="buttons"><form method="post" action="${page.base}storage/gc-dry-run"><input type="hidden" name="csrf" value="${page.csrf}"><button type="submit" id="gc-dry-run">Dry run</button></form> <a href="${page.base}storage/gc" id="gc-run">Run garbage collection…</a></div>` : html`<p>Garbage collection needs the delete right on every repository (the <code>""</code> prefix).</p>`}
+${report ? gcReport(report) : ''}
+${garbageCollections.length > 0 ? html`<div class="scroll" tabindex="0"><table id="gc-runs"><caption>The last collections</caption><thead><tr><th scope="col">Finished</th><th scope="col" class="num">Freed</th><th scope="col" class="num">Manifests</th><th scope="col" class="num">Files</th><th scope="col" class="num">Uploads expired</th><th scope="col" class="num">Took</th></tr></thead><tbody>${garbageCollections.map((run) => html`<tr><td>${formatTime(run.finishedAt)}</td><td class="num">${formatBytes(run.bytesFreed)}</td><td class="num">${run.manifests}</td><td class="num">${run.blobs}</td><td class="num">${run.uploadsExpired}</td><td class="num">${(run.durationMs / 1000).toFixed(1)} s</td></tr>`)}</tbody></table></div>` : ''}</section>`;
   return layout(page, 'storage', 'Storage', body);
+}
+
+/** Points drawn per line at most: more would not show on a page's width. */
+const CHART_POINTS = 240;
+const CHART_WIDTH = 600;
+const CHART_HEIGHT = 200;
+
+/**
+ * Bytes per store over time as an inline SVG (no library, no script): one line per store, scaled to the
+ * largest size, with the scale and the time range as text beside it and the same figures in its description.
+ */
+function storageChart(history: StorageSample[], names: Record<StoreKind, string>): SafeHtml {
+  if (history.length < 2) {
+    return html`<p id="storage-chart-empty">The server samples the stores' sizes every hour and after each garbage collection; the chart appears from the second sample.</p>`;
+  }
+  const step = Math.ceil(history.length / CHART_POINTS);
+  const shown = history.filter((_, i) => i % step === 0 || i === history.length - 1);
+  const first = shown[0].at;
+  const span = Math.max(shown[shown.length - 1].at - first, 1);
+  const top = Math.max(1, ...shown.flatMap((sample) => [sample.stores.hosted.bytes, sample.stores.proxy.bytes]));
+  const kinds = Object.keys(names) as StoreKind[];
+  const points = (kind: StoreKind) =>
+    shown
+      .map((sample) => `${(((sample.at - first) / span) * CHART_WIDTH).toFixed(1)},${(CHART_HEIGHT - (sample.stores[kind].bytes / top) * (CHART_HEIGHT - 4) - 2).toFixed(1)}`)
+      .join(' ');
+  const end = shown[shown.length - 1];
+  const description = kinds
+    .map((kind) => `${names[kind]}: ${formatBytes(shown[0].stores[kind].bytes)} on ${formatTime(first)}, ${formatBytes(end.stores[kind].bytes)} on ${formatTime(end.at)}`)
+    .join('; ');
+  return html`<figure class="chart"><svg id="storage-chart" viewBox="0 0 ${CHART_WIDTH} ${CHART_HEIGHT}" preserveAspectRatio="none" role="img" aria-labelledby="storage-chart-title storage-chart-description"><title id="storage-chart-title">Bytes per store over time</title><desc id="storage-chart-description">${description}</desc><line class="axis" x1="0" y1="${CHART_HEIGHT - 1}" x2="${CHART_WIDTH}" y2="${CHART_HEIGHT - 1}"></line>${kinds.map((kind) => html`<polyline class="line line-${kind}" data-store="${kind}" fill="none" vector-effect="non-scaling-stroke" points="${points(kind)}"></polyline>`)}</svg>
+<figcaption><span class="chart-scale">Top: ${formatBytes(top)}. From ${formatTime(first)} to ${formatTime(end.at)}, ${count(history.length, 'sample', 'samples')}.</span> <span class="legend">${kinds.map((kind) => html`<span class="key key-${kind}">${names[kind]}</span> `)}</span></figcaption></figure>`;
+}
+
+export function gcConfirmPage(page: PageContext): string {
+  const body = html`<p class="crumbs"><a href="${page.base}storage">Storage</a> /</p><h1>Run garbage collection now?</h1>
+<p>It deletes what nothing references any more: untagged manifests when <code>[gc] delete_untagged</code> is on, cached images past the cache's limits, files no manifest uses (older than <code>[gc] grace</code>), and expired uploads. What it removes is gone for good; a dry run on the storage page lists it first. Pulls and pushes go on while it runs.</p>
+<form method="post" action="${page.base}storage/gc"><input type="hidden" name="csrf" value="${page.csrf}"><button type="submit" class="danger">Run garbage collection</button> <a href="${page.base}storage">Cancel</a></form>`;
+  return layout(page, 'storage', 'Run garbage collection', body);
 }
 
 function gcReport(report: GcReport): SafeHtml {

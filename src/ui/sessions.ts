@@ -9,11 +9,14 @@ export const SESSION_COOKIE = 'registry_ui_session';
 
 interface Session {
   user: string;
+  /** What the login stood on (AccessControl.credentialStamp): the session ends when it changes. */
+  credential: string;
   expires: number;
 }
 
 /**
- * Browser sessions, in memory (a restart logs everyone out). The cookie holds a random id: for a login,
+ * Browser sessions, in memory: a restart logs everyone out (docs/ui.md says why they are not kept in the
+ * index). A session also ends when its user leaves the htpasswd file or gets a new password. The cookie holds a random id: for a login,
  * the key of a session here; for an anonymous browser, an id nobody stored, which only anchors its CSRF
  * token. A CSRF token is an HMAC of the cookie under a key of this process, so it needs no state and
  * cannot be made without reading the cookie, which another site cannot do (HttpOnly, SameSite=Strict).
@@ -22,22 +25,25 @@ export class Sessions {
   private readonly sessions = new Map<string, Session>();
   private readonly key = randomBytes(32);
 
-  /** A fresh cookie value, for a login (`user`) or an anonymous browser. */
-  create(user?: string, now = Date.now()): string {
+  /** A fresh cookie value: for a login, `user` and the `credential` the login stood on; else for an anonymous browser. */
+  create(login?: { user: string; credential: string }, now = Date.now()): string {
     const id = randomBytes(24).toString('base64url');
-    if (user !== undefined) {
+    if (login !== undefined) {
       if (this.sessions.size >= SESSIONS_MAX) this.sessions.delete(this.sessions.keys().next().value!);
-      this.sessions.set(id, { user, expires: now + SESSION_TTL_MS });
+      this.sessions.set(id, { ...login, expires: now + SESSION_TTL_MS });
     }
     return id;
   }
 
-  /** The user a cookie value is logged in as, or undefined. */
-  user(id: string | undefined, now = Date.now()): string | undefined {
+  /**
+   * The user a cookie value is logged in as, or undefined. `credentialOf` tells what the user's login stands
+   * on now (undefined: the user is gone); a session whose credential changed is over.
+   */
+  user(id: string | undefined, credentialOf: (user: string) => string | undefined, now = Date.now()): string | undefined {
     if (!id) return undefined;
     const session = this.sessions.get(id);
     if (!session) return undefined;
-    if (session.expires <= now) {
+    if (session.expires <= now || credentialOf(session.user) !== session.credential) {
       this.sessions.delete(id);
       return undefined;
     }

@@ -5,11 +5,25 @@ import { RegistryError } from '../oci/errors';
 import { isValidName } from '../oci/names';
 import type { RepositorySummary } from '../storage/content-inventory';
 import type { GcReport } from '../storage/gc';
+import type { GcRunRecord, StorageSample } from '../storage/storage-history';
+import type { UpstreamActivitySnapshot } from '../metrics/upstream-activity';
 import type { UiContent } from './content';
 import { ImageDetails, ImageReader, TagDetails } from './image-details';
 import type { Viewer } from './viewer';
 
 const PROXY_PREFIX = 'proxy/';
+/** The last collections the storage page and /api/storage list. */
+const GC_RUNS_SHOWN = 10;
+
+export interface StorageView {
+  stores: ReturnType<UiContent['inventory']['storedBytes']>;
+  /** Samples of the stores' sizes, oldest first: hourly while the server runs, and after each collection. */
+  history: StorageSample[];
+  /** The last collections that ran (the server's and the gc command's), newest first. */
+  garbageCollections: GcRunRecord[];
+  /** The last collection this process ran, with everything it removed; null before the first. */
+  lastGarbageCollection: NonNullable<UiContent['lastGarbageCollection']> | null;
+}
 
 /** A repository as listed: the index's summary, or a GHCR package from `[github]` that nothing is cached of yet. */
 export type RepositoryListing =
@@ -32,6 +46,13 @@ export interface UpstreamView {
   /** Bytes of its repositories; a blob two of them share counts in each. */
   bytes: number;
   lastPull: number | null;
+  /**
+   * Since the server started: manifests and blobs served from the cache (hit), fetched (miss), or served
+   * from the cache because the upstream failed (stale); and the upstream's last success and last error.
+   * Null for a viewer who may pull none of its cached repositories (the figures cover all of them).
+   */
+  activity: UpstreamActivitySnapshot | null;
+  // Docker Hub's remaining pull rate limit and pins (#17) belong here, beside `activity`, once they exist.
 }
 
 /**
@@ -105,39 +126,72 @@ export class UiCatalog {
     return evicted;
   }
 
+  /**
+   * The cache per upstream: what it holds of the repositories the viewer may pull, and what it did. Upstreams
+   * with nothing cached (configured ones, or ones asked and failed) are listed to viewers who may collect
+   * garbage (the administrators), who see everything anyway.
+   */
   async cache(viewer: Viewer): Promise<UpstreamView[]> {
     const cached = (await this.repositories(viewer)).filter((r): r is RepositorySummary => r.kind === 'cached');
+    const activity = this.content.upstreamActivity();
     const byUpstream = new Map<string, UpstreamView>();
-    for (const repository of cached) {
-      const upstream = repository.upstream!;
+    const viewOf = (upstream: string): UpstreamView => {
       let view = byUpstream.get(upstream);
       if (!view) {
         const configured = this.config.proxy.upstreams.find((u) => u.host === upstream || u.aliases.includes(upstream));
-        view = { upstream, url: configured?.url, repositories: [], manifests: 0, bytes: 0, lastPull: null };
+        view = { upstream, url: configured?.url, repositories: [], manifests: 0, bytes: 0, lastPull: null, activity: null };
         byUpstream.set(upstream, view);
       }
+      return view;
+    };
+    if (viewer.mayCollect) {
+      for (const configured of this.config.proxy.upstreams) viewOf(configured.host);
+      for (const upstream of Object.keys(activity)) viewOf(upstream);
+    }
+    for (const repository of cached) {
+      const view = viewOf(repository.upstream!);
       view.repositories.push(repository);
       view.manifests += repository.manifests;
       view.bytes += repository.size;
       if (repository.lastPull !== null && (view.lastPull === null || repository.lastPull > view.lastPull)) view.lastPull = repository.lastPull;
     }
+    for (const view of byUpstream.values()) {
+      if (viewer.mayCollect || view.repositories.length > 0) view.activity = activity[view.upstream] ?? null;
+    }
     return [...byUpstream.values()].sort((a, b) => (a.upstream < b.upstream ? -1 : 1));
   }
 
-  /** Bytes and files per store, and the last collection this process ran (what it freed). */
-  storage(viewer: Viewer): { stores: ReturnType<UiContent['inventory']['storedBytes']>; lastGarbageCollection: NonNullable<UiContent['lastGarbageCollection']> | null } {
+  /**
+   * Bytes and files per store now and over time (the retained samples, oldest first), the last collection
+   * this process ran (its whole report), and the last collections that ran at all (the index keeps them).
+   */
+  storage(viewer: Viewer): StorageView {
     requireLogin(viewer);
-    return { stores: this.content.inventory.storedBytes(), lastGarbageCollection: this.content.lastGarbageCollection ?? null };
+    return {
+      stores: this.content.inventory.storedBytes(),
+      history: this.content.storageHistory.samples(),
+      garbageCollections: this.content.storageHistory.gcRuns(GC_RUNS_SHOWN),
+      lastGarbageCollection: this.content.lastGarbageCollection ?? null,
+    };
   }
 
   /** What a garbage collection would remove now, without removing it. */
   gcDryRun(viewer: Viewer): Promise<GcReport> {
-    requireLogin(viewer);
-    if (!viewer.mayCollect) {
-      if (viewer.user === undefined && viewer.via !== 'header') throw new RegistryError('UNAUTHORIZED', { message: 'log in first' });
-      throw new RegistryError('DENIED', { message: 'garbage collection needs the delete right on the "" prefix' });
-    }
+    this.requireCollect(viewer);
     return this.content.collectGarbage({ dryRun: true });
+  }
+
+  /** Runs a garbage collection now, or joins the one under way (scheduled, or asked for by someone else). */
+  collectGarbage(viewer: Viewer): Promise<GcReport> {
+    this.requireCollect(viewer);
+    return this.content.collectGarbage({});
+  }
+
+  private requireCollect(viewer: Viewer): void {
+    requireLogin(viewer);
+    if (viewer.mayCollect) return;
+    if (viewer.user === undefined && viewer.via !== 'header') throw new RegistryError('UNAUTHORIZED', { message: 'log in first' });
+    throw new RegistryError('DENIED', { message: 'garbage collection needs the delete right on the "" prefix' });
   }
 
   private require(viewer: Viewer, action: Action, name: string): void {

@@ -5,6 +5,7 @@ import { Config } from '../config/config';
 import { Logger } from '../log';
 import { RegistryError } from '../oci/errors';
 import { API_PREFIX, apiRoutes } from './api-routes';
+import { compressJsonBody } from './compression';
 import type { UiContent } from './content';
 import { pageRoutes } from './page-routes';
 import { Sessions } from './sessions';
@@ -57,6 +58,7 @@ export function ui({ config, registry, access, log }: UiOptions): Middleware {
     try {
       // Unmatched paths stay unanswered: renderErrors turns that into 404 (or 405 with Allow) in the registry's shape.
       await allowedMethods(ctx, () => routes(ctx, async () => undefined));
+      if (!isPage) await compressJsonBody(ctx);
     } catch (error) {
       // RFC 9110: a 401 names how to authenticate. Scripts log in to /api/ with Basic, as to /v2/.
       if (!isPage && access && error instanceof RegistryError && error.status === 401 && !error.headers['WWW-Authenticate']) {

@@ -2,6 +2,7 @@ import { Context } from 'koa';
 import { AccessControl } from '../auth/access-control';
 import { Action, ANONYMOUS, Principal } from '../auth/policy';
 import { tokenAllows, TokenClaims } from '../auth/token';
+import { recordCaller } from '../http/middleware/authorize';
 import { RegistryError } from '../oci/errors';
 import { SESSION_COOKIE, Sessions } from './sessions';
 
@@ -30,8 +31,13 @@ export interface Viewer {
 export async function identify(ctx: Context, access: AccessControl | null, sessions: Sessions): Promise<Viewer> {
   const cookie = ctx.cookies.get(SESSION_COOKIE) || undefined;
   if (!access) return viewerOf(null, null, undefined, cookie, cookie ? 'session' : 'none', false);
-  const sessionUser = sessions.user(cookie);
-  if (sessionUser !== undefined) return viewerOf(access, { kind: 'user', name: sessionUser }, undefined, cookie, 'session', false);
+  // Checked against the htpasswd file at each request: a removed user or a changed password ends the session.
+  const sessionUser = sessions.user(cookie, (user) => access.credentialStamp(user));
+  if (sessionUser !== undefined) {
+    const principal: Principal = { kind: 'user', name: sessionUser };
+    recordCaller(ctx, { principal, presented: false });
+    return viewerOf(access, principal, undefined, cookie, 'session', false);
+  }
 
   const header = ctx.get('Authorization');
   if (header !== '') {
@@ -45,9 +51,11 @@ export async function identify(ctx: Context, access: AccessControl | null, sessi
       }
       throw new RegistryError('UNAUTHORIZED', { message: 'invalid credentials' });
     }
+    recordCaller(ctx, authentication.caller);
     const { principal, token } = authentication.caller;
     return viewerOf(access, principal, token, cookie, 'header', principal.kind === 'anonymous' && access.config.anonymous === 'none');
   }
+  recordCaller(ctx, { principal: ANONYMOUS, presented: false });
   return viewerOf(access, ANONYMOUS, undefined, cookie, cookie ? 'session' : 'none', access.config.anonymous === 'none');
 }
 

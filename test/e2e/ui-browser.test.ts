@@ -4,12 +4,13 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Browser, BrowserContext, Page } from 'puppeteer-core';
 import { MediaType } from '../../src/oci/media-types';
-import { basic, createAuthApp, HTPASSWD_FILE } from '../helpers/auth';
+import { addUsers, basic, createAuthApp, HTPASSWD_FILE } from '../helpers/auth';
 import { buildImageLayout } from '../helpers/oci-image';
 import { skopeoCopy } from '../helpers/skopeo';
 import { inspectPage, launchChromium, seriousAccessibilityViolations } from '../helpers/browser';
 import { RegistryClient, expectErrorCode, json, OCI_CONFIG, OCI_LAYER } from '../helpers/registry-client';
-import { TestApp } from '../helpers/test-app';
+import { pushManyRepositories } from '../helpers/many-repositories';
+import { createTestApp, TestApp } from '../helpers/test-app';
 import { startUpstreamRegistry, UpstreamRegistry } from '../helpers/upstream-registry';
 
 /** What the callbacks run in the page use of it (the project's TypeScript has no DOM library). */
@@ -176,12 +177,23 @@ url = "${upstream.url}"
       // The cache: per upstream, and evict.
       await page.goto(`${app.url}/ui/cache`);
       expect(await page.$eval('main', (element) => (element as unknown as { innerText: string }).innerText)).toContain('upstream.test');
+      // Hits, misses and the upstream's health since the start: one manifest fetched, the upstream answering.
+      const served = await page.$$eval('section[data-upstream="upstream.test"] table.served tbody tr', (rows) =>
+        rows.map((row) => (row as unknown as { innerText: string }).innerText.split('\t')),
+      );
+      expect(served).toEqual([
+        ['Manifests', '0', '1', '0'],
+        ['Blobs', '0', '0', '0'],
+      ]);
+      expect(await page.$eval('section[data-upstream="upstream.test"] [data-health]', (element) => element.getAttribute('data-health'))).toBe('ok');
       expect(await inspectPage(page, 'cache')).toEqual({});
       await expectErrorCode(await carol.fetch('/api/cache/proxy/upstream.test/tools/cached', { method: 'DELETE' }), 403, 'DENIED');
       page.once('dialog', (dialog) => void dialog.accept());
       await Promise.all([page.waitForNavigation(), page.click('button[aria-label="Evict proxy/upstream.test/tools/cached"]')]);
       expect(await page.$eval('.notice', (element) => element.textContent)).toBe('Evicted 1 manifest of proxy/upstream.test/tools/cached.');
-      expect(((await (await alice.fetch('/api/cache')).json()) as { upstreams: unknown[] }).upstreams).toEqual([]);
+      // The configured upstream stays listed for alice (an administrator), with nothing cached.
+      const afterEviction = ((await (await alice.fetch('/api/cache')).json()) as { upstreams: Array<{ upstream: string; repositories: unknown[] }> }).upstreams;
+      expect(afterEviction.map(({ upstream, repositories }) => ({ upstream, repositories }))).toEqual([{ upstream: 'upstream.test', repositories: [] }]);
 
       // Storage and a GC dry run.
       await page.goto(`${app.url}/ui/storage`);
@@ -191,6 +203,57 @@ url = "${upstream.url}"
       expect(await seriousAccessibilityViolations(page)).toEqual([]);
       expect(await carol.listTags('team/app')).toEqual(['arm', 'multi', 'v1']);
     } finally {
+      await context.close();
+    }
+    // Eight pages, each looked at in four variants with axe-core: minutes on a busy two-core machine.
+  }, 240_000);
+
+  test('alice runs a garbage collection from the storage page: a confirmation, the outcome, the run listed, the sizes drawn over time', async () => {
+    // An older sample, as the hourly one would have left; the collection adds the next.
+    app.registry.sampleStorage(Date.now() - 3_600_000);
+    const loose = randomBytes(4000);
+    const { digest } = await alice.pushBlob('team/loose', loose);
+    const context = await browser.createBrowserContext();
+    const page = await newPage(context);
+    try {
+      await logIn(page, 'alice', 'alice-pw');
+      await page.goto(`${app.url}/ui/storage`);
+      expect(await page.$$('#storage-chart-empty')).toHaveLength(1); // one sample: nothing to draw yet
+      await Promise.all([page.waitForNavigation(), page.click('#gc-run')]);
+      expect(new URL(page.url()).pathname).toBe('/ui/storage/gc');
+      expect(await inspectPage(page, 'gc-confirmation')).toEqual({});
+      await Promise.all([page.waitForNavigation(), page.click('main form button[type=submit]')]);
+      expect(new URL(page.url()).pathname).toBe('/ui/storage');
+      expect(await page.$eval('.notice', (element) => element.textContent)).toMatch(/^Garbage collection freed /);
+      expect(await page.$$eval('#gc-runs tbody tr', (rows) => rows.length)).toBe(1);
+      expect(await page.$eval('#gc-last', (element) => element.textContent)).toMatch(/^Last collection: /);
+      // Two samples: a line per store, two points each.
+      const lines = await page.$$eval('#storage-chart polyline', (elements) => elements.map((element) => [element.getAttribute('data-store'), element.getAttribute('points')!.split(' ').length]));
+      expect(lines).toEqual([
+        ['hosted', 2],
+        ['proxy', 2],
+      ]);
+      expect(await inspectPage(page, 'storage-history')).toEqual({});
+      // The default grace (1 h) keeps a blob pushed a moment ago: the collection ran, and spared it.
+      expect((await alice.getBlob('team/loose', digest)).response.status).toBe(200);
+    } finally {
+      await context.close();
+    }
+  }, 120_000);
+
+  test("a session ends on the next page once its user is removed from the htpasswd file", async () => {
+    const file = path.join(app.storageDir, HTPASSWD_FILE);
+    const before = fs.readFileSync(file, 'utf8');
+    addUsers(file, { dave: 'dave-pw' });
+    const context = await browser.createBrowserContext();
+    const page = await newPage(context);
+    try {
+      await logIn(page, 'dave', 'dave-pw');
+      fs.writeFileSync(file, before);
+      await page.goto(`${app.url}/ui/`);
+      expect(await page.$eval('.who', (element) => element.textContent)).toBe('Log in');
+    } finally {
+      fs.writeFileSync(file, before);
       await context.close();
     }
   });
@@ -241,6 +304,39 @@ url = "${upstream.url}"
       expect(await page.evaluate(() => (globalThis as unknown as BrowserGlobals).document.activeElement?.textContent)).toBe('Skip to content');
       await page.keyboard.press('Enter');
       expect(new URL(page.url()).hash).toBe('#main');
+    } finally {
+      await context.close();
+    }
+  });
+});
+
+describe('the repository list with 2,000 repositories, in a real browser', () => {
+  let app: TestApp;
+  let browser: Browser;
+
+  beforeAll(async () => {
+    app = await createTestApp();
+    await pushManyRepositories(new RegistryClient(app), 2000);
+    browser = await launchChromium();
+  }, 240_000);
+  afterAll(async () => {
+    await browser?.close();
+    await app?.close();
+  });
+
+  // How fast it renders is measured by `npm run bench`, not asserted here.
+  test('arrives gzip-compressed, lists every repository, and the search filters them as one types', async () => {
+    const context = await browser.createBrowserContext();
+    const page = await context.newPage();
+    try {
+      const response = (await page.goto(`${app.url}/ui/`, { waitUntil: 'load' }))!;
+      expect(response.status()).toBe(200);
+      expect(response.headers()['content-encoding']).toBe('gzip');
+      expect(await page.$$eval('#repositories tbody tr', (rows) => rows.length)).toBe(2000);
+      expect(await page.$eval('#repository-count', (element) => element.textContent)).toBe('2000 repositories');
+      await page.type('#q', 'repo-1999');
+      expect(await page.$$eval('#repositories tbody tr:not([hidden])', (rows) => rows.map((row) => row.getAttribute('data-name')))).toEqual(['many/repo-1999']);
+      expect(await page.$eval('#repository-count', (element) => element.textContent)).toBe('1 repository');
     } finally {
       await context.close();
     }

@@ -74,6 +74,7 @@ describe('GET /metrics after pushes, pulls, a 404, cache misses, hits and a stal
   let cached: PushedImage; // team/app:1 at the upstream, pulled as proxy/upstream.test/team/app:1
   let looseBlob: Buffer; // pushed but never referenced: garbage
   let samples: Sample[];
+  let stoppedAt: number; // when the upstream went away: its last success is before, its last error after
   const proxied = 'proxy/upstream.test/team/app';
 
   beforeAll(async () => {
@@ -105,6 +106,7 @@ describe('GET /metrics after pushes, pulls, a 404, cache misses, hits and a stal
     expect((await client.getManifest(proxied, cached.digest)).response.status).toBe(200);
     expect((await client.getManifest(proxied, '1')).response.status).toBe(200);
     // Stale: the upstream is gone, the cached manifest is served.
+    stoppedAt = Date.now();
     await upstream.stop();
     expect((await client.getManifest(proxied, '1')).response.status).toBe(200);
 
@@ -157,6 +159,25 @@ describe('GET /metrics after pushes, pulls, a 404, cache misses, hits and a stal
     // A cold blob GET learns its size from its own GET (no HEAD first); the hit by tag was revalidated with a HEAD.
     expect(upstreamRequests('HEAD', '200')).toBe(1);
     expect(valueOf(samples, 'registry_upstream_errors_total', { upstream: 'upstream.test', reason: 'unreachable' })).toBe(1);
+  });
+
+  test("GET /api/cache: the same hits, misses and stale serves per upstream, with the upstream's last success and last error", async () => {
+    const response = await client.fetch('/api/cache');
+    await expectStatus(response, 200);
+    const { upstreams } = (await response.json()) as {
+      upstreams: Array<{ upstream: string; bytes: number; activity: { served: unknown; lastSuccess: number; lastError: { at: number; reason: string } } }>;
+    };
+    expect(upstreams.map((u) => u.upstream)).toEqual(['upstream.test']);
+    const [{ bytes, activity }] = upstreams;
+    expect(bytes).toBe(sizeOf(cached));
+    expect(activity.served).toEqual({
+      manifest: { hit: 2, miss: 1, stale: 1, not_found: 0 },
+      blob: { hit: 3, miss: 3, stale: 0, not_found: 0 },
+      referrers: { hit: 0, miss: 0, stale: 0, not_found: 0 },
+    });
+    expect(activity.lastSuccess).toBeLessThanOrEqual(stoppedAt);
+    expect(activity.lastError).toEqual({ at: expect.any(Number), reason: 'unreachable' });
+    expect(activity.lastError.at).toBeGreaterThanOrEqual(stoppedAt);
   });
 
   test('garbage collection runs and bytes freed; storage size from the index', () => {

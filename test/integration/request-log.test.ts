@@ -92,6 +92,45 @@ describe('the request log: one JSON line per request', () => {
     }
   });
 
+  test('names the user of web UI and /api/ requests too: by session cookie or Authorization header; never the cookie', async () => {
+    const storageDir = fs.mkdtempSync(path.join(os.tmpdir(), 'request-log-test-'));
+    addUsers(path.join(storageDir, HTPASSWD_FILE), { alice: 'wonderland-password' });
+    const { app, lines, requests, settle } = await loggedApp((log) =>
+      createTestApp({ storageDir, configuration: `[auth]\nhtpasswd = "${HTPASSWD_FILE}"\nanonymous = "pull"\n`, log }),
+    );
+    try {
+      const client = new RegistryClient(app);
+      const form = await client.fetch('/ui/login');
+      const anonymousCookie = form.headers.get('Set-Cookie')!.split(';')[0];
+      const csrf = /name="csrf" value="([^"]+)"/.exec(await form.text())![1];
+      const login = await client.fetch('/ui/login', {
+        method: 'POST',
+        redirect: 'manual',
+        headers: { 'Content-Type': 'application/x-www-form-urlencoded', Cookie: anonymousCookie, Origin: app.url },
+        body: new URLSearchParams({ csrf, username: 'alice', password: 'wonderland-password', next: '/ui/' }).toString(),
+      });
+      expect(login.status).toBe(302);
+      const session = login.headers.get('Set-Cookie')!.split(';')[0];
+      expect((await client.fetch('/ui/storage', { headers: { Cookie: session } })).status).toBe(200);
+      expect((await client.fetch('/api/storage', { headers: basic('alice:wonderland-password') })).status).toBe(200);
+      await settle();
+
+      const logged = (path: string) => requests().filter((line) => line.path === path).map(({ method, status, user }) => ({ method, status, user }));
+      expect(logged('/ui/login')).toEqual([
+        { method: 'GET', status: 200, user: 'anonymous' },
+        { method: 'POST', status: 302, user: 'alice' }, // the login: who logged in
+      ]);
+      expect(logged('/ui/storage')).toEqual([{ method: 'GET', status: 200, user: 'alice' }]);
+      expect(logged('/api/storage')).toEqual([{ method: 'GET', status: 200, user: 'alice' }]);
+      const everything = lines.join('');
+      expect(everything).not.toContain(session.split('=')[1]);
+      expect(everything).not.toContain('wonderland-password');
+    } finally {
+      await app.close();
+      fs.rmSync(storageDir, { recursive: true, force: true });
+    }
+  });
+
   test('marks a response the client cut off as aborted', async () => {
     const { app, requests, settle } = await loggedApp((log) => createTestApp({ log }));
     try {

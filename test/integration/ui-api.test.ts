@@ -1,4 +1,9 @@
-import { basic, createAuthApp, HTPASSWD_FILE } from '../helpers/auth';
+import fs from 'node:fs';
+import http from 'node:http';
+import path from 'node:path';
+import { gunzipSync } from 'node:zlib';
+import { pushManyRepositories } from '../helpers/many-repositories';
+import { addUsers, basic, createAuthApp, HTPASSWD_FILE } from '../helpers/auth';
 import { RegistryClient, digestOf, expectErrorCode, expectStatus, json, OCI_CONFIG, OCI_LAYER } from '../helpers/registry-client';
 import { createTestApp, TestApp } from '../helpers/test-app';
 import { randomBytes } from 'node:crypto';
@@ -69,6 +74,22 @@ async function pushDescribedImage(client: RegistryClient, name: string, tag: str
   };
   const pushed = await client.putManifest(name, tag ?? digestOf(json(manifest)), manifest);
   return { ...pushed, config, layer };
+}
+
+/** Logs in through the login form as a browser does; returns the session cookie (`name=value`). */
+async function logInWithForm(app: TestApp, user: string, password: string): Promise<string> {
+  const anonymous = new RegistryClient(app);
+  const form = await anonymous.fetch('/ui/login');
+  const anonymousCookie = form.headers.get('Set-Cookie')!.split(';')[0];
+  const csrf = /name="csrf" value="([^"]+)"/.exec(await form.text())![1];
+  const response = await anonymous.fetch('/ui/login', {
+    method: 'POST',
+    redirect: 'manual',
+    headers: { 'Content-Type': 'application/x-www-form-urlencoded', Cookie: anonymousCookie, Origin: app.url },
+    body: new URLSearchParams({ csrf, username: user, password, next: '/ui/' }).toString(),
+  });
+  expect(response.status).toBe(302);
+  return response.headers.get('Set-Cookie')!.split(';')[0];
 }
 
 describe('the web UI JSON API (/api/) with htpasswd users and rules', () => {
@@ -347,6 +368,103 @@ describe('[ui] settings', () => {
   });
 });
 
+describe('POST /api/gc and the storage history', () => {
+  test('runs a collection (403 DENIED without the right, CSRF-safe with the cookie); /api/storage keeps the run and the sizes over time, also after a restart', async () => {
+    const app = await createAuthApp(USERS, `${RULES}\n[gc]\ngrace = 0\n`);
+    try {
+      const alice = new RegistryClient(app, ALICE);
+      const loose = randomBytes(3000);
+      const { digest } = await alice.pushBlob('team/loose', loose);
+      await new Promise((resolve) => setTimeout(resolve, 20)); // the loose blob's file is older than the cutoff (grace 0)
+      await expectErrorCode(await new RegistryClient(app, CAROL).fetch('/api/gc', { method: 'POST' }), 403, 'DENIED');
+      await expectErrorCode(await alice.fetch('/api/gc', { method: 'POST', headers: { Origin: 'https://elsewhere.test' } }), 403, 'DENIED');
+      expect((await alice.getBlob('team/loose', digest)).response.status).toBe(200);
+
+      const response = await alice.fetch('/api/gc', { method: 'POST' });
+      await expectStatus(response, 200);
+      const report = (await response.json()) as { dryRun: boolean; bytesFreed: number; blobs: Array<{ digest: string }> };
+      expect(report).toMatchObject({ dryRun: false, bytesFreed: loose.length, blobs: [{ store: 'hosted', digest, size: loose.length }] });
+      expect((await alice.getBlob('team/loose', digest)).response.status).toBe(404);
+
+      await app.restart();
+      const storage = (await (await alice.fetch('/api/storage')).json()) as {
+        stores: { hosted: { bytes: number } };
+        history: Array<{ at: number; stores: Record<string, { bytes: number; blobs: number }> }>;
+        garbageCollections: Array<{ finishedAt: number; bytesFreed: number; blobs: number; manifests: number }>;
+        lastGarbageCollection: unknown;
+      };
+      // This process ran none; the index remembers the one before the restart, and the sizes it left.
+      expect(storage.lastGarbageCollection).toBeNull();
+      expect(storage.garbageCollections).toEqual([expect.objectContaining({ bytesFreed: loose.length, blobs: 1, manifests: 0 })]);
+      expect(storage.history).toHaveLength(1);
+      expect(storage.history[0].stores.hosted).toEqual({ bytes: 0, blobs: 0 });
+      expect(storage.history[0].at).toBe(storage.garbageCollections[0].finishedAt);
+    } finally {
+      await app.close();
+    }
+  });
+
+  test('with the session cookie, running a collection needs the CSRF token, on the page as on /api/', async () => {
+    const app = await createAuthApp(USERS, RULES);
+    try {
+      const cookie = await logInWithForm(app, 'alice', 'alice-pw');
+      const withCookie = new RegistryClient(app, { Cookie: cookie });
+      const confirmation = await withCookie.fetch('/ui/storage/gc');
+      await expectStatus(confirmation, 200);
+      const csrf = /name="csrf" value="([^"]+)"/.exec(await confirmation.text())![1];
+      const post = (token: string) =>
+        withCookie.fetch('/ui/storage/gc', {
+          method: 'POST',
+          redirect: 'manual',
+          headers: { 'Content-Type': 'application/x-www-form-urlencoded', Origin: app.url },
+          body: new URLSearchParams({ csrf: token }).toString(),
+        });
+      expect((await post('wrong')).status).toBe(403);
+      await expectErrorCode(await withCookie.fetch('/api/gc', { method: 'POST', headers: { Origin: app.url } }), 403, 'DENIED');
+      expect(app.registry.storageHistory.gcRuns()).toEqual([]);
+      const done = await post(csrf);
+      expect(done.status).toBe(302);
+      expect(decodeURIComponent(done.headers.get('Location')!)).toMatch(/^\/ui\/storage\?notice=Garbage collection freed /);
+      expect(app.registry.storageHistory.gcRuns()).toHaveLength(1);
+      // carol may pull only: no confirmation page for her.
+      expect((await new RegistryClient(app, CAROL).fetch('/ui/storage/gc')).status).toBe(403);
+    } finally {
+      await app.close();
+    }
+  });
+});
+
+describe('web UI sessions and the htpasswd file', () => {
+  test("a session ends at the next request once its user is removed or their password changes; other users' sessions go on", async () => {
+    const app = await createAuthApp(USERS, RULES);
+    try {
+      const sessions = { alice: await logInWithForm(app, 'alice', 'alice-pw'), bob: await logInWithForm(app, 'bob', 'bob-pw'), carol: await logInWithForm(app, 'carol', 'carol-pw') };
+      const signedInAs = async (cookie: string) => /Signed in as <strong>([^<]+)</.exec(await (await new RegistryClient(app, { Cookie: cookie }).fetch('/ui/')).text())?.[1];
+      expect(await signedInAs(sessions.alice)).toBe('alice');
+      expect(await signedInAs(sessions.bob)).toBe('bob');
+      expect(await signedInAs(sessions.carol)).toBe('carol');
+
+      // bob is removed; alice gets a new password; carol stays as she was (her line is kept byte for byte).
+      const file = path.join(app.storageDir, HTPASSWD_FILE);
+      const carolLine = fs.readFileSync(file, 'utf8').split('\n').find((line) => line.startsWith('carol:'))!;
+      fs.writeFileSync(file, `${carolLine}\n`);
+      addUsers(file, { alice: 'alice-new-pw' });
+
+      expect(await signedInAs(sessions.alice)).toBeUndefined();
+      expect(await signedInAs(sessions.bob)).toBeUndefined();
+      expect(await signedInAs(sessions.carol)).toBe('carol');
+      // On /api/ the cookie now stands for no one: an action that needs a login is 401, not done as alice.
+      const withOldCookie = new RegistryClient(app, { Cookie: sessions.alice });
+      const csrf = /name="csrf" value="([^"]+)"/.exec(await (await withOldCookie.fetch('/ui/login')).text())![1];
+      await expectErrorCode(await withOldCookie.fetch('/api/gc/dry-run', { method: 'POST', headers: { 'X-CSRF-Token': csrf, Origin: app.url } }), 401, 'UNAUTHORIZED');
+      // A new login with the new password works.
+      expect(await signedInAs(await logInWithForm(app, 'alice', 'alice-new-pw'))).toBe('alice');
+    } finally {
+      await app.close();
+    }
+  });
+});
+
 describe('anonymous = "none"', () => {
   test('/api/ needs credentials and pages send the browser to the login', async () => {
     const app = await createAuthApp(USERS, `[auth]\nhtpasswd = "${HTPASSWD_FILE}"\n`);
@@ -360,5 +478,47 @@ describe('anonymous = "none"', () => {
     } finally {
       await app.close();
     }
+  });
+});
+
+describe('compression of pages and /api/ answers', () => {
+  let app: TestApp;
+  beforeAll(async () => {
+    app = await createTestApp();
+    await pushManyRepositories(new RegistryClient(app), 2000);
+  }, 180_000);
+  afterAll(() => app.close());
+
+  /** The raw answer, not decompressed: its headers and how many bytes went over the wire. */
+  function rawGet(path: string, acceptEncoding?: string): Promise<{ headers: http.IncomingHttpHeaders; wire: Buffer }> {
+    return new Promise((resolve, reject) => {
+      const request = http.get(`${app.url}${path}`, { headers: acceptEncoding ? { 'Accept-Encoding': acceptEncoding } : {} }, (response) => {
+        const chunks: Buffer[] = [];
+        response.on('data', (chunk: Buffer) => chunks.push(chunk));
+        response.on('end', () => resolve({ headers: response.headers, wire: Buffer.concat(chunks) }));
+        response.on('error', reject);
+      });
+      request.on('error', reject);
+    });
+  }
+
+  test.each(['/ui/', '/api/repositories'])('GET %s with 2,000 repositories: gzip when the client takes it, whole otherwise', async (path) => {
+    const gzipped = await rawGet(path, 'gzip, deflate, br');
+    expect(gzipped.headers['content-encoding']).toBe('gzip');
+    expect(gzipped.headers.vary).toMatch(/Accept-Encoding/i);
+    const text = gunzipSync(gzipped.wire).toString('utf8');
+    expect(text.split('many/repo-').length - 1).toBeGreaterThanOrEqual(2000);
+    expect(text).toContain('many/repo-1999');
+
+    const plain = await rawGet(path);
+    expect(plain.headers['content-encoding']).toBeUndefined();
+    expect(plain.wire.toString('utf8')).toBe(text);
+    expect(gzipped.wire.length * 5).toBeLessThan(plain.wire.length);
+  });
+
+  test('a small answer goes uncompressed: gzip would not pay for itself', async () => {
+    const small = await rawGet('/api/repositories?q=repo-0001', 'gzip');
+    expect(small.headers['content-encoding']).toBeUndefined();
+    expect(JSON.parse(small.wire.toString('utf8')).repositories.map((r: { name: string }) => r.name)).toEqual(['many/repo-0001']);
   });
 });

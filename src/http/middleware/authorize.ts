@@ -89,6 +89,14 @@ export function callerUser(ctx: Context): string {
   return principal?.kind === 'user' ? principal.name : '';
 }
 
+/**
+ * Records who made a request that authenticates on its own (the web UI and /api/, before `authenticate`):
+ * the request log names them as it names /v2/'s callers.
+ */
+export function recordCaller(ctx: Context, caller: Caller): void {
+  (ctx.state as AccessState).caller = caller;
+}
+
 /** Who made the request, for the request log: a user name, "anonymous", or undefined when auth is off or failed. */
 export function callerName(ctx: Context): string | undefined {
   const principal = (ctx.state as AccessState).caller?.principal;

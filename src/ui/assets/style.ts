@@ -3,13 +3,13 @@ export const STYLE = `:root {
   color-scheme: light dark;
   --bg: #ffffff; --fg: #1b1f24; --muted: #545d68; --line: #d0d7de; --soft: #f4f6f8;
   --link: #0550ae; --accent: #0969da; --danger: #b3261e; --ok-bg: #dafbe1; --ok-fg: #0a4721;
-  --hosted: #ddf4ff; --cached: #fff1c2; --ghcr: #f0e6ff;
+  --hosted: #ddf4ff; --cached: #fff1c2; --ghcr: #f0e6ff; --second: #8250df;
 }
 @media (prefers-color-scheme: dark) {
   :root {
     --bg: #0d1117; --fg: #e6edf3; --muted: #9aa5b1; --line: #30363d; --soft: #161b22;
     --link: #79b8ff; --accent: #388bfd; --danger: #ff8a80; --ok-bg: #0f3d1f; --ok-fg: #aff5b4;
-    --hosted: #0c2d4a; --cached: #3d2e00; --ghcr: #2e1a4a;
+    --hosted: #0c2d4a; --cached: #3d2e00; --ghcr: #2e1a4a; --second: #d2a8ff;
   }
 }
 * { box-sizing: border-box; }
@@ -59,6 +59,16 @@ button.danger { border-color: var(--danger); }
 .facts dd, .pairs dd { margin: 0; overflow-wrap: anywhere; }
 .notice { background: var(--ok-bg); color: var(--ok-fg); padding: 0.5rem 0.75rem; border-radius: 0.375rem; }
 .error { color: var(--danger); font-weight: 600; }
+.buttons { display: flex; flex-wrap: wrap; gap: 0.5rem 1rem; align-items: center; }
+caption { text-align: left; font-weight: 600; padding: 0.5rem 0; }
+.chart { margin: 0; }
+.chart svg { width: 100%; height: 12rem; border: 1px solid var(--line); border-radius: 0.375rem; background: var(--soft); }
+.chart .axis { stroke: var(--line); }
+.chart .line { stroke-width: 2; }
+.line-hosted { stroke: var(--accent); } .line-proxy { stroke: var(--second); }
+.legend { white-space: nowrap; }
+.key::before { content: ""; display: inline-block; width: 1rem; height: 0.2rem; margin: 0 0.3rem 0.2rem 0.5rem; vertical-align: middle; }
+.key-hosted::before { background: var(--accent); } .key-proxy::before { background: var(--second); }
 @media (max-width: 40rem) {
   .facts, .pairs { grid-template-columns: 1fr; }
   .facts dd, .pairs dd { margin-bottom: 0.5rem; }

@@ -7,6 +7,34 @@ async function samplesOf(metrics: RegistryMetrics, name: string): Promise<string
 }
 
 describe('RegistryMetrics', () => {
+  it("keeps per upstream what the cache page shows: hits, misses, stale serves, the upstream's last success and error", () => {
+    const metrics = new RegistryMetrics();
+    const upstream = metrics.upstream('docker.io');
+    metrics.cacheServed('docker.io', 'manifest', 'miss');
+    metrics.cacheServed('docker.io', 'blob', 'hit');
+    metrics.cacheServed('docker.io', 'manifest', 'stale');
+    upstream.answered('GET', 401); // the token dance: a working upstream
+    upstream.answered('HEAD', 404);
+    const afterAnswers = metrics.upstreamActivity.snapshot()['docker.io'];
+    expect(afterAnswers.lastSuccess).toEqual(expect.any(Number));
+    expect(afterAnswers.lastError).toBeNull();
+    upstream.answered('GET', 429);
+    expect(metrics.upstreamActivity.snapshot()['docker.io'].lastError).toEqual({ at: expect.any(Number), reason: 'HTTP 429' });
+    upstream.answered('GET', 503);
+    upstream.failed('timeout');
+    const activity = metrics.upstreamActivity.snapshot()['docker.io'];
+    expect(activity.served).toEqual({
+      manifest: { hit: 0, miss: 1, stale: 1, not_found: 0 },
+      blob: { hit: 1, miss: 0, stale: 0, not_found: 0 },
+      referrers: { hit: 0, miss: 0, stale: 0, not_found: 0 },
+    });
+    expect(activity.lastError).toEqual({ at: expect.any(Number), reason: 'timeout' });
+    expect(activity.lastSuccess).toBe(afterAnswers.lastSuccess);
+    // A snapshot is a copy: what the UI holds does not move under it.
+    activity.served.blob.hit = 99;
+    expect(metrics.upstreamActivity.snapshot()['docker.io'].served.blob.hit).toBe(1);
+  });
+
   it('keeps its series apart from any other instance (one per server, never the global registry)', async () => {
     const first = new RegistryMetrics();
     const second = new RegistryMetrics();

@@ -30,25 +30,38 @@ describe('html``', () => {
 });
 
 describe('Sessions', () => {
+  const ALICE = { user: 'alice', credential: 'hash-1' };
+  const unchanged = () => 'hash-1';
+
   test('a login session names its user until it ends; an anonymous id names no one', () => {
     const sessions = new Sessions();
-    const id = sessions.create('alice');
-    expect(sessions.user(id)).toBe('alice');
-    expect(sessions.user(sessions.create())).toBeUndefined();
+    const id = sessions.create(ALICE);
+    expect(sessions.user(id, unchanged)).toBe('alice');
+    expect(sessions.user(sessions.create(), unchanged)).toBeUndefined();
     sessions.end(id);
-    expect(sessions.user(id)).toBeUndefined();
+    expect(sessions.user(id, unchanged)).toBeUndefined();
   });
 
   test('a session expires after 12 hours', () => {
     const sessions = new Sessions();
-    const id = sessions.create('alice', 0);
-    expect(sessions.user(id, 12 * 3_600_000 - 1)).toBe('alice');
-    expect(sessions.user(id, 12 * 3_600_000)).toBeUndefined();
+    const id = sessions.create(ALICE, 0);
+    expect(sessions.user(id, unchanged, 12 * 3_600_000 - 1)).toBe('alice');
+    expect(sessions.user(id, unchanged, 12 * 3_600_000)).toBeUndefined();
+  });
+
+  test('a session ends for good when its user is removed or gets a new password', () => {
+    const sessions = new Sessions();
+    const removed = sessions.create(ALICE);
+    expect(sessions.user(removed, () => undefined)).toBeUndefined();
+    expect(sessions.user(removed, unchanged)).toBeUndefined();
+    const newPassword = sessions.create(ALICE);
+    expect(sessions.user(newPassword, () => 'hash-2')).toBeUndefined();
+    expect(sessions.user(newPassword, unchanged)).toBeUndefined();
   });
 
   test("the CSRF token matches its own cookie only, and another process's tokens not at all", () => {
     const sessions = new Sessions();
-    const one = sessions.create('alice');
+    const one = sessions.create({ user: 'alice', credential: 'hash-1' });
     const other = sessions.create();
     expect(sessions.csrfMatches(one, sessions.csrfToken(one))).toBe(true);
     expect(sessions.csrfMatches(one, sessions.csrfToken(other))).toBe(false);
