@@ -8,7 +8,9 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { MediaType } from '../../src/oci/media-types';
 import { buildImageLayout, buildMultiArchLayout, BuiltMultiArchImage } from '../helpers/oci-image';
+import { digestOf, json, RegistryClient } from '../helpers/registry-client';
 import { MAIN, ServerProcess, startServerProcess } from '../helpers/server-process';
 import { skopeo, skopeoCopy } from '../helpers/skopeo';
 import { startUpstreamRegistry, UpstreamRegistry } from '../helpers/upstream-registry';
@@ -21,6 +23,8 @@ describe('[[proxy.sync]] pre-warms the cache', () => {
   let upstream: UpstreamRegistry;
   let server: ServerProcess | undefined;
   let multi: BuiltMultiArchImage;
+  /** A signature of the amd64 image, as cosign pushes one to a registry without the referrers API. */
+  let signature: { digest: string; blobs: string[] };
 
   const syncOnce = () =>
     execFileAsync(process.execPath, [MAIN, 'sync', '--once', '--log_level', 'silent'], { cwd: work }).catch(
@@ -46,6 +50,7 @@ describe('[[proxy.sync]] pre-warms the cache', () => {
       seed: 'cache-sync-multi',
     });
     await skopeoCopy(multi.reference, `docker://${upstream.host}/team/multi:v1`, ['--all']);
+    signature = await pushSignature(upstream, 'team/multi', multi.images[0].manifestDigest, multi.images[0].manifest.length);
     for (const tag of ['1.1', '1.2', '1.10', '2.0']) {
       const image = await buildImageLayout(path.join(work, `single-${tag}`), { tag, layers: 1, layerSize: 16 * KiB, seed: `cache-sync-${tag}` });
       await skopeoCopy(image.reference, `docker://${upstream.host}/team/single:${tag}`);
@@ -89,8 +94,9 @@ describe('[[proxy.sync]] pre-warms the cache', () => {
     }
     expect(runs).toEqual(['registry_proxy_sync_runs_total{upstream="upstream.test",result="success"} 2']);
     const fetched = await metric('registry_proxy_sync_items_total{upstream="upstream.test",kind="blob",result="fetched"}');
-    // amd64 and arm64: a config and two layers each; 1.2 and 1.10 (the last two of ^1\.\d+$ in sort order: 1.1, 1.10, 1.2): a config and a layer each.
-    expect(fetched).toEqual(['registry_proxy_sync_items_total{upstream="upstream.test",kind="blob",result="fetched"} 10']);
+    // amd64 and arm64: a config and two layers each, amd64's signature a config and a layer; 1.2 and 1.10 (the last
+    // two of ^1\.\d+$ in sort order: 1.1, 1.10, 1.2): a config and a layer each.
+    expect(fetched).toEqual(['registry_proxy_sync_items_total{upstream="upstream.test",kind="blob",result="fetched"} 12']);
     await server.stop();
     server = undefined;
   });
@@ -100,7 +106,7 @@ describe('[[proxy.sync]] pre-warms the cache', () => {
     const run = await syncOnce();
     expect(run.stderr).toBe('');
     expect('failedWith' in run).toBe(false);
-    expect(run.stdout).toContain('proxy/upstream.test/team/multi: 1 tag(s) [v1]; manifests 0 fetched, 3 already cached; blobs 0 fetched (0 bytes), 6 already cached; 0 failed');
+    expect(run.stdout).toContain('proxy/upstream.test/team/multi: 1 tag(s) [v1]; manifests 0 fetched, 4 already cached; blobs 0 fetched (0 bytes), 8 already cached; 0 failed');
     expect(run.stdout).toContain('proxy/upstream.test/team/single: 2 tag(s) [1.10, 1.2]; manifests 0 fetched, 2 already cached; blobs 0 fetched (0 bytes), 4 already cached; 0 failed');
     expect(run.stdout).toContain('note: 3 tags match; the last 2 in sort order were fetched (max_tags)');
     expect(await upstreamBlobGets()).toEqual(blobGetsBefore);
@@ -121,6 +127,13 @@ describe('[[proxy.sync]] pre-warms the cache', () => {
       skopeo(['--override-os', 'linux', '--override-arch', 's390x', 'copy', '--src-tls-verify=false',
         `docker://${host}/proxy/upstream.test/team/multi:v1`, `oci:${pulled}:multi-s390x`]),
     ).rejects.toThrow(/unreachable|UNAVAILABLE|503/i);
+    // The signature came along: listed as a referrer of the amd64 image, and its manifest and blobs are here.
+    const referrers = await fetch(`${server.url}/v2/proxy/upstream.test/team/multi/referrers/${multi.images[0].manifestDigest}`);
+    expect(referrers.status).toBe(200);
+    expect(((await referrers.json()) as { manifests: { digest: string }[] }).manifests.map((m) => m.digest)).toEqual([signature.digest]);
+    for (const uri of [`manifests/${signature.digest}`, ...signature.blobs.map((digest) => `blobs/${digest}`)]) {
+      expect((await fetch(`${server.url}/v2/proxy/upstream.test/team/multi/${uri}`)).status).toBe(200);
+    }
     for (const tag of ['1.2', '1.10']) await skopeoCopy(`docker://${host}/proxy/upstream.test/team/single:${tag}`, `oci:${pulled}:single-${tag}`);
     for (const tag of ['1.1', '2.0']) {
       await expect(skopeoCopy(`docker://${host}/proxy/upstream.test/team/single:${tag}`, `oci:${pulled}:single-${tag}`)).rejects.toThrow();
@@ -165,3 +178,38 @@ describe('[[proxy.sync]] pre-warms the cache', () => {
     }
   });
 });
+
+/**
+ * An artifact with a subject (as cosign and notation push them) and, since docker-registry 2.8 has no
+ * referrers API, the referrers tag `sha256-<hex>` holding an index of it (dist-spec 1.1 tag schema).
+ */
+async function pushSignature(upstream: UpstreamRegistry, name: string, subjectDigest: string, subjectSize: number) {
+  const pusher = new RegistryClient({ url: upstream.url });
+  // distribution 2.8 has no monolithic POST: POST opens the session, PUT ?digest= with the bytes closes it.
+  const pushBlob = async (content: Buffer, mediaType: string) => {
+    const opened = await fetch(`${upstream.url}/v2/${name}/blobs/uploads/`, { method: 'POST' });
+    const location = new URL(opened.headers.get('location')!, upstream.url);
+    location.searchParams.set('digest', digestOf(content));
+    const closed = await fetch(location, { method: 'PUT', headers: { 'Content-Type': 'application/octet-stream' }, body: content });
+    expect(closed.status).toBe(201);
+    return { mediaType, digest: digestOf(content), size: content.length };
+  };
+  const config = await pushBlob(Buffer.from('{}'), MediaType.OciEmpty);
+  const layer = await pushBlob(json({ signature: 'cache-sync' }), 'application/octet-stream');
+  const artifactType = 'application/vnd.dev.cosign.artifact.sig.v1+json';
+  const manifest = json({
+    schemaVersion: 2,
+    mediaType: MediaType.OciManifest,
+    artifactType,
+    config,
+    layers: [layer],
+    subject: { mediaType: MediaType.OciManifest, digest: subjectDigest, size: subjectSize },
+  });
+  const pushed = await pusher.putManifest(name, digestOf(manifest), manifest);
+  await pusher.putManifest(name, subjectDigest.replace(':', '-'), {
+    schemaVersion: 2,
+    mediaType: MediaType.OciIndex,
+    manifests: [{ ...pushed.descriptor, artifactType }],
+  });
+  return { digest: pushed.digest, blobs: [config.digest, layer.digest] };
+}
