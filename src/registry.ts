@@ -15,6 +15,9 @@ import { RecentManifests } from './storage/recent-manifests';
 import { checkReadiness, Readiness } from './storage/readiness';
 import { HostedContent, HostedRepository, Pagination, Repository } from './storage/repository';
 import { Page, pageOf, RegistryIndex } from './storage/registry-index';
+import { PinStore } from './storage/pins';
+import { configuredPins } from './config/pins';
+import type { PinRegistry } from './http/routes/context';
 import { UploadSessions } from './storage/uploads';
 
 /** The registry's content: hands out repositories by name and lists them. */
@@ -30,6 +33,8 @@ export class Registry {
   lastGarbageCollection: (GcReport & { finishedAt: number }) | undefined;
   /** The collection under way: a scheduled run and one asked for from the web UI share it, never overlap. */
   private garbageCollection: Promise<GcReport> | undefined;
+  /** Pins on cached content: `[[proxy.pin]]` and those set through /api/pins. */
+  readonly pins: PinRegistry;
   /** The readiness probe under way, which concurrent callers share. */
   private readinessProbe: Promise<Readiness> | undefined;
 
@@ -75,6 +80,17 @@ export class Registry {
       },
     });
     metrics.observeStorage(() => index.storedBytes());
+    const pinStore = new PinStore(index.db);
+    const configured = configuredPins(config.proxy);
+    pinStore.replaceConfigured(configured.images, configured.prefixes);
+    this.pins = {
+      add: (target, createdBy) => ({
+        created: pinStore.add(target, createdBy),
+        cached: (index.resolveTag(target.repository, target.reference) ?? index.manifest(target.repository, target.reference)) !== null,
+      }),
+      remove: (target) => pinStore.remove(target),
+      list: () => pinStore.list(),
+    };
   }
 
   static open(config: Config, log: Logger, metrics?: RegistryMetrics): Registry {

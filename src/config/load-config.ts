@@ -5,6 +5,7 @@ import type { Config } from './config';
 import { CONFIG_SCHEMA, KeySpec, Schema, settableKeys } from './schema';
 import { accessRuleProblem } from './access-rules';
 import { mirrorProblem, parseListen } from './mirrors';
+import { pinProblem } from './pins';
 
 /** Stops the start. The message is one line: the key, what is wrong, and where the value came from. */
 export class ConfigError extends Error {
@@ -41,8 +42,9 @@ export function loadConfig(options: LoadConfigOptions): Config {
     env: withEnvAliases(options.env),
     overrides: options.overrides ?? {},
   });
-  // [[mirror]] and [[auth.rules]] are set in the file only, so that is where a problem with them comes from.
-  const problem = mirrorProblem(values as unknown as Config) ?? accessRuleProblem(values as unknown as Config);
+  // [[mirror]], [[auth.rules]] and [[proxy.pin]] are set in the file only, so that is where a problem with them comes from.
+  const problem =
+    mirrorProblem(values as unknown as Config) ?? accessRuleProblem(values as unknown as Config) ?? pinProblem(values as unknown as Config);
   if (problem) throw new ConfigError(`${problem} (from ${file?.origin ?? 'defaults'})`);
   const uiPath = (values.ui as { path: string }).path;
   if (!UI_PATH.test(uiPath) || /^\/(?:v2|api|token|metrics|healthz|readyz|v1)\//.test(uiPath)) {

@@ -30,6 +30,8 @@ export interface UpstreamObserver {
 export interface GcRunSummary {
   blobs: Array<{ store: StoreKind; size: number }>;
   manifests: Array<{ reason: string }>;
+  /** With `[proxy] max_size`: pinned cache bytes, and whether pins alone kept the cache over the limit. */
+  pinned?: { bytes: number; overMaxSize: boolean };
 }
 
 /**
@@ -129,6 +131,17 @@ export class RegistryMetrics {
     registers: [this.prometheus],
   });
 
+  private readonly pinnedBytes = new Gauge({
+    name: `${PREFIX}proxy_pinned_bytes`,
+    help: 'Bytes of pinned cache content (never evicted), as of the last garbage collection with [proxy] max_size.',
+    registers: [this.prometheus],
+  });
+  private readonly pinnedOverMaxSize = new Gauge({
+    name: `${PREFIX}proxy_pinned_over_max_size`,
+    help: '1 when the last garbage collection left the cache over [proxy] max_size because pinned content alone exceeds it, else 0.',
+    registers: [this.prometheus],
+  });
+
   constructor() {
     processMetrics(); // from now on, not from the first scrape: prom-client's CPU counters count from their start
     // Every series exists from the start, so a rate or an alert over it has something to read before the first event.
@@ -193,6 +206,10 @@ export class RegistryMetrics {
       this.gcDeletedBlobs.inc({ store: blob.store });
     }
     for (const manifest of report.manifests) this.gcDeletedManifests.inc({ reason: manifest.reason });
+    if (report.pinned) {
+      this.pinnedBytes.set(report.pinned.bytes);
+      this.pinnedOverMaxSize.set(report.pinned.overMaxSize ? 1 : 0);
+    }
   }
 
   gcFailed(): void {

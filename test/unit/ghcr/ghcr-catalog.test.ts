@@ -11,6 +11,9 @@ const proxy = (upstreams: UpstreamConfig[] = [], allowed: string[] = []): ProxyC
   max_concurrent_downloads: 16,
   max_age: 0,
   max_size: 0,
+  serve_deleted: 'pinned',
+  rate_limit_reserve: 10,
+  pin: [],
   upstreams,
 });
 const entry = (fields: Partial<UpstreamConfig>): UpstreamConfig => ({

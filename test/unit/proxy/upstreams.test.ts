@@ -13,6 +13,9 @@ function upstreams(overrides: Partial<ProxyConfig> = {}): Upstreams {
     max_concurrent_downloads: 16,
     max_age: 0,
     max_size: 0,
+    serve_deleted: 'pinned',
+    rate_limit_reserve: 10,
+    pin: [],
     upstreams: [],
     ...overrides,
   };
