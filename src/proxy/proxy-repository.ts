@@ -43,6 +43,12 @@ export interface CachedContent {
    * for ghcr.io); null when it knows nothing of this repository.
    */
   alternativeTagList?: (target: ProxiedName) => Promise<string[] | null>;
+  /**
+   * `[proxy] serve_deleted`: whether a cached manifest is served when its reachable upstream says the tag is gone
+   * (404): `pinned` when `isPinned` says a pin protects it, `all` always, `none` never.
+   */
+  serveDeleted: 'pinned' | 'all' | 'none';
+  isPinned: (repository: string, digest: string) => boolean;
   log: Logger;
   /** Counts what was served from the cache, fetched, or served stale (metrics). */
   metrics?: { cacheServed(upstream: string, kind: 'manifest' | 'blob', result: CacheResult): void };
@@ -230,8 +236,23 @@ export class ProxyRepository implements Repository {
         });
         return this.served('manifest', 'stale', cached);
       }
+      if (tag && cached && isUpstreamDeletion(error) && this.keepsDeleted(tag.digest)) {
+        this.content.log.warn('upstream no longer has this tag; serving the cached manifest (serve_deleted)', {
+          repository: this.name,
+          reference,
+          digest: tag.digest,
+          serveDeleted: this.content.serveDeleted,
+        });
+        return this.served('manifest', 'stale', cached);
+      }
       throw error;
     }
+  }
+
+  /** `[proxy] serve_deleted`: whether a cached manifest the upstream deleted is still served. */
+  private keepsDeleted(digest: string): boolean {
+    const policy = this.content.serveDeleted;
+    return policy === 'all' || (policy === 'pinned' && this.content.isPinned(this.name, digest));
   }
 
   /** Counts a manifest or blob served (metrics); returns `content` for the caller to return. */
@@ -441,6 +462,11 @@ export class ProxyRepository implements Repository {
 /** Unreachable, rate-limiting, refusing or failing upstreams: cases where cached content is served instead. */
 function isUpstreamTrouble(error: unknown): boolean {
   return error instanceof RegistryError && ['UNAVAILABLE', 'TOOMANYREQUESTS', 'DENIED'].includes(error.code);
+}
+
+/** The upstream, reachable, says the tag (or the whole repository) does not exist (404). */
+function isUpstreamDeletion(error: unknown): boolean {
+  return error instanceof RegistryError && ['MANIFEST_UNKNOWN', 'NAME_UNKNOWN'].includes(error.code);
 }
 
 /**

@@ -4,6 +4,7 @@ import { RegistryMetrics } from '../metrics/registry-metrics';
 import { AccessLog } from '../storage/access-log';
 import { RecentManifests } from '../storage/recent-manifests';
 import { BlobStore } from '../storage/blob-store';
+import { PinStore } from '../storage/pins';
 import { RegistryIndex } from '../storage/registry-index';
 import { BlobDownloads } from './blob-downloads';
 import { CachedContent, ProxyRepository } from './proxy-repository';
@@ -23,6 +24,7 @@ export class PullThroughCache {
     alternativeTagList?: CachedContent['alternativeTagList'],
   ) {
     this.upstreams = new Upstreams(config.proxy, log, metrics);
+    const pins = new PinStore(index.db);
     this.content = {
       index,
       store,
@@ -32,6 +34,8 @@ export class PullThroughCache {
       manifestFetches: new Map(),
       tagTtlMs: config.proxy.tag_ttl,
       maxManifestSize: config.max_manifest_size,
+      serveDeleted: config.proxy.serve_deleted,
+      isPinned: (repository, digest) => pins.protects(repository, digest),
       log,
       metrics,
       now: Date.now,

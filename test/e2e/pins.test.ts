@@ -115,4 +115,45 @@ describe('pins: eviction never removes pinned content, and upstream deletions do
       await app.close();
     }
   });
+
+  test('serve_deleted: after the upstream deletes a tag, a pinned image still pulls ("pinned"), any image with "all", none with "none"', async () => {
+    // Images of their own: the upstream loses them in this test.
+    for (const name of ['keep', 'drop']) await skopeoCopy(images.one.reference, `docker://${upstream.host}/team/${name}:1`);
+    const upstreamSection = `[[proxy.upstreams]]\nhost = "upstream.test"\nurl = "${upstream.url}"\n`;
+    // tag_ttl 0: every pull asks the upstream whether the tag still points where it did.
+    const start = (serveDeleted: string, log?: ReturnType<typeof createLogger>) =>
+      createTestApp({
+        configuration:
+          `[proxy]\ntag_ttl = "0"\n${serveDeleted}\n${upstreamSection}` + `[[proxy.pin]]\nimage = "upstream.test/team/keep:1"\n`,
+        log,
+      });
+    const lines: string[] = [];
+    const byDefault = await start('', createLogger('info', { destination: (line) => lines.push(line) }));
+    const all = await start('serve_deleted = "all"');
+    const none = await start('serve_deleted = "none"');
+    try {
+      for (const app of [byDefault, all, none]) for (const name of ['keep', 'drop']) await pull(app, name);
+
+      // distribution deletes a manifest by digest, with the tags that point at it: then HEAD and GET answer 404.
+      for (const name of ['keep', 'drop']) {
+        const deleted = await fetch(`${upstream.url}/v2/team/${name}/manifests/${images.one.manifestDigest}`, { method: 'DELETE' });
+        expect(deleted.status).toBe(202);
+        expect((await fetch(`${upstream.url}/v2/team/${name}/manifests/1`, { method: 'HEAD' })).status).toBe(404);
+      }
+
+      await pull(byDefault, 'keep');
+      await expect(pull(byDefault, 'drop')).rejects.toThrow(/manifest unknown/i);
+      const logged = lines.map((line) => JSON.parse(line)).filter((line) => /upstream no longer has this tag/.test(line.msg));
+      expect(logged).toEqual([
+        expect.objectContaining({ repository: 'proxy/upstream.test/team/keep', reference: '1', digest: images.one.manifestDigest }),
+      ]);
+
+      await pull(all, 'keep');
+      await pull(all, 'drop');
+
+      await expect(pull(none, 'keep')).rejects.toThrow(/manifest unknown/i);
+    } finally {
+      await Promise.all([byDefault.close(), all.close(), none.close()]);
+    }
+  });
 });
