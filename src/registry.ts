@@ -7,6 +7,7 @@ import { RegistryMetrics } from './metrics/registry-metrics';
 import { isValidName } from './oci/names';
 import { PROXY_PREFIX } from './proxy/upstreams';
 import { PullThroughCache } from './proxy/pull-through-cache';
+import type { RateLimitState } from './proxy/rate-limits';
 import { AccessLog } from './storage/access-log';
 import { BlobStore } from './storage/blob-store';
 import { GarbageCollector, GcReport, VerifyReport } from './storage/gc';
@@ -80,6 +81,7 @@ export class Registry {
       },
     });
     metrics.observeStorage(() => index.storedBytes());
+    metrics.observeRateLimits(() => this.upstreamRateLimits());
     const pinStore = new PinStore(index.db);
     const configured = configuredPins(config.proxy);
     pinStore.replaceConfigured(configured.images, configured.prefixes);
@@ -128,6 +130,14 @@ export class Registry {
     const listed = this.index.listRepositories(page.n === undefined ? undefined : page.n + 1, prefix + (page.last ?? ''));
     const names = listed.items.filter((name) => name.startsWith(prefix)).map((name) => name.slice(prefix.length));
     return pageOf(names, page.n);
+  }
+
+  /**
+   * Each upstream's pull budget (Docker Hub's ratelimit-* headers, 429s) and whether cached tags are served
+   * without revalidation because of it (`limitedUntil`), for the web UI and metrics.
+   */
+  upstreamRateLimits(): RateLimitState[] {
+    return this.pullThroughCache?.rateLimitStates() ?? [];
   }
 
   /** Upload session owners, kept with the sessions in the index (access control). */

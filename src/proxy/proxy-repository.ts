@@ -24,6 +24,7 @@ import {
   toDescriptor,
 } from '../storage/repository';
 import { BlobDownloads } from './blob-downloads';
+import type { RateLimits } from './rate-limits';
 import { ProxiedName } from './upstreams';
 import { UpstreamAnswerError, UpstreamRefusedError, UpstreamUnavailableError } from './upstream-client';
 
@@ -49,6 +50,8 @@ export interface CachedContent {
    */
   serveDeleted: 'pinned' | 'all' | 'none';
   isPinned: (repository: string, digest: string) => boolean;
+  /** Upstream pull budgets (Docker Hub's ratelimit-* headers, 429): while one is low, cached tags are not revalidated. */
+  rateLimits?: RateLimits;
   log: Logger;
   /** Counts what was served from the cache, fetched, or served stale (metrics). */
   metrics?: { cacheServed(upstream: string, kind: 'manifest' | 'blob', result: CacheResult): void };
@@ -215,7 +218,9 @@ export class ProxyRepository implements Repository {
 
     const tag = this.content.index.checkedTag(this.name, reference);
     const cached = tag ? await this.readCached(tag.digest) : null;
-    if (tag && cached && this.content.now() - tag.checkedAt < this.content.tagTtlMs) return this.served('manifest', 'hit', cached);
+    if (tag && cached && (this.content.now() - tag.checkedAt < this.content.tagTtlMs || this.rateLimited())) {
+      return this.served('manifest', 'hit', cached);
+    }
     try {
       if (tag && cached) {
         // Revalidate with a HEAD: Docker Hub does not count it against the pull limit.
@@ -418,10 +423,12 @@ export class ProxyRepository implements Repository {
 
   private async upstream(method: 'GET' | 'HEAD', path: string, headers: Record<string, string> = {}): Promise<Response> {
     try {
-      return await this.target.upstream.client.request(method, `${this.target.remoteName}/${path}`, {
+      const response = await this.target.upstream.client.request(method, `${this.target.remoteName}/${path}`, {
         repository: this.target.remoteName,
         headers,
       });
+      this.content.rateLimits?.observe(this.target.upstream.name, this.target.upstream.client.username, response);
+      return response;
     } catch (error) {
       const upstream = this.target.upstream.name;
       if (error instanceof UpstreamUnavailableError) {
@@ -435,6 +442,11 @@ export class ProxyRepository implements Repository {
       if (error instanceof UpstreamAnswerError) throw this.unusableAnswer(error.message);
       throw error;
     }
+  }
+
+  /** The upstream's pull budget is low or spent (rate-limits.ts): cached tags are served as they are. */
+  private rateLimited(): boolean {
+    return this.content.rateLimits?.limited(this.target.upstream.name, this.target.upstream.client.username) ?? false;
   }
 
   /** The upstream answered something it should not have (over a cap, malformed): 503, logged with its name. */

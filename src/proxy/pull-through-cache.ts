@@ -8,12 +8,14 @@ import { PinStore } from '../storage/pins';
 import { RegistryIndex } from '../storage/registry-index';
 import { BlobDownloads } from './blob-downloads';
 import { CachedContent, ProxyRepository } from './proxy-repository';
+import { RateLimits, RateLimitState } from './rate-limits';
 import { Upstreams } from './upstreams';
 
 /** The pull-through cache: repositories under proxy/<upstream>/… backed by proxy_storage and the index. */
 export class PullThroughCache {
   private readonly upstreams: Upstreams;
   private readonly content: CachedContent;
+  private readonly rateLimits: RateLimits;
 
   constructor(
     index: RegistryIndex,
@@ -25,6 +27,7 @@ export class PullThroughCache {
   ) {
     this.upstreams = new Upstreams(config.proxy, log, metrics);
     const pins = new PinStore(index.db);
+    this.rateLimits = new RateLimits(config.proxy.rate_limit_reserve, log);
     this.content = {
       index,
       store,
@@ -36,6 +39,7 @@ export class PullThroughCache {
       maxManifestSize: config.max_manifest_size,
       serveDeleted: config.proxy.serve_deleted,
       isPinned: (repository, digest) => pins.protects(repository, digest),
+      rateLimits: this.rateLimits,
       log,
       metrics,
       now: Date.now,
@@ -46,6 +50,11 @@ export class PullThroughCache {
   /** `proxy/<upstream>/<name>`, resolved to its upstream; the name must already be valid. */
   repository(name: string): ProxyRepository {
     return new ProxyRepository(this.upstreams.parse(name), this.content);
+  }
+
+  /** Each upstream's pull budget as its answers announced it, and whether revalidation is paused for it. */
+  rateLimitStates(): RateLimitState[] {
+    return this.rateLimits.list();
   }
 
   flushAccess(): void {
