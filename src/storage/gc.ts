@@ -179,7 +179,9 @@ export class GarbageCollector {
           evict(db, row);
           manifests.push({ repository: row.repository, digest: row.digest, reason: 'max_size' });
         }
-        pinned = { bytes: pinnedBytes(db), overMaxSize: (cacheSize.get() as number) + incomingBytes > maxSize };
+        const bytes = pinnedBytes(db);
+        // Still over with nothing unpinned left: pins (with the transfers under way) take the room.
+        pinned = { bytes, overMaxSize: bytes > 0 && (cacheSize.get() as number) + incomingBytes > maxSize };
       }
       // Links nothing uses any more: blobs pushed (or cached) more than `grace` ago that no manifest of
       // their repository references.
