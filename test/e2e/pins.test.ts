@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createLogger } from '../../src/log';
-import { buildImageLayout, BuiltImage } from '../helpers/oci-image';
+import { buildImageLayout, buildMultiArchLayout, BuiltImage } from '../helpers/oci-image';
 import { skopeoCopy } from '../helpers/skopeo';
 import { createTestApp, TestApp } from '../helpers/test-app';
 import { startUpstreamRegistry, UpstreamRegistry } from '../helpers/upstream-registry';
@@ -154,6 +154,44 @@ describe('pins: eviction never removes pinned content, and upstream deletions do
       await expect(pull(none, 'keep')).rejects.toThrow(/manifest unknown/i);
     } finally {
       await Promise.all([byDefault.close(), all.close(), none.close()]);
+    }
+  });
+
+  test('a prefix pin on an index tag keeps every platform manifest and layer: the whole index pulls offline after eviction', async () => {
+    const multi = await buildMultiArchLayout(path.join(work, 'multi'), {
+      tag: '1',
+      platforms: [
+        { os: 'linux', architecture: 'amd64' },
+        { os: 'linux', architecture: 'arm64' },
+      ],
+      layers: 1,
+      layerSize: LAYER_SIZE,
+      seed: 'pins-multi',
+    });
+    await skopeoCopy(multi.reference, `docker://${upstream.host}/team/multi:1`, ['--all']);
+    const app = await createTestApp({
+      configuration:
+        `[proxy]\nmax_size = 1\n[gc]\ngrace = "0"\ninterval = "0"\n` +
+        `[[proxy.upstreams]]\nhost = "upstream.test"\nurl = "${upstream.url}"\n` +
+        `[[proxy.pin]]\nprefix = "upstream.test/team"\ntags = "[0-9]+"\n` +
+        `[[proxy.pin]]\nimage = "upstream.test/team/one:nope"\n`,
+    });
+    const pullAllPlatforms = () =>
+      skopeoCopy(`docker://${app.host}/proxy/upstream.test/team/multi:1`, `oci:${fs.mkdtempSync(path.join(work, 'multi-pull-'))}:1`, ['--all']);
+    try {
+      await pullAllPlatforms();
+      const report = await app.registry.collectGarbage();
+      expect(report.manifests).toEqual([]);
+      expect(report.blobs).toEqual([]);
+      expect(report.pinned?.overMaxSize).toBe(true);
+      await upstream.stop();
+      try {
+        await pullAllPlatforms();
+      } finally {
+        await upstream.start();
+      }
+    } finally {
+      await app.close();
     }
   });
 });
