@@ -85,6 +85,7 @@ export class Registry {
     const pinStore = new PinStore(index.db);
     const configured = configuredPins(config.proxy);
     pinStore.replaceConfigured(configured.images, configured.prefixes);
+    metrics.observePins(() => pinStore.counts());
     this.pins = {
       add: (target, createdBy) => ({
         created: pinStore.add(target, createdBy),

@@ -151,6 +151,13 @@ export class RegistryMetrics {
     registers: [this.prometheus],
   });
 
+  private readonly pins = new Gauge({
+    name: `${PREFIX}proxy_pins`,
+    help: 'Pins on cached content, by source (api: set through /api/pins; config: [[proxy.pin]]).',
+    labelNames: ['source'] as const,
+    registers: [this.prometheus],
+  });
+  private readPins: (() => Record<'api' | 'config', number>) | undefined;
   private readonly rateLimitLimit = new Gauge({
     name: `${PREFIX}upstream_ratelimit_limit`,
     help: 'Pulls an upstream allows per window (its ratelimit-limit header, as Docker Hub sends it), by upstream and credential.',
@@ -186,6 +193,11 @@ export class RegistryMetrics {
   /** The stored bytes and blob counts by store, read from the index at each scrape; set by the Registry they belong to. */
   observeStorage(read: () => Record<StoreKind, { bytes: number; blobs: number }>): void {
     this.readStorage = read;
+  }
+
+  /** Pins by source, read from the index at each scrape; set by the Registry they belong to. */
+  observePins(read: () => Record<'api' | 'config', number>): void {
+    this.readPins = read;
   }
 
   /** Upstream pull budgets, read at each scrape; set by the Registry they belong to. */
@@ -265,6 +277,8 @@ export class RegistryMetrics {
       this.storageBytes.set({ store }, stored?.[store].bytes ?? 0);
       this.storageBlobs.set({ store }, stored?.[store].blobs ?? 0);
     }
+    const pins = this.readPins?.();
+    for (const source of ['api', 'config'] as const) this.pins.set({ source }, pins?.[source] ?? 0);
     this.rateLimitLimit.reset();
     this.rateLimitRemaining.reset();
     this.rateLimited.reset();

@@ -149,6 +149,14 @@ export class PinStore {
     return this.db.prepare(`DELETE FROM pins WHERE source = 'api' AND repository = @repository AND reference = @reference`).run(target).changes > 0;
   }
 
+  /** How many pins each source holds. */
+  counts(): Record<'api' | 'config', number> {
+    const counts = { api: 0, config: 0 };
+    const rows = this.db.prepare('SELECT source, count(*) AS count FROM pins GROUP BY source').all() as Array<{ source: 'api' | 'config'; count: number }>;
+    for (const row of rows) counts[row.source] = row.count;
+    return counts;
+  }
+
   list(): Pin[] {
     const rows = this.db
       .prepare(

@@ -80,6 +80,9 @@ describe('/api/pins: pins on cached content, behind [auth]', () => {
     ]);
     const alicePins = ((await (await request('', 'GET', ALICE)).json()) as { pins: Array<Record<string, unknown>> }).pins;
     expect(alicePins).toContainEqual(expect.objectContaining({ source: 'config', prefix: 'proxy/other.test/secret', tags: 'v1\\..*' }));
+    const metrics = await (await fetch(`${app.url}/metrics`, { headers: ALICE })).text();
+    expect(metrics).toMatch(/^registry_proxy_pins\{source="api"\} 2$/m);
+    expect(metrics).toMatch(/^registry_proxy_pins\{source="config"\} 1$/m);
   });
 
   test('DELETE needs the delete right too; unpinning what is not pinned is 404 in the registry error shape', async () => {
