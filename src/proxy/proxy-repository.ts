@@ -248,6 +248,8 @@ export class ProxyRepository implements Repository {
           digest: tag.digest,
           serveDeleted: this.content.serveDeleted,
         });
+        // Asked just now: the next pulls within tag_ttl are served without asking again (and logging again).
+        this.content.index.markTagChecked(this.name, reference, this.content.now());
         return this.served('manifest', 'stale', cached);
       }
       throw error;
