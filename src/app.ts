@@ -17,6 +17,7 @@ import { catalogRoutes } from './http/routes/catalog';
 import { healthRoutes } from './http/routes/health';
 import { manifestRoutes } from './http/routes/manifests';
 import { metricsRoutes } from './http/routes/metrics';
+import { pinRoutes } from './http/routes/pins';
 import { referrerRoutes } from './http/routes/referrers';
 import { searchRoutes } from './http/routes/search';
 import { tagRoutes } from './http/routes/tags';
@@ -69,6 +70,7 @@ export function createApp({
   tagRoutes(router, dependencies);
   referrerRoutes(router, dependencies);
   searchRoutes(router, dependencies);
+  if (endpoint.kind === 'main') pinRoutes(router, dependencies);
   if (access) tokenRoutes(router, access);
   // With `[metrics] listen` set, /metrics has a listener of its own (metrics-listener.ts); mirrors serve the cache only.
   if (config.metrics.enabled && config.metrics.listen === '' && endpoint.kind === 'main') metricsRoutes(router, metrics);

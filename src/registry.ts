@@ -9,6 +9,7 @@ import { isValidName } from './oci/names';
 import { PROXY_PREFIX } from './proxy/upstreams';
 import { PullThroughCache } from './proxy/pull-through-cache';
 import { CacheSync } from './proxy/cache-sync';
+import type { RateLimitState } from './proxy/rate-limits';
 import { AccessLog } from './storage/access-log';
 import { BlobStore } from './storage/blob-store';
 import { GarbageCollector, GcReport, VerifyReport } from './storage/gc';
@@ -18,6 +19,9 @@ import { StorageHistory } from './storage/storage-history';
 import { checkReadiness, Readiness } from './storage/readiness';
 import { HostedContent, HostedRepository, Pagination, Repository } from './storage/repository';
 import { Page, pageOf, RegistryIndex } from './storage/registry-index';
+import { PinStore } from './storage/pins';
+import { configuredPins } from './config/pins';
+import type { PinRegistry } from './http/routes/context';
 import { UploadSessions } from './storage/uploads';
 
 /** The registry's content: hands out repositories by name and lists them. */
@@ -38,6 +42,8 @@ export class Registry {
   /** Bytes per store over time and the collections that ran, kept in the index (the web UI's storage page). */
   readonly storageHistory: StorageHistory;
   private storageSampling: NodeJS.Timeout | undefined;
+  /** Pins on cached content: `[[proxy.pin]]` and those set through /api/pins. */
+  readonly pins: PinRegistry;
   /** The readiness probe under way, which concurrent callers share. */
   private readinessProbe: Promise<Readiness> | undefined;
 
@@ -86,6 +92,19 @@ export class Registry {
     });
     metrics.observeStorage(() => index.storedBytes());
     this.storageHistory = new StorageHistory(index.db);
+    metrics.observeRateLimits(() => this.upstreamRateLimits());
+    const pinStore = new PinStore(index.db);
+    const configured = configuredPins(config.proxy);
+    pinStore.replaceConfigured(configured.images, configured.prefixes);
+    metrics.observePins(() => pinStore.counts());
+    this.pins = {
+      add: (target, createdBy) => ({
+        created: pinStore.add(target, createdBy),
+        cached: (index.resolveTag(target.repository, target.reference) ?? index.manifest(target.repository, target.reference)) !== null,
+      }),
+      remove: (target) => pinStore.remove(target),
+      list: () => pinStore.list(),
+    };
   }
 
   static open(config: Config, log: Logger, metrics?: RegistryMetrics): Registry {
@@ -123,6 +142,14 @@ export class Registry {
     const listed = this.index.listRepositories(page.n === undefined ? undefined : page.n + 1, prefix + (page.last ?? ''));
     const names = listed.items.filter((name) => name.startsWith(prefix)).map((name) => name.slice(prefix.length));
     return pageOf(names, page.n);
+  }
+
+  /**
+   * Each upstream's pull budget (Docker Hub's ratelimit-* headers, 429s) and whether cached tags are served
+   * without revalidation because of it (`limitedUntil`), for the web UI and metrics.
+   */
+  upstreamRateLimits(): RateLimitState[] {
+    return this.pullThroughCache?.rateLimitStates() ?? [];
   }
 
   /** Upload session owners, kept with the sessions in the index (access control). */

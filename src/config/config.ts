@@ -84,7 +84,29 @@ export interface ProxyConfig {
   /** Bytes per second the sync fetches from one upstream, averaged over its blobs; 0: no limit. */
   sync_bandwidth: number;
   sync: SyncEntryConfig[];
+  /**
+   * What a tag or manifest we hold is served as when its upstream, reachable, says it no longer exists (404):
+   * "pinned": pinned content only; "all": anything cached; "none": the 404 is passed on.
+   */
+  serve_deleted: 'pinned' | 'all' | 'none';
+  /**
+   * Docker Hub's rate limit: when an upstream's `ratelimit-remaining` falls below this, cached tags are served
+   * without revalidation until its window resets; 0: only a 429 does that.
+   */
+  rate_limit_reserve: number;
   upstreams: UpstreamConfig[];
+  /** Cached content that eviction never removes. */
+  pin: PinConfig[];
+}
+
+/** `[[proxy.pin]]`: one image, or the tags matching a pattern under a name prefix (src/config/pins.ts). */
+export interface PinConfig {
+  /** A name with :tag or @digest, e.g. "docker.io/library/alpine:3.20"; "" with prefix. */
+  image: string;
+  /** A name prefix, whole components, e.g. "docker.io/library"; "" with image. */
+  prefix: string;
+  /** With prefix: a regular expression the whole tag matches; "": every tag. */
+  tags: string;
 }
 
 /** `[[proxy.sync]]`: a cached repository whose tags are fetched ahead of any pull. */

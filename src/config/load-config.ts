@@ -7,6 +7,7 @@ import { accessRuleProblem } from './access-rules';
 import { mirrorProblem, parseListen } from './mirrors';
 import { syncEntryProblem } from './sync-entries';
 import { settleUpstreamUrls } from './upstream-urls';
+import { pinProblem } from './pins';
 
 /** Stops the start. The message is one line: the key, what is wrong, and where the value came from. */
 export class ConfigError extends Error {
@@ -43,12 +44,13 @@ export function loadConfig(options: LoadConfigOptions): Config {
     env: withEnvAliases(options.env),
     overrides: options.overrides ?? {},
   });
-  // [[proxy.upstreams]], [[mirror]], [[auth.rules]] and [[proxy.sync]] are set in the file only, so that is where a problem with them comes from.
+  // [[proxy.upstreams]], [[mirror]], [[auth.rules]], [[proxy.sync]] and [[proxy.pin]] are set in the file only, so that is where a problem with them comes from.
   const problem =
     settleUpstreamUrls((values as unknown as Config).proxy.upstreams) ??
     mirrorProblem(values as unknown as Config) ??
     accessRuleProblem(values as unknown as Config) ??
-    syncEntryProblem(values as unknown as Config);
+    syncEntryProblem(values as unknown as Config) ??
+    pinProblem(values as unknown as Config);
   if (problem) throw new ConfigError(`${problem} (from ${file?.origin ?? 'defaults'})`);
   const uiPath = (values.ui as { path: string }).path;
   if (!UI_PATH.test(uiPath) || /^\/(?:v2|api|token|metrics|healthz|readyz|v1)\//.test(uiPath)) {

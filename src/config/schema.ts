@@ -194,7 +194,20 @@ export const CONFIG_SCHEMA = {
         type: 'size',
         default: 0,
         min: 0,
-        description: 'Cache size limit, least recently pulled images evicted first; 0: no limit',
+        description: 'Cache size limit, least recently pulled images evicted first (pinned ones never); 0: no limit',
+      },
+      serve_deleted: {
+        type: 'enum',
+        default: 'pinned',
+        values: ['pinned', 'all', 'none'],
+        description: 'When a reachable upstream answers 404 for a tag we hold: serve it if pinned, always (all), or pass the 404 on (none)',
+      },
+      rate_limit_reserve: {
+        type: 'integer',
+        default: 10,
+        min: 0,
+        max: 1_000_000,
+        description: "Below this many pulls left in an upstream's ratelimit-remaining, cached tags are served without revalidation until the window resets; 0: only on 429",
       },
       sync_concurrency: {
         type: 'integer',
@@ -235,6 +248,15 @@ export const CONFIG_SCHEMA = {
           aliases: { type: 'strings', default: [], description: 'Other names for the same upstream' },
           username: { type: 'string', default: '', description: 'Upstream user (token auth or Basic)' },
           password: { type: 'string', default: '', description: 'Upstream password or access token' },
+        },
+      },
+      pin: {
+        type: 'tables',
+        description: 'Cached content eviction never removes: one image, or the tags matching a pattern under a name prefix',
+        keys: {
+          image: { type: 'string', default: '', description: 'A name with :tag or @digest, e.g. "docker.io/library/alpine:3.20"' },
+          prefix: { type: 'string', default: '', description: 'Or: a name prefix (whole components), e.g. "docker.io/library"' },
+          tags: { type: 'string', default: '', description: 'With prefix: a regular expression the whole tag matches; "": every tag' },
         },
       },
     },

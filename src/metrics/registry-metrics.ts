@@ -27,9 +27,20 @@ export interface UpstreamObserver {
   failed(reason: 'timeout' | 'unreachable'): void;
 }
 
+/** An upstream's pull budget as metrics read it (proxy/rate-limits.ts). */
+export interface RateLimitReading {
+  upstream: string;
+  credential: string;
+  limit: number | null;
+  remaining: number | null;
+  limitedUntil: number | null;
+}
+
 export interface GcRunSummary {
   blobs: Array<{ store: StoreKind; size: number }>;
   manifests: Array<{ reason: string }>;
+  /** With `[proxy] max_size`: pinned cache bytes, and whether pins alone kept the cache over the limit. */
+  pinned?: { bytes: number; overMaxSize: boolean };
 }
 
 /**
@@ -160,6 +171,46 @@ export class RegistryMetrics {
     registers: [this.prometheus],
   });
 
+  private readonly pinnedBytes = new Gauge({
+    name: `${PREFIX}proxy_pinned_bytes`,
+    help: 'Bytes of pinned cache content (never evicted), as of the last garbage collection with [proxy] max_size.',
+    registers: [this.prometheus],
+  });
+  private readonly pinnedOverMaxSize = new Gauge({
+    name: `${PREFIX}proxy_pinned_over_max_size`,
+    help: '1 when the last garbage collection left the cache over [proxy] max_size because pinned content alone exceeds it, else 0.',
+    registers: [this.prometheus],
+  });
+
+  private readonly pins = new Gauge({
+    name: `${PREFIX}proxy_pins`,
+    help: 'Pins on cached content, by source (api: set through /api/pins; config: [[proxy.pin]]).',
+    labelNames: ['source'] as const,
+    registers: [this.prometheus],
+  });
+  private readPins: (() => Record<'api' | 'config', number>) | undefined;
+  private readonly rateLimitLimit = new Gauge({
+    name: `${PREFIX}upstream_ratelimit_limit`,
+    help: 'Pulls an upstream allows per window (its ratelimit-limit header, as Docker Hub sends it), by upstream and credential.',
+    labelNames: ['upstream', 'credential'] as const,
+    registers: [this.prometheus],
+  });
+  private readonly rateLimitRemaining = new Gauge({
+    name: `${PREFIX}upstream_ratelimit_remaining`,
+    help: 'Pulls left in the window (the last ratelimit-remaining header seen), by upstream and credential.',
+    labelNames: ['upstream', 'credential'] as const,
+    registers: [this.prometheus],
+  });
+  private readonly rateLimited = new Gauge({
+    name: `${PREFIX}upstream_ratelimited`,
+    help:
+      '1 while cached tags of the upstream are served without revalidation because its pull budget is below ' +
+      '[proxy] rate_limit_reserve or it answered 429, else 0; by upstream and credential.',
+    labelNames: ['upstream', 'credential'] as const,
+    registers: [this.prometheus],
+  });
+  private readRateLimits: (() => RateLimitReading[]) | undefined;
+
   constructor() {
     processMetrics(); // from now on, not from the first scrape: prom-client's CPU counters count from their start
     // Every series exists from the start, so a rate or an alert over it has something to read before the first event.
@@ -173,6 +224,16 @@ export class RegistryMetrics {
   /** The stored bytes and blob counts by store, read from the index at each scrape; set by the Registry they belong to. */
   observeStorage(read: () => Record<StoreKind, { bytes: number; blobs: number }>): void {
     this.readStorage = read;
+  }
+
+  /** Pins by source, read from the index at each scrape; set by the Registry they belong to. */
+  observePins(read: () => Record<'api' | 'config', number>): void {
+    this.readPins = read;
+  }
+
+  /** Upstream pull budgets, read at each scrape; set by the Registry they belong to. */
+  observeRateLimits(read: () => RateLimitReading[]): void {
+    this.readRateLimits = read;
   }
 
   // --- HTTP ----------------------------------------------------------------------------------
@@ -249,6 +310,10 @@ export class RegistryMetrics {
       this.gcDeletedBlobs.inc({ store: blob.store });
     }
     for (const manifest of report.manifests) this.gcDeletedManifests.inc({ reason: manifest.reason });
+    if (report.pinned) {
+      this.pinnedBytes.set(report.pinned.bytes);
+      this.pinnedOverMaxSize.set(report.pinned.overMaxSize ? 1 : 0);
+    }
   }
 
   gcFailed(): void {
@@ -267,6 +332,17 @@ export class RegistryMetrics {
     for (const store of ['hosted', 'proxy'] as const) {
       this.storageBytes.set({ store }, stored?.[store].bytes ?? 0);
       this.storageBlobs.set({ store }, stored?.[store].blobs ?? 0);
+    }
+    const pins = this.readPins?.();
+    for (const source of ['api', 'config'] as const) this.pins.set({ source }, pins?.[source] ?? 0);
+    this.rateLimitLimit.reset();
+    this.rateLimitRemaining.reset();
+    this.rateLimited.reset();
+    for (const state of this.readRateLimits?.() ?? []) {
+      const labels = { upstream: this.upstreamLabel(state.upstream), credential: state.credential };
+      if (state.limit !== null) this.rateLimitLimit.set(labels, state.limit);
+      if (state.remaining !== null) this.rateLimitRemaining.set(labels, state.remaining);
+      this.rateLimited.set(labels, state.limitedUntil !== null ? 1 : 0);
     }
     return `${await this.prometheus.metrics()}\n${await processMetrics().metrics()}`;
   }

@@ -24,6 +24,7 @@ import {
 } from '../storage/repository';
 import { BlobDownloads } from './blob-downloads';
 import { NotFoundCache } from './not-found-cache';
+import type { RateLimits } from './rate-limits';
 import { ProxiedName } from './upstreams';
 import { UpstreamAnswerError, UpstreamRefusedError, UpstreamUnavailableError } from './upstream-client';
 
@@ -45,6 +46,14 @@ export interface CachedContent {
    * for ghcr.io); null when it knows nothing of this repository.
    */
   alternativeTagList?: (target: ProxiedName) => Promise<string[] | null>;
+  /**
+   * `[proxy] serve_deleted`: whether a cached manifest is served when its reachable upstream says the tag is gone
+   * (404): `pinned` when `isPinned` says a pin protects it, `all` always, `none` never.
+   */
+  serveDeleted: 'pinned' | 'all' | 'none';
+  isPinned: (repository: string, digest: string) => boolean;
+  /** Upstream pull budgets (Docker Hub's ratelimit-* headers, 429): while one is low, cached tags are not revalidated. */
+  rateLimits?: RateLimits;
   log: Logger;
   /** Counts what was served from the cache, fetched, or served stale (metrics). */
   metrics?: {
@@ -238,7 +247,9 @@ export class ProxyRepository implements Repository {
 
     const tag = this.content.index.checkedTag(this.name, reference);
     const cached = tag ? await this.readCached(tag.digest) : null;
-    if (tag && cached && this.content.now() - tag.checkedAt < this.content.tagTtlMs) return this.served('manifest', 'hit', cached);
+    if (tag && cached && (this.content.now() - tag.checkedAt < this.content.tagTtlMs || this.rateLimited())) {
+      return this.served('manifest', 'hit', cached);
+    }
     if (!(tag && cached)) this.requireNotRecentlyMissing(reference);
     try {
       if (tag && cached) {
@@ -260,8 +271,25 @@ export class ProxyRepository implements Repository {
         });
         return this.served('manifest', 'stale', cached);
       }
+      if (tag && cached && isUpstreamDeletion(error) && this.keepsDeleted(tag.digest)) {
+        this.content.log.warn('upstream no longer has this tag; serving the cached manifest (serve_deleted)', {
+          repository: this.name,
+          reference,
+          digest: tag.digest,
+          serveDeleted: this.content.serveDeleted,
+        });
+        // Asked just now: the next pulls within tag_ttl are served without asking again (and logging again).
+        this.content.index.markTagChecked(this.name, reference, this.content.now());
+        return this.served('manifest', 'stale', cached);
+      }
       throw error;
     }
+  }
+
+  /** `[proxy] serve_deleted`: whether a cached manifest the upstream deleted is still served. */
+  private keepsDeleted(digest: string): boolean {
+    const policy = this.content.serveDeleted;
+    return policy === 'all' || (policy === 'pinned' && this.content.isPinned(this.name, digest));
   }
 
   /** MANIFEST_UNKNOWN, without asking, for a manifest nothing of which is cached and the upstream just answered 404 for. */
@@ -521,6 +549,7 @@ export class ProxyRepository implements Repository {
       let response: Response;
       try {
         response = await client.request(method, `${this.target.remoteName}/${path}`, { repository: this.target.remoteName, headers });
+        this.content.rateLimits?.observe(this.target.upstream.name, client.username, response);
       } catch (error) {
         if (last || !isUpstreamClientError(error)) throw this.upstreamError(error);
         const reason = error instanceof UpstreamUnavailableError ? 'unreachable' : 'unusable';
@@ -559,6 +588,11 @@ export class ProxyRepository implements Repository {
     }
     if (error instanceof UpstreamAnswerError) return this.unusableAnswer(error.message);
     return error;
+  }
+
+  /** The upstream's pull budget is low or spent (rate-limits.ts): cached tags are served as they are. */
+  private rateLimited(): boolean {
+    return this.content.rateLimits?.limited(this.target.upstream.name, this.target.upstream.clients[0].username) ?? false;
   }
 
   /** The upstream answered something it should not have (over a cap, malformed): 503, logged with its name. */
@@ -613,6 +647,11 @@ export function referrersTag(digest: string): string {
 function referrerDescriptor(descriptor: Descriptor): Descriptor {
   const { mediaType, digest, size, artifactType, annotations } = descriptor;
   return { mediaType, digest, size, ...(artifactType !== undefined && { artifactType }), ...(annotations !== undefined && { annotations }) };
+}
+
+/** The upstream, reachable, says the tag (or the whole repository) does not exist (404). */
+function isUpstreamDeletion(error: unknown): boolean {
+  return error instanceof RegistryError && ['MANIFEST_UNKNOWN', 'NAME_UNKNOWN'].includes(error.code);
 }
 
 /**

@@ -4,16 +4,19 @@ import { RegistryMetrics } from '../metrics/registry-metrics';
 import { AccessLog } from '../storage/access-log';
 import { RecentManifests } from '../storage/recent-manifests';
 import { BlobStore } from '../storage/blob-store';
+import { PinStore } from '../storage/pins';
 import { RegistryIndex } from '../storage/registry-index';
 import { BlobDownloads } from './blob-downloads';
 import { NotFoundCache } from './not-found-cache';
 import { CachedContent, ProxyRepository } from './proxy-repository';
+import { RateLimits, RateLimitState } from './rate-limits';
 import { Upstreams } from './upstreams';
 
 /** The pull-through cache: repositories under proxy/<upstream>/… backed by proxy_storage and the index. */
 export class PullThroughCache {
   private readonly upstreams: Upstreams;
   private readonly content: CachedContent;
+  private readonly rateLimits: RateLimits;
 
   constructor(
     index: RegistryIndex,
@@ -24,6 +27,8 @@ export class PullThroughCache {
     alternativeTagList?: CachedContent['alternativeTagList'],
   ) {
     this.upstreams = new Upstreams(config.proxy, log, metrics);
+    const pins = new PinStore(index.db);
+    this.rateLimits = new RateLimits(config.proxy.rate_limit_reserve, log);
     this.content = {
       index,
       store,
@@ -34,6 +39,9 @@ export class PullThroughCache {
       tagTtlMs: config.proxy.tag_ttl,
       notFound: new NotFoundCache(config.proxy.not_found_ttl),
       maxManifestSize: config.max_manifest_size,
+      serveDeleted: config.proxy.serve_deleted,
+      isPinned: (repository, digest) => pins.protects(repository, digest),
+      rateLimits: this.rateLimits,
       log,
       metrics,
       now: Date.now,
@@ -44,6 +52,11 @@ export class PullThroughCache {
   /** `proxy/<upstream>/<name>`, resolved to its upstream; the name must already be valid. */
   repository(name: string): ProxyRepository {
     return new ProxyRepository(this.upstreams.parse(name), this.content);
+  }
+
+  /** Each upstream's pull budget as its answers announced it, and whether revalidation is paused for it. */
+  rateLimitStates(): RateLimitState[] {
+    return this.rateLimits.list();
   }
 
   flushAccess(): void {

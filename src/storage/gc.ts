@@ -8,6 +8,7 @@ import { Logger } from '../log';
 import { createDigester, parseDigest } from '../oci/digest';
 import { BlobStore, isNotFound } from './blob-store';
 import { incomingDirectory, quarantineDirectory, trashDirectory } from './paths';
+import { pinnedBytes, refreshPinnedManifests, unpinnedManifest } from './pins';
 import { RegistryIndex } from './registry-index';
 
 /** Which store a sweep works on: hosted content, or the pull-through cache. */
@@ -21,6 +22,11 @@ export interface GcReport {
   bytesFreed: number;
   uploadsExpired: number;
   durationMs: number;
+  /**
+   * Pinned cache content (never evicted) with `max_size` set: its bytes, and whether the cache stayed over
+   * max_size because pins alone (with transfers under way) exceed it.
+   */
+  pinned?: { bytes: number; overMaxSize: boolean };
 }
 
 export interface VerifyReport {
@@ -87,7 +93,7 @@ export class GarbageCollector {
     // Transfers from upstreams under way take disk too: max_size counts them (an upstream's blob is not
     // in the index until it is complete).
     const incomingBytes = await directoryBytes(incomingDirectory(this.options.stores.proxy.root));
-    const { manifests, selected } = this.plan(files, started, cutoff, dryRun, incomingBytes);
+    const { manifests, selected, pinned } = this.plan(files, started, cutoff, dryRun, incomingBytes);
     const blobs: GcReport['blobs'] = [];
     for (const kind of ['hosted', 'proxy'] as const) {
       blobs.push(...(dryRun ? selected[kind].map((file) => ({ store: kind, ...file })) : await this.sweep(kind, selected[kind], cutoff)));
@@ -105,7 +111,14 @@ export class GarbageCollector {
       bytesFreed: blobs.reduce((sum, blob) => sum + blob.size, 0),
       uploadsExpired,
       durationMs: this.now() - started,
+      ...(pinned && { pinned }),
     };
+    if (pinned?.overMaxSize) {
+      this.options.log.warn('pinned cache content alone exceeds proxy.max_size; only unpinned content was evicted', {
+        pinnedBytes: pinned.bytes,
+        maxSize: this.options.proxy.max_size,
+      });
+    }
     this.options.log.info(dryRun ? 'garbage collection (dry run)' : 'garbage collection', {
       manifests: manifests.length,
       blobs: blobs.length,
@@ -127,9 +140,10 @@ export class GarbageCollector {
     cutoff: number,
     dryRun: boolean,
     incomingBytes: number,
-  ): { manifests: GcReport['manifests']; selected: Record<StoreKind, StoredFile[]> } {
+  ): { manifests: GcReport['manifests']; selected: Record<StoreKind, StoredFile[]>; pinned?: GcReport['pinned'] } {
     const db = this.options.index.db;
     const manifests: GcReport['manifests'] = [];
+    let pinned: GcReport['pinned'];
     const selected: Record<StoreKind, StoredFile[]> = { hosted: [], proxy: [] };
     const rollback = new Error('dry run');
     const run = db.transaction(() => {
@@ -140,6 +154,8 @@ export class GarbageCollector {
         }
       }
       const { max_age: maxAge, max_size: maxSize } = this.options.proxy;
+      // Pinned content is never evicted (src/storage/pins.ts); the queries below skip it.
+      if (maxAge > 0 || maxSize > 0) refreshPinnedManifests(db);
       if (maxAge > 0) {
         for (const row of db.prepare(CACHED_MANIFESTS_PULLED_BEFORE).all({ before: now - maxAge }) as ManifestKey[]) {
           evict(db, row);
@@ -154,6 +170,7 @@ export class GarbageCollector {
         // the same least-recently-used order, or the loop would evict every image and still be over the limit.
         while ((cacheSize.get() as number) + incomingBytes > maxSize) {
           const row = leastRecentlyUsed.get() as (ManifestKey & { kind: 'manifest' | 'blob' }) | undefined;
+          // Nothing unpinned left: pins alone (with transfers under way) are over the limit.
           if (!row) break;
           if (row.kind === 'blob') {
             unlink.run(row.repositoryId, row.digest);
@@ -162,6 +179,9 @@ export class GarbageCollector {
           evict(db, row);
           manifests.push({ repository: row.repository, digest: row.digest, reason: 'max_size' });
         }
+        const bytes = pinnedBytes(db);
+        // Still over with nothing unpinned left: pins (with the transfers under way) take the room.
+        pinned = { bytes, overMaxSize: bytes > 0 && (cacheSize.get() as number) + incomingBytes > maxSize };
       }
       // Links nothing uses any more: blobs pushed (or cached) more than `grace` ago that no manifest of
       // their repository references.
@@ -178,7 +198,7 @@ export class GarbageCollector {
     } catch (error) {
       if (error !== rollback) throw error;
     }
-    return { manifests, selected };
+    return { manifests, selected, pinned };
   }
 
   /** No repository of the store's kind uses the digest, and it was not written since the cutoff. */
@@ -440,14 +460,14 @@ const LAST_PULLED = 'coalesce(m.last_pulled_at, m.created_at)';
 const CACHED_MANIFESTS_PULLED_BEFORE = `
   SELECT r.name AS repository, m.repository_id AS repositoryId, m.digest FROM manifests m
   JOIN repositories r ON r.id = m.repository_id
-  WHERE ${IS_PROXY} AND ${LAST_PULLED} < @before`;
+  WHERE ${IS_PROXY} AND ${LAST_PULLED} < @before AND ${unpinnedManifest('m')}`;
 
 // Cached manifests by when last pulled, and cached blobs no manifest of their repository references
 // (pulled by digest alone) by when last read.
 const LEAST_RECENTLY_USED_CACHED_CONTENT = `
   SELECT 'manifest' AS kind, r.name AS repository, m.repository_id AS repositoryId, m.digest, ${LAST_PULLED} AS usedAt
   FROM manifests m JOIN repositories r ON r.id = m.repository_id
-  WHERE ${IS_PROXY}
+  WHERE ${IS_PROXY} AND ${unpinnedManifest('m')}
   UNION ALL
   SELECT 'blob', r.name, rb.repository_id, rb.digest, max(b.last_accessed_at, rb.linked_at)
   FROM repository_blobs rb JOIN repositories r ON r.id = rb.repository_id JOIN blobs b ON b.digest = rb.digest

@@ -138,4 +138,21 @@ export const MIGRATIONS: readonly string[] = [
     uploads_expired INTEGER NOT NULL
   );
   `,
+  `
+  -- Pins: cached content that eviction (max_age, max_size) never removes (src/storage/pins.ts).
+  -- source 'api': set through /api/pins, kept until deleted there; 'config': [[proxy.pin]], replaced at every start.
+  -- repository: a stored name (proxy/<upstream>/<name>), or with is_prefix a name prefix, whole components.
+  -- reference: a tag or a digest; NULL for a prefix pin, which pins the tags matching tag_pattern (NULL: every tag).
+  CREATE TABLE pins (
+    id INTEGER PRIMARY KEY,
+    source TEXT NOT NULL CHECK (source IN ('api', 'config')),
+    repository TEXT NOT NULL,
+    is_prefix INTEGER NOT NULL DEFAULT 0,
+    reference TEXT,
+    tag_pattern TEXT,
+    created_by TEXT,
+    created_at INTEGER NOT NULL
+  );
+  CREATE UNIQUE INDEX api_pins ON pins(repository, reference) WHERE source = 'api';
+  `,
 ];

@@ -1,6 +1,7 @@
 import Database from 'better-sqlite3';
 import { RegistryError } from '../oci/errors';
 import { MIGRATIONS } from './migrations';
+import { preparePinQueries } from './pins';
 
 export interface ManifestRecord {
   digest: string;
@@ -52,6 +53,7 @@ export class RegistryIndex {
     this.db.pragma('foreign_keys = ON');
     this.db.pragma('busy_timeout = 5000');
     migrate(this.db);
+    preparePinQueries(this.db);
     this.statements = prepareStatements(this.db);
   }
 

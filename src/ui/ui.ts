@@ -4,6 +4,7 @@ import { AccessControl } from '../auth/access-control';
 import { Config } from '../config/config';
 import { Logger } from '../log';
 import { RegistryError } from '../oci/errors';
+import { PINS_PATH } from '../http/routes/pins';
 import { API_PREFIX, apiRoutes } from './api-routes';
 import { compressJsonBody } from './compression';
 import type { UiContent } from './content';
@@ -54,6 +55,8 @@ export function ui({ config, registry, access, log }: UiOptions): Middleware {
     }
     const isPage = path.startsWith(base);
     if (!isPage && path !== API_PREFIX && !path.startsWith(`${API_PREFIX}/`)) return next();
+    // /api/pins is the registry's (src/http/routes/pins.ts): authenticated and ruled like /v2/.
+    if (path === PINS_PATH || path.startsWith(`${PINS_PATH}/`)) return next();
     if (isPage) ctx.set(PAGE_HEADERS);
     try {
       // Unmatched paths stay unanswered: renderErrors turns that into 404 (or 405 with Allow) in the registry's shape.

@@ -2,6 +2,7 @@ import Router from '@koa/router';
 import { AccessControl } from '../../auth/access-control';
 import { Config } from '../../config/config';
 import type { Readiness } from '../../storage/readiness';
+import type { Pin, PinTarget } from '../../storage/pins';
 import type { Page } from '../../storage/registry-index';
 import type { Pagination, Repository } from '../../storage/repository';
 
@@ -16,6 +17,17 @@ export interface RegistryContent {
   listRepositories(page: Pagination, prefix?: string): Promise<Page<string>>;
   /** Whether storage takes writes and the index answers (`/readyz`). */
   readiness(): Promise<Readiness>;
+  /** Pins on cached content (`/api/pins`). */
+  pins: PinRegistry;
+}
+
+/** Pins as the API manages them. */
+export interface PinRegistry {
+  /** Pins an image; `created` false when the API had pinned it already, `cached` whether it is cached now. */
+  add(target: PinTarget, createdBy: string | null): { created: boolean; cached: boolean };
+  /** Removes a pin the API set; false when there is none. */
+  remove(target: PinTarget): boolean;
+  list(): Pin[];
 }
 
 /** What every route module is given. */

@@ -16,6 +16,9 @@ function proxyConfig(overrides: Partial<ProxyConfig> = {}): ProxyConfig {
     sync_concurrency: 2,
     sync_bandwidth: 0,
     sync: [],
+    serve_deleted: 'pinned',
+    rate_limit_reserve: 10,
+    pin: [],
     upstreams: [],
     ...overrides,
   };

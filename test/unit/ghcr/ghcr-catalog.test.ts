@@ -15,6 +15,9 @@ const proxy = (upstreams: UpstreamConfig[] = [], allowed: string[] = []): ProxyC
   sync_concurrency: 2,
   sync_bandwidth: 0,
   sync: [],
+  serve_deleted: 'pinned',
+  rate_limit_reserve: 10,
+  pin: [],
   upstreams,
 });
 const entry = (fields: Partial<UpstreamConfig>): UpstreamConfig => ({

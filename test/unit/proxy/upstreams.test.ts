@@ -17,6 +17,9 @@ function upstreams(overrides: Partial<ProxyConfig> = {}): Upstreams {
     sync_concurrency: 2,
     sync_bandwidth: 0,
     sync: [],
+    serve_deleted: 'pinned',
+    rate_limit_reserve: 10,
+    pin: [],
     upstreams: [],
     ...overrides,
   };
