@@ -122,6 +122,8 @@ export interface SyncEntryConfig {
   platforms: string[];
   /** How often the server runs the entry, in ms; 0: only with the `sync` command. */
   interval: number;
+  /** Pins the entry's tags (its list, or its pattern) as a `[[proxy.pin]]` would: eviction never removes them. */
+  pin: boolean;
 }
 
 /** `[[proxy.upstreams]]`: a registry reached under proxy/<host>/…, or under one of its aliases. */

@@ -64,6 +64,13 @@ export function configuredPins(config: ProxyConfig): ConfiguredPins {
       pins.prefixes.push({ prefix: pinnedPrefix(config, pin.prefix), tagPattern: pin.tags === '' ? null : pin.tags });
     }
   }
+  // A [[proxy.sync]] entry with pin = true: its tags, or every tag its pattern finds (unanchored, as it searches).
+  for (const entry of config.sync) {
+    if (!entry.pin) continue;
+    const repository = storedName(config, entry.image);
+    if (entry.tag_pattern === '') for (const tag of entry.tags) pins.images.push({ repository, reference: tag });
+    else pins.prefixes.push({ prefix: repository, tagPattern: `.*(?:${entry.tag_pattern}).*` });
+  }
   return pins;
 }
 

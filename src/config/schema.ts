@@ -232,6 +232,7 @@ export const CONFIG_SCHEMA = {
           max_tags: { type: 'integer', default: 20, min: 1, max: 1000, description: 'At most this many tags of tag_pattern per run (the last ones in sort order)' },
           platforms: { type: 'strings', default: [], description: 'os/architecture[/variant] of an index to fetch; empty: every platform' },
           interval: { type: 'duration', default: '6h', description: 'How often the server runs this entry; 0: only with the sync command' },
+          pin: { type: 'boolean', default: false, description: 'Pin what the entry names, so that eviction never removes it ([[proxy.pin]])' },
         },
       },
       upstreams: {
