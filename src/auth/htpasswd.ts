@@ -37,9 +37,18 @@ export class HtpasswdFile {
   /** Whether `password` is `user`'s. Takes a bcrypt comparison's time whether or not the user exists. */
   async verify(user: string, password: string): Promise<boolean> {
     this.refresh();
-    const hash = this.users.get(user);
-    const matches = await bcrypt.compare(password, hash ?? this.dummyHash);
-    return hash !== undefined && matches;
+    // A user the file does not know yet, or a password that does not match, may be one the operator wrote a
+    // moment ago, inside RECHECK_MS: look at the file once more (one stat) before saying no.
+    let hash = this.users.get(user);
+    if (hash === undefined) {
+      this.refresh(true);
+      hash = this.users.get(user);
+    }
+    if (await bcrypt.compare(password, hash ?? this.dummyHash)) return hash !== undefined;
+    if (hash === undefined) return false;
+    this.refresh(true);
+    const current = this.users.get(user);
+    return current !== undefined && current !== hash && bcrypt.compare(password, current);
   }
 
   /**

@@ -1,5 +1,9 @@
 import { execFileSync } from 'node:child_process';
-import { parseHtpasswd } from '../../../src/auth/htpasswd';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { HtpasswdFile, parseHtpasswd } from '../../../src/auth/htpasswd';
+import { createLogger } from '../../../src/log';
 import { parseScopes, TokenSigner, tokenAllows } from '../../../src/auth/token';
 
 describe('parseHtpasswd', () => {
@@ -9,6 +13,28 @@ describe('parseHtpasswd', () => {
     const users = parseHtpasswd(`# comment\n${line}\n\nbob:$apr1$abc$def\nnocolon\n:$2y$05$${'a'.repeat(53)}\n`, (n) => skipped.push(n));
     expect([...users.keys()]).toEqual(['alice']);
     expect(skipped).toEqual([4, 5, 6]);
+  });
+});
+
+describe('HtpasswdFile', () => {
+  const line = (user: string, password: string) => execFileSync('htpasswd', ['-Bbn', user, password], { encoding: 'utf8' }).trim() + '\n';
+  let dir: string;
+  beforeEach(() => (dir = fs.mkdtempSync(path.join(os.tmpdir(), 'htpasswd-test-'))));
+  afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  // A user added (or a password changed) a moment after the last look at the file can log in at once,
+  // not only after the recheck interval: an operator adds a user and tries it straight away.
+  test('a user added or a password changed right after a check is known at once', async () => {
+    const file = path.join(dir, 'users.htpasswd');
+    fs.writeFileSync(file, line('alice', 'a-pw'));
+    const users = new HtpasswdFile(file, createLogger('silent'));
+    expect(await users.verify('alice', 'a-pw')).toBe(true);
+    fs.appendFileSync(file, line('dave', 'd-pw'));
+    expect(await users.verify('dave', 'd-pw')).toBe(true);
+    fs.writeFileSync(file, line('alice', 'new-pw') + line('dave', 'd-pw'));
+    expect(await users.verify('alice', 'new-pw')).toBe(true);
+    expect(await users.verify('alice', 'a-pw')).toBe(false);
+    expect(await users.verify('nobody', 'x')).toBe(false);
   });
 });
 
