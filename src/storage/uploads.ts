@@ -5,7 +5,7 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { RegistryError } from '../oci/errors';
-import { DigestAlgorithm, createDigester, parseDigest } from '../oci/digest';
+import { Digest, DigestAlgorithm, createDigester, digestAlgorithm } from '../oci/digest';
 import { BlobStore, WRITE_BUFFER, WrittenBlob, isNotFound } from './blob-store';
 import { RegistryIndex, UploadRecord } from './registry-index';
 import { isUploadId, uploadDataPath } from './paths';
@@ -88,15 +88,13 @@ export class UploadSessions {
   }
 
   /** Appends the optional last chunk, verifies the digest and moves the blob into the store. */
-  finish(repository: string, id: string, digest: string, body?: Readable, range?: ChunkRange): Promise<WrittenBlob> {
+  finish(repository: string, id: string, digest: Digest, body?: Readable, range?: ChunkRange): Promise<WrittenBlob> {
     return this.exclusive(id, async () => {
-      const parsed = parseDigest(digest);
-      if (!parsed) throw new RegistryError('DIGEST_INVALID', { message: 'invalid digest', detail: { digest } });
       const upload = body
         ? await this.appendUnlocked(repository, id, body, range)
         : await this.status(repository, id);
       const file = uploadDataPath(this.temporaryRoot, id);
-      const actual = await this.digestOf(id, file, upload.size, parsed.algorithm);
+      const actual = await this.digestOf(id, file, upload.size, digestAlgorithm(digest));
       if (actual !== digest) {
         // As the reference registry does: a session that produced the wrong content is dropped.
         await this.discard(id);
