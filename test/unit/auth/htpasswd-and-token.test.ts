@@ -1,4 +1,4 @@
-import { execFileSync } from 'node:child_process';
+import bcrypt from 'bcryptjs';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -6,9 +6,16 @@ import { HtpasswdFile, parseHtpasswd } from '../../../src/auth/htpasswd';
 import { createLogger } from '../../../src/log';
 import { parseScopes, TokenSigner, tokenAllows } from '../../../src/auth/token';
 
+/**
+ * A line as `htpasswd -Bbn user password` writes it: bcrypt at cost 5 under Apache's `$2y$` name. Made with
+ * bcryptjs so that the unit tests need no tool outside node_modules; the e2e tests write their users with the
+ * real `htpasswd` (test/helpers/auth.ts).
+ */
+const htpasswdLine = (user: string, password: string) => `${user}:${bcrypt.hashSync(password, 5).replace(/^\$2[ab]\$/, '$2y$')}\n`;
+
 describe('parseHtpasswd', () => {
   test('keeps bcrypt users as htpasswd -B writes them, and skips other hashes and junk', () => {
-    const line = execFileSync('htpasswd', ['-Bbn', 'alice', 'pw'], { encoding: 'utf8' }).trim();
+    const line = htpasswdLine('alice', 'pw').trim();
     const skipped: number[] = [];
     const users = parseHtpasswd(`# comment\n${line}\n\nbob:$apr1$abc$def\nnocolon\n:$2y$05$${'a'.repeat(53)}\n`, (n) => skipped.push(n));
     expect([...users.keys()]).toEqual(['alice']);
@@ -17,7 +24,6 @@ describe('parseHtpasswd', () => {
 });
 
 describe('HtpasswdFile', () => {
-  const line = (user: string, password: string) => execFileSync('htpasswd', ['-Bbn', user, password], { encoding: 'utf8' }).trim() + '\n';
   let dir: string;
   beforeEach(() => (dir = fs.mkdtempSync(path.join(os.tmpdir(), 'htpasswd-test-'))));
   afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
@@ -26,12 +32,12 @@ describe('HtpasswdFile', () => {
   // not only after the recheck interval: an operator adds a user and tries it straight away.
   test('a user added or a password changed right after a check is known at once', async () => {
     const file = path.join(dir, 'users.htpasswd');
-    fs.writeFileSync(file, line('alice', 'a-pw'));
+    fs.writeFileSync(file, htpasswdLine('alice', 'a-pw'));
     const users = new HtpasswdFile(file, createLogger('silent'));
     expect(await users.verify('alice', 'a-pw')).toBe(true);
-    fs.appendFileSync(file, line('dave', 'd-pw'));
+    fs.appendFileSync(file, htpasswdLine('dave', 'd-pw'));
     expect(await users.verify('dave', 'd-pw')).toBe(true);
-    fs.writeFileSync(file, line('alice', 'new-pw') + line('dave', 'd-pw'));
+    fs.writeFileSync(file, htpasswdLine('alice', 'new-pw') + htpasswdLine('dave', 'd-pw'));
     expect(await users.verify('alice', 'new-pw')).toBe(true);
     expect(await users.verify('alice', 'a-pw')).toBe(false);
     expect(await users.verify('nobody', 'x')).toBe(false);
