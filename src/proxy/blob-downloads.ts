@@ -2,12 +2,106 @@ import { EventEmitter, once } from 'node:events';
 import fsp, { FileHandle } from 'node:fs/promises';
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
-import { Readable } from 'node:stream';
 import { createDigester, parseDigest } from '../oci/digest';
 import { BlobStore, ByteRange, IO_CHUNK, isNotFound } from '../storage/blob-store';
 import { incomingDirectory } from '../storage/paths';
+import { SendableStream } from '../streams';
 
 const READ_SIZE = IO_CHUNK;
+/**
+ * At most this much of a transfer is held in memory, read from the upstream but not yet on disk: the
+ * upstream is read while the last batch is being written (so neither waits for the other), and past this
+ * the reading waits for the disk.
+ */
+const MAX_UNWRITTEN = 4 * 1024 * 1024;
+/**
+ * A write starts once this much has arrived (or at the end): every write wakes the readers following the
+ * transfer for a read and a socket write each, so 64 KiB network chunks made four operations per chunk.
+ */
+const MIN_BATCH = 512 * 1024;
+/** How long bytes short of a batch may wait for more before they are written anyway. */
+const MAX_BATCH_DELAY_MS = 20;
+
+/**
+ * Appends chunks to a file in batches: while one write is under way, the chunks that arrive are queued and
+ * go in the next write as one writev. One awaited write per network chunk (often 16–64 KiB) kept the
+ * upstream waiting on a thread-pool round trip for every chunk.
+ */
+class FileAppender {
+  private queue: Buffer[] = [];
+  private queuedBytes = 0;
+  private writingBytes = 0;
+  private writing: Promise<void> | undefined;
+  private lateWrite: NodeJS.Timeout | undefined;
+  private error: unknown;
+
+  constructor(
+    private readonly handle: FileHandle,
+    /** Called after each batch is written, with its length. */
+    private readonly written: (bytes: number) => void,
+  ) {}
+
+  /** Bytes handed to `append` that are not on disk yet (written in batches of MIN_BATCH, the rest by `flush`). */
+  get unwritten(): number {
+    return this.queuedBytes + this.writingBytes;
+  }
+
+  /** Queues `chunk`; throws the error of an earlier write that failed. */
+  append(chunk: Buffer): void {
+    if (this.error !== undefined) throw this.error;
+    this.queue.push(chunk);
+    this.queuedBytes += chunk.length;
+    if (this.queuedBytes >= MIN_BATCH) this.startWriting(false);
+    // A slow upstream's bytes still reach the disk (and the clients) soon, a batch or not.
+    else this.lateWrite ??= setTimeout(() => this.startWriting(true), MAX_BATCH_DELAY_MS);
+  }
+
+  /** Settles once everything appended is on disk; throws the error of a write that failed. */
+  async flush(): Promise<void> {
+    while (this.queue.length > 0 || this.writing) await this.startWriting(true);
+    if (this.error !== undefined) throw this.error;
+  }
+
+  /** The write under way, or a new one. */
+  private startWriting(all: boolean): Promise<void> {
+    if (!this.writing) {
+      // Forgotten once settled, asynchronously: `writing` is never left holding a finished write.
+      const writing = this.writeQueued(all).finally(() => {
+        if (this.writing === writing) this.writing = undefined;
+      });
+      this.writing = writing;
+    }
+    return this.writing;
+  }
+
+  /**
+   * Writes batch after batch while a whole batch is queued (or, with `all`, until the queue is empty).
+   * Never rejects: a failure is kept for append and flush.
+   */
+  private async writeQueued(all = false): Promise<void> {
+    clearTimeout(this.lateWrite);
+    this.lateWrite = undefined;
+    try {
+      while (this.queuedBytes >= MIN_BATCH || (all && this.queue.length > 0)) {
+        const batch = this.queue;
+        this.writingBytes = this.queuedBytes;
+        this.queue = [];
+        this.queuedBytes = 0;
+        const { bytesWritten } = await this.handle.writev(batch);
+        // libuv writes every buffer or fails; a short count (a full disk) must not pass as written.
+        if (bytesWritten !== this.writingBytes) throw new Error(`wrote ${bytesWritten} of ${this.writingBytes} bytes`);
+        const bytes = this.writingBytes;
+        this.writingBytes = 0;
+        this.written(bytes);
+      }
+    } catch (error) {
+      this.error = error;
+      this.queue = [];
+      this.queuedBytes = 0;
+      this.writingBytes = 0;
+    }
+  }
+}
 
 /**
  * One upstream transfer of one blob, shared by every client that asks for it meanwhile.
@@ -52,40 +146,35 @@ export class BlobDownload {
   }
 
   /** The blob's bytes (or a range of them) as they arrive. */
-  read(range?: ByteRange): Readable {
-    return Readable.from(this.follow(range));
+  read(range?: ByteRange): SendableStream {
+    return new TransferStream(this, range);
   }
 
-  private async *follow(range?: ByteRange): AsyncGenerator<Buffer> {
-    const reader = await this.openForReading();
-    try {
-      let position = range?.start ?? 0;
-      const end = range ? range.end + 1 : Infinity;
-      while (position < end) {
-        // The last byte waits for verification: a transfer with the wrong digest must end in a cut
-        // response, never in a complete one that a client could take for the blob.
-        const readable = this.state === 'complete' ? this.written : this.written - 1;
-        if (position < readable) {
-          const length = Math.min(READ_SIZE, readable - position, end - position);
-          const buffer = Buffer.allocUnsafe(length);
-          const { bytesRead } = await reader.read(buffer, 0, length, position);
-          position += bytesRead;
-          yield buffer.subarray(0, bytesRead);
-        } else if (this.state === 'failed') {
-          throw this.failure!;
-        } else if (this.state === 'complete') {
-          return;
-        } else {
-          await once(this.progress, 'progress');
-        }
+  /**
+   * The next bytes at `position` (up to `end`, exclusive) read into `buffer`, once the transfer has them;
+   * null at `end`. Throws the transfer's failure when it failed before `position`.
+   */
+  async readAt(file: FileHandle, buffer: Buffer, position: number, end: number): Promise<Buffer | null> {
+    for (;;) {
+      if (position >= end) return null;
+      // The last byte waits for verification: a transfer with the wrong digest must end in a cut
+      // response, never in a complete one that a client could take for the blob. It waits for the move into
+      // the store too, so that a client that has the whole blob finds it cached when it asks again.
+      const readable = this.state === 'complete' ? this.written : this.written - 1;
+      if (position < readable) {
+        const length = Math.min(buffer.length, readable - position, end - position);
+        const { bytesRead } = await file.read(buffer, 0, length, position);
+        if (bytesRead === 0) throw new Error('the transfer file ended before what was written');
+        return buffer.subarray(0, bytesRead);
       }
-    } finally {
-      await reader.close();
+      if (this.state === 'failed') throw this.failure!;
+      if (this.state === 'complete') return null;
+      await once(this.progress, 'progress');
     }
   }
 
   /** The growing file; once the transfer has moved it into the store, the stored blob (the same bytes). */
-  private async openForReading(): Promise<FileHandle> {
+  async openForReading(): Promise<FileHandle> {
     try {
       return await fsp.open(this.file, 'r');
     } catch (error) {
@@ -111,6 +200,11 @@ export class BlobDownload {
   private async transfer(): Promise<void> {
     const { algorithm } = parseDigest(this.digest)!;
     const hash = createDigester(algorithm);
+    const file = new FileAppender(this.handle, (bytes) => {
+      this.written += bytes;
+      this.progress.emit('progress');
+    });
+    let received = 0;
     try {
       for (;;) {
         const { done, value: chunk } = await this.reader.read();
@@ -118,20 +212,21 @@ export class BlobDownload {
         if (this.abortReason) throw this.abortReason;
         if (done) break;
         // Stopped as soon as it passes what was announced: the disk is not the upstream's to fill.
-        if (this.written + chunk.length > this.bound) {
+        if (received + chunk.length > this.bound) {
           throw new Error(`upstream sent more than the ${this.bound} bytes of ${this.digest} it ${this.size === undefined ? 'declared' : 'announced'}`);
         }
+        received += chunk.length;
         hash.update(chunk);
-        await this.handle.write(chunk);
-        this.written += chunk.length;
-        this.progress.emit('progress');
+        file.append(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+        if (file.unwritten >= MAX_UNWRITTEN) await file.flush();
       }
-      await this.handle.sync();
+      await file.flush();
       if (this.size !== undefined && this.written !== this.size) {
         throw new Error(`upstream sent ${this.written} of ${this.size} bytes of ${this.digest}`);
       }
       const actual = `${algorithm}:${hash.digest('hex')}`;
       if (actual !== this.digest) throw new Error(`upstream sent content with digest ${actual} for ${this.digest}`);
+      await this.handle.sync();
       await this.store.adopt(this.file, this.digest, this.written);
       this.state = 'complete';
       // Recorded before the transfer stops taking joiners, so that no request falls between the two.
@@ -142,12 +237,46 @@ export class BlobDownload {
       this.state = 'failed';
       // New requests start a new transfer from now on, not join this failed one.
       this.settled();
+      // A batch still being written finishes (or fails) before the file goes.
+      await file.flush().catch(() => undefined);
       await fsp.rm(this.file, { force: true });
       throw this.failure;
     } finally {
       this.progress.emit('progress');
       await this.handle.close();
     }
+  }
+}
+
+/** A client's read of a transfer: follows the growing file (opened lazily) from the range's start. */
+class TransferStream extends SendableStream {
+  /**
+   * A reader following a transfer gets what the upstream delivered since its last read, rarely more than a
+   * few hundred KiB: small buffers keep 16 clients of one cold blob from holding 64 MiB between them.
+   */
+  protected override readonly sendBufferSize = 512 * 1024;
+  private file: FileHandle | undefined;
+  private position: number;
+  private readonly end: number;
+
+  constructor(
+    private readonly download: BlobDownload,
+    range: ByteRange | undefined,
+  ) {
+    super({ highWaterMark: READ_SIZE });
+    this.position = range?.start ?? 0;
+    this.end = range ? range.end + 1 : Infinity;
+  }
+
+  protected async readInto(buffer: Buffer): Promise<Buffer | null> {
+    this.file ??= await this.download.openForReading();
+    const chunk = await this.download.readAt(this.file, buffer, this.position, this.end);
+    if (chunk) this.position += chunk.length;
+    return chunk;
+  }
+
+  protected async release(): Promise<void> {
+    await this.file?.close().catch(() => undefined);
   }
 }
 

@@ -2,7 +2,7 @@ import { Context } from 'koa';
 import { toDigest } from '../../oci/digest';
 import { RegistryError } from '../../oci/errors';
 import type { BlobFile } from '../../storage/repository';
-import { FileRangeStream } from '../../streams';
+import { SendableStream } from '../../streams';
 import { parseByteRange, respondEmpty } from '../request';
 import { RegistryRouter, RouteDependencies } from './context';
 import { requireAccess } from '../middleware/authorize';
@@ -33,8 +33,8 @@ export function blobRoutes(router: RegistryRouter, { registry, config }: RouteDe
     }
     ctx.body = blob.stream;
     ctx.length = range ? range.end - range.start + 1 : blob.size;
-    if (blob.stream instanceof FileRangeStream) {
-      // A file on disk: written with two reused buffers rather than piped (see FileRangeStream), once the
+    if (blob.stream instanceof SendableStream) {
+      // A file on disk: written with two reused buffers rather than piped (see SendableStream), once the
       // middleware above has set its headers; the body stays in ctx.body for the request log to count.
       const { stream } = blob;
       ctx.respond = false;
