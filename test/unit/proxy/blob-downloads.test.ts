@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { Writable } from 'node:stream';
 import { BlobDownloads } from '../../../src/proxy/blob-downloads';
 import { BlobStore } from '../../../src/storage/blob-store';
 import { incomingDirectory } from '../../../src/storage/paths';
@@ -120,5 +121,48 @@ describe('BlobDownloads bounds: what an upstream may take', () => {
     expect(fs.readdirSync(incomingDirectory(root))).toEqual([]);
     expect(await store.size(digest)).toBeNull();
     expect(downloads.transfers).toBe(0);
+  });
+});
+
+describe('a transfer arriving in many small chunks', () => {
+  let root: string;
+  beforeEach(() => (root = fs.mkdtempSync(path.join(os.tmpdir(), 'blob-downloads-'))));
+  afterEach(() => fs.rmSync(root, { recursive: true, force: true }));
+
+  // 3 MiB + 5 in 16 KiB chunks, read out by two clients, one as a Readable and one through sendTo: both get
+  // every byte in order, whatever the batching of the writes and the reads from the growing file.
+  test('reaches every following client whole, through a Readable and through sendTo', async () => {
+    const big = Buffer.alloc(3 * 1024 * 1024 + 5);
+    for (let i = 0; i < big.length; i++) big[i] = (i * 31 + (i >> 12)) & 0xff;
+    const bigDigest = `sha256:${createHash('sha256').update(big).digest('hex')}`;
+    let offset = 0;
+    const body = new ReadableStream<Uint8Array>({
+      async pull(controller) {
+        await new Promise((resolve) => setImmediate(resolve));
+        if (offset >= big.length) return controller.close();
+        controller.enqueue(big.subarray(offset, offset + 16 * 1024));
+        offset += 16 * 1024;
+      },
+    });
+    const store = new BlobStore(root);
+    const download = await new BlobDownloads(store).join('library/app', bigDigest, async () => ({ body, size: big.length }), () => undefined);
+
+    const asReadable = (async () => {
+      const chunks: Buffer[] = [];
+      for await (const chunk of download.read()) chunks.push(chunk as Buffer);
+      return Buffer.concat(chunks);
+    })();
+    const sent: Buffer[] = [];
+    const destination = new Writable({
+      write(chunk: Buffer, _encoding, callback) {
+        sent.push(Buffer.from(chunk)); // the sender reuses its buffers: copy what was acknowledged
+        callback();
+      },
+    });
+    await download.read({ start: 5, end: big.length - 1 }).sendTo(destination);
+    await download.done;
+    expect((await asReadable).equals(big)).toBe(true);
+    expect(Buffer.concat(sent).equals(big.subarray(5))).toBe(true);
+    expect(await store.readAll(bigDigest)).toEqual(big);
   });
 });
