@@ -37,6 +37,11 @@ export class RecentManifests {
     return reading;
   }
 
+  /** Content just stored under `digest` (verified by the caller): the pull that follows a push reads no file. */
+  remember(digest: string, content: Buffer): void {
+    this.add(digest, content);
+  }
+
   private add(digest: string, content: Buffer): void {
     if (content.length > this.maxBytes / 8 || this.entries.has(digest)) return;
     this.entries.set(digest, content);

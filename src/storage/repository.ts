@@ -214,8 +214,9 @@ export class HostedRepository implements Repository {
     // putManifest in its transaction, so a collection in between cannot leave it incomplete.
     index.requireChildren(record);
     await this.requireChildFiles(record);
-    await this.content.store.write(content, { expectedDigest: digest });
+    await this.content.store.writeVerified(content, digest);
     index.putManifest(record, Date.now(), { requireChildren: true });
+    this.content.manifests.remember(digest, content);
     return { digest, subject: parsed.subject?.digest };
   }
 
@@ -248,10 +249,9 @@ export class HostedRepository implements Repository {
    * quarantined): accepting the manifest would publish an image that cannot be pulled.
    */
   private async requireChildFiles(record: NewManifest): Promise<void> {
-    const missing: string[] = [];
-    for (const digest of new Set([...record.blobDigests, ...record.manifestDigests])) {
-      if ((await this.content.store.size(digest)) === null) missing.push(digest);
-    }
+    const children = [...new Set([...record.blobDigests, ...record.manifestDigests])];
+    const sizes = await Promise.all(children.map((digest) => this.content.store.size(digest)));
+    const missing = children.filter((_, index) => sizes[index] === null);
     if (missing.length > 0) throw new RegistryError('MANIFEST_BLOB_UNKNOWN', { detail: { digests: missing } });
   }
 
