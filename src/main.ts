@@ -125,6 +125,7 @@ async function main(argv: string[]): Promise<void> {
   // Background work a shutdown stops and waits for before the index closes.
   const background = { stop: async () => void (await Promise.all([collection.stop(), sync?.stop()])) };
   registry.sampleStorageEvery(STORAGE_SAMPLE_INTERVAL_MS);
+  registry.checkpointIndexInBackground();
   // SIGTERM/SIGINT: drain for up to shutdown_timeout, close the index, exit (src/shutdown.ts).
   exitOnSignals({ listeners, registry, gc: background, lifecycle: listeners[0].lifecycle, timeoutMs: config.shutdown_timeout, log });
 }

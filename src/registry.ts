@@ -25,6 +25,9 @@ import type { PinRegistry } from './http/routes/context';
 import { UploadSessions } from './storage/uploads';
 
 /** The registry's content: hands out repositories by name and lists them. */
+/** How often the index's WAL is checkpointed from the worker: at a few hundred commits a second, a few MiB. */
+const WAL_CHECKPOINT_INTERVAL_MS = 1000;
+
 export class Registry {
   private readonly hosted: HostedContent;
   private readonly pullThroughCache: PullThroughCache | null;
@@ -234,6 +237,13 @@ export class Registry {
   /** Aborts the pull-through cache's upstream transfers (a shutdown, before close): nothing half-downloaded is kept. */
   async abortDownloads(): Promise<void> {
     await this.pullThroughCache?.abortDownloads();
+  }
+
+  /** WAL checkpoints on a worker thread rather than in the requests whose commits fill it (the server only). */
+  checkpointIndexInBackground(): void {
+    this.index.checkpointInBackground(WAL_CHECKPOINT_INTERVAL_MS, (error) =>
+      this.log.error('background WAL checkpoints stopped; SQLite checkpoints in the commits again', { error: error.message }),
+    );
   }
 
   close(): void {

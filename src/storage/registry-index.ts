@@ -1,7 +1,11 @@
 import Database from 'better-sqlite3';
 import { RegistryError } from '../oci/errors';
 import { MIGRATIONS } from './migrations';
+import { WalCheckpoints } from './wal-checkpoints';
 import { preparePinQueries } from './pins';
+
+/** SQLite's own default for wal_autocheckpoint, restored when the background checkpoints stop. */
+const DEFAULT_AUTOCHECKPOINT_PAGES = 1000;
 
 export interface ManifestRecord {
   digest: string;
@@ -44,6 +48,7 @@ export interface Page<T> {
 export class RegistryIndex {
   readonly db: Database.Database;
   private readonly statements: ReturnType<typeof prepareStatements>;
+  private checkpoints: WalCheckpoints | undefined;
 
   constructor(file: string) {
     this.db = new Database(file);
@@ -57,7 +62,23 @@ export class RegistryIndex {
     this.statements = prepareStatements(this.db);
   }
 
+  /**
+   * Checkpoints the WAL from a worker thread every `intervalMs` instead of inside the commit that fills
+   * it (see WalCheckpoints). For the long-running server; commands and tests keep SQLite's default.
+   */
+  checkpointInBackground(intervalMs: number, onFailure: (error: Error) => void): void {
+    this.checkpoints ??= new WalCheckpoints(
+      this.db.name,
+      intervalMs,
+      (enabled) => {
+        if (this.db.open) this.db.pragma(`wal_autocheckpoint = ${enabled ? DEFAULT_AUTOCHECKPOINT_PAGES : 0}`);
+      },
+      onFailure,
+    );
+  }
+
   close(): void {
+    this.checkpoints?.stop();
     if (this.db.open) this.db.close();
   }
 
