@@ -94,6 +94,15 @@ describe('blob uploads', () => {
       await expectBlob(name, content);
     });
 
+    // Past 64 MiB the upload's file is fdatasynced in the background while the body still arrives.
+    test('a monolithic PUT of 70 MiB (a background sync on the way) is 201 and reads back whole', async () => {
+      const name = uniqueName('post-put-large');
+      const content = Buffer.alloc(70 * 1024 * 1024);
+      for (let offset = 0; offset < content.length; offset += 1024 * 1024) randomBytes(64).copy(content, offset);
+      await client.finishUpload(name, await client.startUpload(name), digestOf(content), content);
+      await expectBlob(name, content);
+    }, 60_000);
+
     test('a zero-length blob: POST then PUT ?digest= with no body is 201', async () => {
       const name = uniqueName('empty-upload');
       await client.finishUpload(name, await client.startUpload(name), SHA256_EMPTY);
