@@ -80,7 +80,7 @@ export function createApp({
   app.use(requestAccounting(log, metrics, router));
   app.use(apiVersion);
   app.use(absoluteLocation(config.public_url));
-  app.use(renderErrors(log));
+  app.use(renderErrors(log, (error) => registry.diskFull.toRegistryError(error)));
   // Rewrites every spelling of a name (mirror, ?ns=, Docker Hub's host names, aliases) to the name it is
   // stored under, before anything routes on the path or rules on it.
   app.use(namespace(config, endpoint, router));

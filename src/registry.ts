@@ -23,6 +23,8 @@ import { PinStore } from './storage/pins';
 import { configuredPins } from './config/pins';
 import type { PinRegistry } from './http/routes/context';
 import { UploadSessions } from './storage/uploads';
+import { DiskFullReports, INDEX_STORE } from './storage/disk-full';
+import path from 'node:path';
 
 /** The registry's content: hands out repositories by name and lists them. */
 /** How often the index's WAL is checkpointed from the worker: at a few hundred commits a second, a few MiB. */
@@ -38,6 +40,8 @@ export class Registry {
   readonly cacheSync: CacheSync | null;
   /** Sizes, counts and times for people (the web UI), and eviction from the cache. */
   readonly inventory: ContentInventory;
+  /** Names a write refused for lack of space (507, which store), counts it and logs it once a minute. */
+  readonly diskFull: DiskFullReports;
   /** The last garbage collection this process ran (not a dry run), for the web UI's storage page. */
   lastGarbageCollection: (GcReport & { finishedAt: number }) | undefined;
   /** The collection under way: a scheduled run and one asked for from the web UI share it, never overlap. */
@@ -60,6 +64,18 @@ export class Registry {
     private readonly log: Logger,
     readonly metrics: RegistryMetrics = new RegistryMetrics(),
   ) {
+    this.diskFull = new DiskFullReports(
+      [
+        { name: 'hosted storage', path: config.registry_storage },
+        { name: 'upload storage', path: config.temporary_registry_storage },
+        { name: 'proxy cache', path: config.proxy_storage },
+        { name: INDEX_STORE, path: config.database },
+      ].map((store) => ({ ...store, path: path.resolve(store.path) })),
+      (store, first, error) => {
+        metrics.storeFull(store);
+        if (first) log.error('a store is full: writes to it are refused with 507 until space is freed (logged once a minute)', { store, error: error.message });
+      },
+    );
     const recordWrite = (digest: string, size: number) => index.recordBlobWrite(digest, size);
     const hostedStore = new BlobStore(config.registry_storage, recordWrite);
     // The cache's store exists even with the cache disabled: what it holds is still collected.

@@ -105,6 +105,12 @@ export class RegistryMetrics {
     labelNames: ['upstream', 'reason'] as const,
     registers: [this.prometheus],
   });
+  private readonly storageFull = new Counter({
+    name: `${PREFIX}storage_full_total`,
+    help: 'Writes refused for lack of space (answered 507), by store (hosted storage, upload storage, proxy cache, index database).',
+    labelNames: ['store'] as const,
+    registers: [this.prometheus],
+  });
   private readonly upstreamFallbacks = new Counter({
     name: `${PREFIX}upstream_fallbacks_total`,
     help:
@@ -262,6 +268,10 @@ export class RegistryMetrics {
   }
 
   /** One of an upstream's URLs failed (`reason`), and the next was asked. */
+  storeFull(store: string): void {
+    this.storageFull.inc({ store });
+  }
+
   upstreamFallback(upstream: string, reason: string): void {
     this.upstreamFallbacks.inc({ upstream: this.upstreamLabel(upstream), reason });
   }

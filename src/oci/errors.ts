@@ -22,6 +22,8 @@ export const ERROR_CODES = {
   RANGE_INVALID: { status: 416, message: 'invalid content range' },
   PAGINATION_NUMBER_INVALID: { status: 400, message: 'invalid number of results requested' },
   UNAVAILABLE: { status: 503, message: 'service unavailable' },
+  // RFC 4918's status for a write the server has no room for; clients show the message and do not retry at once.
+  INSUFFICIENT_STORAGE: { status: 507, message: 'insufficient storage' },
   UNKNOWN: { status: 500, message: 'unknown error' },
 } as const satisfies Record<string, { status: number; message: string }>;
 

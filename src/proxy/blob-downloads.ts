@@ -5,6 +5,7 @@ import path from 'node:path';
 import { createDigester, parseDigest } from '../oci/digest';
 import { BlobStore, ByteRange, IO_CHUNK, isNotFound } from '../storage/blob-store';
 import { incomingDirectory } from '../storage/paths';
+import { attributeTo } from '../storage/disk-full';
 import { SendableStream } from '../streams';
 
 const READ_SIZE = IO_CHUNK;
@@ -233,6 +234,7 @@ export class BlobDownload {
       this.stored(this.written);
       this.settled();
     } catch (error) {
+      attributeTo(error, this.file);
       this.failure = error instanceof Error ? error : new Error(String(error));
       this.state = 'failed';
       // New requests start a new transfer from now on, not join this failed one.

@@ -7,6 +7,7 @@ import { pipeline } from 'node:stream/promises';
 import { DigestAlgorithm, createDigester } from '../oci/digest';
 import { RegistryError } from '../oci/errors';
 import { blobPath, incomingDirectory } from './paths';
+import { attributeTo } from './disk-full';
 import { FileRangeStream } from '../streams';
 
 /** Read size for serving blobs. */
@@ -116,7 +117,7 @@ export class BlobStore {
       return { digest, size };
     } catch (error) {
       await fsp.rm(temporary, { force: true });
-      throw error;
+      throw attributeTo(error, temporary);
     }
   }
 
@@ -140,7 +141,7 @@ export class BlobStore {
       return { digest, size: content.length };
     } catch (error) {
       await fsp.rm(temporary, { force: true });
-      throw error;
+      throw attributeTo(error, temporary);
     }
   }
 

@@ -9,6 +9,7 @@ import { Digest, DigestAlgorithm, createDigester, digestAlgorithm } from '../oci
 import { BlobStore, WRITE_BUFFER, WrittenBlob, isNotFound } from './blob-store';
 import { RegistryIndex, UploadRecord } from './registry-index';
 import { isUploadId, uploadDataPath } from './paths';
+import { attributeTo, isDiskFull } from './disk-full';
 
 /** A client's claim about where a chunk goes (dist-spec PATCH `Content-Range: <start>-<end>`, inclusive). */
 export interface ChunkRange {
@@ -90,9 +91,7 @@ export class UploadSessions {
   /** Appends the optional last chunk, verifies the digest and moves the blob into the store. */
   finish(repository: string, id: string, digest: Digest, body?: Readable, range?: ChunkRange): Promise<WrittenBlob> {
     return this.exclusive(id, async () => {
-      const upload = body
-        ? await this.appendUnlocked(repository, id, body, range)
-        : await this.status(repository, id);
+      const upload = body ? await this.appendLast(repository, id, body, range) : await this.status(repository, id);
       const file = uploadDataPath(this.temporaryRoot, id);
       const actual = await this.digestOf(id, file, upload.size, digestAlgorithm(digest));
       if (actual !== digest) {
@@ -107,6 +106,21 @@ export class UploadSessions {
       this.forget(id);
       return { digest, size: upload.size };
     });
+  }
+
+  /**
+   * The body of the closing PUT. A monolithic upload (the session held nothing before it) that does not fit
+   * is removed with its session at once, so a failed push gives its space back; a chunked one keeps what
+   * was acknowledged, as any failed chunk does.
+   */
+  private async appendLast(repository: string, id: string, body: Readable, range?: ChunkRange): Promise<UploadRecord> {
+    const before = await this.status(repository, id);
+    try {
+      return await this.appendUnlocked(repository, id, body, range);
+    } catch (error) {
+      if (before.size === 0 && isDiskFull(error)) await this.discard(id).catch(() => undefined);
+      throw error;
+    }
   }
 
   cancel(repository: string, id: string): Promise<void> {
@@ -135,9 +149,11 @@ export class UploadSessions {
     const syncing = new BackgroundSync(file);
     try {
       await pipeline(
-        body,
-        async function* (chunks: AsyncIterable<Buffer>) {
-          for await (const chunk of chunks) {
+        async function* () {
+          // A write that fails (a full disk) stops reading here but leaves the request as it is, so the
+          // server can answer and read the rest of the body away: destroying it would cut the connection
+          // and the client would see a broken pipe instead of the error.
+          for await (const chunk of body.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
             written += chunk.length;
             hash?.update(chunk);
             syncing.wrote(chunk.length);
@@ -154,13 +170,21 @@ export class UploadSessions {
         });
       }
     } catch (error) {
+      attributeTo(error, file);
       await syncing.settle().catch(() => undefined);
       if (body.readableAborted) await this.keepReceived(id, file, output, upload.size, written, hash);
       else await fsp.truncate(file, upload.size).catch(() => undefined);
       throw error;
     }
     const size = upload.size + written;
-    this.index.setUploadSize(id, size);
+    try {
+      this.index.setUploadSize(id, size);
+    } catch (error) {
+      // The index could not take the new size (full): the chunk is not acknowledged, so its bytes go.
+      await fsp.truncate(file, upload.size).catch(() => undefined);
+      this.runningHashes.delete(id);
+      throw error;
+    }
     if (hash) this.runningHashes.set(id, { hash, size });
     else this.runningHashes.delete(id);
     return { ...upload, size };

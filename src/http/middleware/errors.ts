@@ -4,16 +4,19 @@ import { RegistryError } from '../../oci/errors';
 
 /**
  * Renders every failure as the dist-spec's {"errors":[…]} body. Replaces Koa's default handler,
- * which drops headers such as WWW-Authenticate and answers in plain text.
+ * which drops headers such as WWW-Authenticate and answers in plain text. `domainError` names what the
+ * lower layers throw as plain errors (a full disk) in the spec's vocabulary.
  */
-export function renderErrors(log: Logger): Middleware {
+export function renderErrors(log: Logger, domainError: (caught: unknown) => RegistryError | undefined = () => undefined): Middleware {
   return async (ctx, next) => {
     try {
       await next();
       if (ctx.body == null) unanswered(ctx);
     } catch (caught) {
-      const error = toRegistryError(caught);
-      if (error.status >= 500) log.error('request failed', { method: ctx.method, path: ctx.path, error: describe(caught) });
+      // A failure the lower layers know how to name (a full disk), reported by them: not logged again here.
+      const known = caught instanceof RegistryError ? undefined : domainError(caught);
+      const error = known ?? toRegistryError(caught);
+      if (error.status >= 500 && !known) log.error('request failed', { method: ctx.method, path: ctx.path, error: describe(caught) });
       if (ctx.headerSent || !ctx.writable) return;
       for (const name of ctx.res.getHeaderNames()) ctx.res.removeHeader(name);
       ctx.set(API_VERSION_HEADER, API_VERSION);

@@ -1,0 +1,133 @@
+/**
+ * Issue 20: what a client sees when the disk fills, on a tmpfs of a few MiB the test mounts for itself
+ * (as root, which CI is): the spec's error shape with 507 naming the full store, no partial file left
+ * or visible, the index intact, reads served throughout, and pushes working again once space is freed.
+ */
+import Database from 'better-sqlite3';
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { createTestApp, TestApp } from '../helpers/test-app';
+import { RegistryClient, digestOf, expectErrorCode } from '../helpers/registry-client';
+
+const MiB = 1024 * 1024;
+
+describe('a full disk (tmpfs of 8 MiB)', () => {
+  let mountPoint: string;
+  let app: TestApp;
+  let client: RegistryClient;
+  let kept: { name: string; digest: string; content: Buffer };
+  const filler = () => path.join(mountPoint, 'filler');
+
+  beforeAll(async () => {
+    if (process.getuid?.() !== 0) throw new Error('this test mounts a tmpfs and must run as root (CI does)');
+    mountPoint = fs.mkdtempSync(path.join(os.tmpdir(), 'registry-disk-full-'));
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=8m', 'tmpfs', mountPoint]);
+    app = await createTestApp({ storageDir: mountPoint });
+    client = new RegistryClient(app);
+    const content = randomBytes(64 * 1024);
+    kept = { name: 'team/kept', digest: (await client.pushBlob('team/kept', content)).digest, content };
+  });
+
+  afterAll(async () => {
+    await app?.close();
+    if (mountPoint) {
+      execFileSync('umount', [mountPoint]);
+      fs.rmSync(mountPoint, { recursive: true, force: true });
+    }
+  });
+
+  afterEach(() => fs.rmSync(filler(), { force: true }));
+
+  /** Files in the upload store with bytes in them: a failed push must not leave any. */
+  const uploadBytes = () =>
+    fs
+      .readdirSync(app.config.temporary_registry_storage, { recursive: true, withFileTypes: true })
+      .filter((entry) => entry.isFile())
+      .reduce((sum, entry) => sum + fs.statSync(path.join(entry.parentPath ?? entry.path, entry.name)).size, 0);
+
+  const expectIndexIntact = () => {
+    const db = new Database(app.config.database, { readonly: true });
+    try {
+      expect(db.pragma('integrity_check', { simple: true })).toBe('ok');
+    } finally {
+      db.close();
+    }
+  };
+
+  const expectReadsServed = async () => {
+    const { response, body } = await client.getBlob(kept.name, kept.digest);
+    expect(response.status).toBe(200);
+    expect(body.equals(kept.content)).toBe(true);
+  };
+
+  /** Fills the file system until a write fails, leaving `room` bytes free. */
+  const fill = (room = 0) => {
+    const handle = fs.openSync(filler(), 'w');
+    try {
+      const block = Buffer.alloc(64 * 1024);
+      for (;;) fs.writeSync(handle, block);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOSPC') throw error;
+    } finally {
+      fs.closeSync(handle);
+    }
+    if (room > 0) fs.truncateSync(filler(), Math.max(0, fs.statSync(filler()).size - room));
+  };
+
+  test('a monolithic push that does not fit: 507 naming the upload store, the session and its bytes gone, then a small push works', async () => {
+    const big = randomBytes(12 * MiB);
+    const session = await client.startUpload('team/big');
+    const response = await client.closeUpload(session, digestOf(big), big);
+    const body = await expectErrorCode(response, 507, 'INSUFFICIENT_STORAGE');
+    expect(body.errors[0].message).toContain('upload storage is full');
+    expect(uploadBytes()).toBe(0);
+    expect((await client.fetch(session.location)).status).toBe(404);
+    expectIndexIntact();
+    await expectReadsServed();
+    // The space came back: a push that fits goes through.
+    await client.pushBlob('team/small', randomBytes(1024));
+  });
+
+  test('a chunked push that does not fit: 507, the session keeps the chunks it acknowledged, and resumes once there is room', async () => {
+    const first = randomBytes(MiB);
+    const rest = randomBytes(12 * MiB);
+    let session = await client.pushChunk(await client.startUpload('team/chunked'), first);
+    const response = await client.patchChunk(session, rest);
+    const body = await expectErrorCode(response, 507, 'INSUFFICIENT_STORAGE');
+    expect(body.errors[0].message).toContain('upload storage is full');
+    const status = await client.fetch(session.location);
+    expect(status.status).toBe(204);
+    expect(status.headers.get('Range')).toBe(`0-${MiB - 1}`);
+    expect(uploadBytes()).toBe(MiB);
+    expectIndexIntact();
+    await expectReadsServed();
+    // A chunk that fits continues the same session.
+    const last = randomBytes(MiB);
+    session = await client.pushChunk(session, last);
+    await client.finishUpload('team/chunked', session, digestOf(Buffer.concat([first, last])));
+  });
+
+  test('a manifest push on a full disk: 507 naming the full store, nothing visible; after freeing space the same push is 201', async () => {
+    const config = await client.pushBlob('team/app', Buffer.from('{"architecture":"amd64","os":"linux"}'));
+    const layer = await client.pushBlob('team/app', randomBytes(256));
+    const manifest = { schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config, layers: [layer] };
+    fill();
+    const response = await client.pushManifest('team/app', 'v1', manifest);
+    const body = await expectErrorCode(response, 507, 'INSUFFICIENT_STORAGE');
+    expect(body.errors[0].message).toMatch(/(hosted storage|index database) is full/);
+    expect((await client.fetch('/v2/team/app/manifests/v1', { headers: { Accept: manifest.mediaType } })).status).toBe(404);
+    await expectReadsServed();
+    fs.rmSync(filler());
+    expectIndexIntact();
+    expect((await client.pushManifest('team/app', 'v1', manifest)).status).toBe(201);
+    expect((await client.fetch('/v2/team/app/manifests/v1', { headers: { Accept: manifest.mediaType } })).status).toBe(200);
+  });
+
+  test('the metric counts refused writes by store', async () => {
+    const metrics = await (await client.fetch('/metrics')).text();
+    expect(metrics).toMatch(/registry_storage_full_total\{store="upload storage"\} [1-9]/);
+  });
+});
