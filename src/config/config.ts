@@ -19,6 +19,8 @@ export interface Config {
    */
   accel_redirect: string;
   /** Largest manifest accepted on PUT, in bytes (dist-spec suggests at least 4 MiB). */
+  /** /readyz: a store's file system with less free space than this is not ready. */
+  min_free_space: number;
   max_manifest_size: number;
   /** Origin used in absolute Location headers; empty means Locations are relative paths. */
   public_url: string;

@@ -105,6 +105,12 @@ export const CONFIG_SCHEMA = {
     expected: 'a path prefix such as "/_blobs/" (starting and ending with "/", not under /v2/), or "" for off',
     description: 'Behind nginx: answer blob GETs with X-Accel-Redirect to <prefix>registry/… or <prefix>proxy/… and let nginx send the file; "": off',
   },
+  min_free_space: {
+    type: 'size',
+    default: 100 * MiB,
+    min: 0,
+    description: 'Free space below which a store makes /readyz answer not ready (each storage directory and the database directory); 0: not checked',
+  },
   max_manifest_size: {
     type: 'size',
     default: 4 * MiB,

@@ -3,6 +3,7 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { Config } from '../config/config';
 import { RegistryIndex } from './registry-index';
+import { formatBytes } from '../format-bytes';
 
 /** Each check's outcome: "ok", or why it failed. */
 export type ReadinessChecks = Record<string, string>;
@@ -26,7 +27,10 @@ export async function checkReadiness(config: Config, index: RegistryIndex): Prom
     database_directory: path.dirname(config.database),
   };
   const outcomes = await Promise.all(
-    Object.entries(directories).map(async ([name, directory]) => [name, await probeWritable(directory)] as const),
+    Object.entries(directories).map(async ([name, directory]) => {
+      const writable = await probeWritable(directory);
+      return [name, writable === 'ok' ? await probeFreeSpace(directory, config.min_free_space) : writable] as const;
+    }),
   );
   // In a fixed order, whichever probe finished first.
   const checks: ReadinessChecks = { ...Object.fromEntries(outcomes), database: probeDatabase(index) };
@@ -48,6 +52,21 @@ async function probeWritable(directory: string): Promise<string> {
   } catch (error) {
     await fsp.rm(probe, { force: true }).catch(() => undefined);
     return `not writable: ${(error as Error).message}`;
+  }
+}
+
+/**
+ * A store with less than `minimum` free is not ready: a load balancer sends pushes elsewhere, and an
+ * operator sees which store it is before clients start getting 507s. Space reserved for root is not counted.
+ */
+async function probeFreeSpace(directory: string, minimum: number): Promise<string> {
+  if (minimum === 0) return 'ok';
+  try {
+    const stats = await fsp.statfs(directory);
+    const free = stats.bavail * stats.bsize;
+    return free >= minimum ? 'ok' : `low on space: ${formatBytes(free)} free, below min_free_space (${formatBytes(minimum)})`;
+  } catch (error) {
+    return `cannot read free space: ${(error as Error).message}`;
   }
 }
 

@@ -126,6 +126,15 @@ describe('a full disk (tmpfs of 8 MiB)', () => {
     expect((await client.fetch('/v2/team/app/manifests/v1', { headers: { Accept: manifest.mediaType } })).status).toBe(200);
   });
 
+  test('/readyz: every store on the 8 MiB file system is below min_free_space (100 MiB by default) and named', async () => {
+    const response = await client.fetch('/readyz');
+    const body = (await expectErrorCode(response, 503, 'UNAVAILABLE')) as { errors: Array<{ detail?: { checks?: Record<string, string> } }> };
+    const checks = body.errors[0].detail!.checks!;
+    for (const store of ['registry_storage', 'temporary_registry_storage', 'proxy_storage', 'database_directory']) {
+      expect(checks[store]).toMatch(/^low on space: .* free, below min_free_space \(100\.0 MiB\)$/);
+    }
+  });
+
   test('the metric counts refused writes by store', async () => {
     const metrics = await (await client.fetch('/metrics')).text();
     expect(metrics).toMatch(/registry_storage_full_total\{store="upload storage"\} [1-9]/);
