@@ -47,6 +47,7 @@ describe('loadConfig', () => {
       proxy_storage: path.join(cwd, 'storage/proxy'),
       database: path.join(cwd, 'storage/index.db'),
       accel_redirect: '',
+      min_free_space: 100 * 1024 * 1024,
       max_manifest_size: 4 * 1024 * 1024,
       public_url: '',
       client_idle_timeout: 300_000,
