@@ -40,6 +40,7 @@ export class Registry {
   readonly cacheSync: CacheSync | null;
   /** Sizes, counts and times for people (the web UI), and eviction from the cache. */
   readonly inventory: ContentInventory;
+  private cacheRoomRun: Promise<unknown> | undefined;
   /** Names a write refused for lack of space (507, which store), counts it and logs it once a minute. */
   readonly diskFull: DiskFullReports;
   /** The last garbage collection this process ran (not a dry run), for the web UI's storage page. */
@@ -92,7 +93,7 @@ export class Registry {
     // [github] token is ghcr.io's upstream credential; its REST API stands in when ghcr.io's tags/list fails.
     const proxyConfig = { ...config, proxy: withGhcrToken(config.proxy, config.github) };
     this.pullThroughCache = config.proxy.enabled
-      ? new PullThroughCache(index, proxyStore, proxyConfig, log, metrics, this.ghcr?.alternativeTagList)
+      ? new PullThroughCache(index, proxyStore, proxyConfig, log, metrics, this.ghcr?.alternativeTagList, (bytes) => this.makeRoomInCache(bytes))
       : null;
     const cache = this.pullThroughCache;
     this.cacheSync = cache ? new CacheSync(proxyConfig.proxy, (name) => cache.repository(name), log, metrics) : null;
@@ -186,7 +187,20 @@ export class Registry {
     return this.garbageCollection;
   }
 
+  /**
+   * `[proxy] min_free`: evicts least-recently-used cached content until about `bytes` are free. Runs after
+   * a collection under way, never beside it, and concurrent fills that are short share one run.
+   */
+  private makeRoomInCache(bytes: number): Promise<unknown> {
+    this.cacheRoomRun ??= (async () => {
+      await this.garbageCollection?.catch(() => undefined);
+      return this.collector.makeRoomInCache(bytes);
+    })().finally(() => (this.cacheRoomRun = undefined));
+    return this.cacheRoomRun;
+  }
+
   private async runGarbageCollection(): Promise<GcReport> {
+    await this.cacheRoomRun?.catch(() => undefined);
     this.pullThroughCache?.purgeExpiredTokens();
     try {
       const report = await this.collector.collect();

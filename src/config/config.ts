@@ -81,6 +81,8 @@ export interface ProxyConfig {
   max_age: number;
   /** The cache is kept under this many bytes, least recently pulled images evicted first; 0: no limit. */
   max_size: number;
+  /** A size or "N%" (parseFreeSpace): kept free on the cache's file system by eviction before fills. */
+  min_free: string;
   /** Manifests and blobs the sync fetches at a time, all entries together. */
   sync_concurrency: number;
   /** Bytes per second the sync fetches from one upstream, averaged over its blobs; 0: no limit. */

@@ -118,6 +118,20 @@ export function parseSize(value: string | number): number | null {
   return Number.isSafeInteger(bytes) ? bytes : null;
 }
 
+/** What `[proxy] min_free` asks to keep free: bytes ("5GiB"), or a share of the file system ("10%"). */
+export type FreeSpace = { bytes: number } | { fraction: number };
+
+/** "10%" or a size as parseSize reads it; null for anything else. */
+export function parseFreeSpace(value: string): FreeSpace | null {
+  const percent = /^\s*(\d+(?:\.\d+)?)\s*%\s*$/.exec(value);
+  if (percent) {
+    const fraction = Number(percent[1]) / 100;
+    return fraction <= 1 ? { fraction } : null;
+  }
+  const bytes = parseSize(value);
+  return bytes === null ? null : { bytes };
+}
+
 const SIZE_UNITS = new Map<string, number>([
   ['b', 1],
   ['kb', 1e3],

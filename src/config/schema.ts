@@ -202,6 +202,14 @@ export const CONFIG_SCHEMA = {
         min: 0,
         description: 'Cache size limit, least recently pulled images evicted first (pinned ones never); 0: no limit',
       },
+      min_free: {
+        type: 'string',
+        default: '100MiB',
+        pattern: /^\s*(\d+(\.\d+)?\s*%|\d+(\.\d+)?\s*([KMGT]i?B|B)?)\s*$/i,
+        expected: 'a size such as "5GiB" or a share of the file system such as "10%"',
+        description:
+          "Free space kept on the cache's file system: before a fill, least recently used cached content (pins excepted) is evicted to keep it; a blob that still does not fit is streamed to the client without being kept. \"0\": off",
+      },
       serve_deleted: {
         type: 'enum',
         default: 'pinned',

@@ -23,6 +23,7 @@ import {
   toDescriptor,
 } from '../storage/repository';
 import { BlobDownloads } from './blob-downloads';
+import { CacheRoom, NoRoomToCache, streamThrough } from './cache-room';
 import { NotFoundCache } from './not-found-cache';
 import type { RateLimits } from './rate-limits';
 import { ProxiedName } from './upstreams';
@@ -54,6 +55,8 @@ export interface CachedContent {
   isPinned: (repository: string, digest: string) => boolean;
   /** Upstream pull budgets (Docker Hub's ratelimit-* headers, 429): while one is low, cached tags are not revalidated. */
   rateLimits?: RateLimits;
+  /** `[proxy] min_free`: whether a fill of so many bytes fits, once eviction has made what room it can. */
+  room?: CacheRoom;
   log: Logger;
   /** Counts what was served from the cache, fetched, or served stale (metrics). */
   metrics?: {
@@ -105,7 +108,13 @@ export class ProxyRepository implements Repository {
     }
     if (purpose === 'head') return { digest, size: await this.upstreamBlobSize(digest), open: (range) => this.openBlob(digest, range) };
     // A GET: the transfer starts now and its answer gives the size; opening joins that same transfer.
-    const download = await this.joinDownload(digest);
+    let download;
+    try {
+      download = await this.joinDownload(digest);
+    } catch (error) {
+      if (!(error instanceof NoRoomToCache)) throw error;
+      return { digest, size: error.size, open: (range) => this.passThrough(error, range) };
+    }
     if (download.size === undefined) await download.done;
     const size = download.size ?? (await this.cachedBlobSize(digest));
     if (size === null) throw new RegistryError('BLOB_UNKNOWN', { detail: { digest } });
@@ -128,7 +137,13 @@ export class ProxyRepository implements Repository {
       this.served('blob', 'hit');
       return cached;
     }
-    const download = await this.joinDownload(digest);
+    let download;
+    try {
+      download = await this.joinDownload(digest);
+    } catch (error) {
+      if (!(error instanceof NoRoomToCache)) throw error;
+      return this.passThrough(error, range);
+    }
     // A client joining a transfer under way is a miss too: what it gets is coming from the upstream.
     this.served('blob', 'miss');
     download.done.catch((error: Error) =>
@@ -143,13 +158,40 @@ export class ProxyRepository implements Repository {
   }
 
   /**
+   * A blob the cache has no room for (`[proxy] min_free`, after eviction): streamed from the upstream to the
+   * client and not kept. The first client takes the answer that found no room; others ask the upstream again.
+   */
+  private async passThrough(noRoom: NoRoomToCache, range?: ByteRange): Promise<BlobContent> {
+    this.served('blob', 'miss');
+    let body = noRoom.claim();
+    if (!body) {
+      const response = await this.upstream('GET', `blobs/${noRoom.digest}`);
+      if (response.status !== 200 || !response.body) throw this.upstreamFailure(response, 'BLOB_UNKNOWN', { digest: noRoom.digest });
+      body = response.body;
+    }
+    this.content.log.warn('no room in the cache even after eviction (proxy.min_free): blob streamed to the client, not kept', {
+      repository: this.name,
+      digest: noRoom.digest,
+      size: noRoom.size,
+    });
+    return { digest: noRoom.digest, size: noRoom.size, stream: streamThrough(body, noRoom.digest, noRoom.size, range) };
+  }
+
+  /**
    * Makes the blob cached without a client reading it (pre-warming): 'cached' when it already was, else it
    * goes through the one transfer per blob that pulls share and settles once that is verified and stored.
    */
   async prefetchBlob(digest: Digest): Promise<{ result: 'cached' | 'fetched'; size: number }> {
     const cached = await this.cachedBlobSize(digest);
     if (cached !== null) return { result: 'cached', size: cached };
-    const download = await this.joinDownload(digest);
+    let download;
+    try {
+      download = await this.joinDownload(digest);
+    } catch (error) {
+      if (!(error instanceof NoRoomToCache)) throw error;
+      await error.claim()?.cancel().catch(() => undefined);
+      throw error;
+    }
     await download.done;
     const size = await this.cachedBlobSize(digest);
     if (size === null) throw new RegistryError('BLOB_UNKNOWN', { detail: { digest } });
@@ -187,6 +229,9 @@ export class ProxyRepository implements Repository {
             { digest },
           );
         }
+        // size or declared is known here (checked above): the fill must leave min_free.
+        const bytes = (size ?? declared)!;
+        if (this.content.room && !(await this.content.room.allows(bytes))) throw new NoRoomToCache(digest, bytes, response.body);
         return { body: response.body, size, bound: declared };
       },
       (size) => this.content.index.linkBlob(this.name, digest, size),

@@ -7,6 +7,8 @@ import { BlobStore } from '../storage/blob-store';
 import { PinStore } from '../storage/pins';
 import { RegistryIndex } from '../storage/registry-index';
 import { BlobDownloads } from './blob-downloads';
+import { CacheRoom } from './cache-room';
+import { parseFreeSpace } from '../config/load-config';
 import { NotFoundCache } from './not-found-cache';
 import { CachedContent, ProxyRepository } from './proxy-repository';
 import { RateLimits, RateLimitState } from './rate-limits';
@@ -25,6 +27,8 @@ export class PullThroughCache {
     log: Logger,
     metrics: RegistryMetrics,
     alternativeTagList?: CachedContent['alternativeTagList'],
+    /** Evicts least-recently-used cached content until about so many bytes are free (`[proxy] min_free`). */
+    makeRoom?: (bytes: number) => Promise<unknown>,
   ) {
     this.upstreams = new Upstreams(config.proxy, log, metrics);
     const pins = new PinStore(index.db);
@@ -42,6 +46,7 @@ export class PullThroughCache {
       serveDeleted: config.proxy.serve_deleted,
       isPinned: (repository, digest) => pins.protects(repository, digest),
       rateLimits: this.rateLimits,
+      room: makeRoom && new CacheRoom(store.root, parseFreeSpace(config.proxy.min_free)!, makeRoom),
       log,
       metrics,
       now: Date.now,

@@ -17,7 +17,7 @@ export type StoreKind = 'hosted' | 'proxy';
 export interface GcReport {
   dryRun: boolean;
   /** Untagged hosted manifests deleted and cached manifests evicted. */
-  manifests: Array<{ repository: string; digest: string; reason: 'untagged' | 'max_age' | 'max_size' }>;
+  manifests: Array<{ repository: string; digest: string; reason: 'untagged' | 'max_age' | 'max_size' | 'min_free' }>;
   blobs: Array<{ store: StoreKind; digest: string; size: number }>;
   bytesFreed: number;
   uploadsExpired: number;
@@ -199,6 +199,50 @@ export class GarbageCollector {
       if (error !== rollback) throw error;
     }
     return { manifests, selected, pinned };
+  }
+
+  /**
+   * Makes at least `bytes` of room in the cache's store now (`[proxy] min_free`, before a fill): evicts
+   * unpinned cached content, least recently used first, until that much is no longer used, then sweeps
+   * the cache's files nothing uses as a collection does, with a short grace (FILL_GRACE_MS) in place of
+   * `[gc] grace`: cached files are not pushes that wait for their manifest, and the grace still covers a
+   * transfer between its rename and its link. Returns what was freed; the caller runs it exclusively
+   * with `collect`.
+   */
+  async makeRoomInCache(bytes: number): Promise<{ manifests: GcReport['manifests']; bytesFreed: number }> {
+    const started = this.now();
+    const cutoff = started - FILL_GRACE_MS;
+    this.options.flushAccess?.();
+    const db = this.options.index.db;
+    const manifests: GcReport['manifests'] = [];
+    db.transaction(() => {
+      refreshPinnedManifests(db);
+      const cacheSize = db.prepare(CACHE_SIZE).pluck();
+      const leastRecentlyUsed = db.prepare(LEAST_RECENTLY_USED_CACHED_CONTENT);
+      const unlink = db.prepare('DELETE FROM repository_blobs WHERE repository_id = ? AND digest = ?');
+      const before = cacheSize.get() as number;
+      while (before - (cacheSize.get() as number) < bytes) {
+        const row = leastRecentlyUsed.get() as (ManifestKey & { kind: 'manifest' | 'blob' }) | undefined;
+        if (!row) break; // nothing unpinned left
+        if (row.kind === 'blob') {
+          unlink.run(row.repositoryId, row.digest);
+          continue;
+        }
+        evict(db, row);
+        manifests.push({ repository: row.repository, digest: row.digest, reason: 'min_free' });
+      }
+    })();
+    const isGarbage = this.isGarbage('proxy', cutoff);
+    const files = await listBlobFiles(this.options.stores.proxy);
+    const selected = db.transaction(() => {
+      const garbage = files.filter((file) => file.mtimeMs < cutoff && isGarbage(file.digest));
+      for (const { digest } of garbage) db.prepare(DELETE_UNUSED_BLOB_ROW).run({ digest });
+      return garbage;
+    })();
+    const blobs = await this.sweep('proxy', selected, cutoff);
+    const bytesFreed = blobs.reduce((sum, blob) => sum + blob.size, 0);
+    this.options.log.info('cache eviction for min_free', { wanted: bytes, manifests: manifests.length, blobs: blobs.length, bytesFreed });
+    return { manifests, bytesFreed };
   }
 
   /** No repository of the store's kind uses the digest, and it was not written since the cutoff. */
@@ -464,6 +508,13 @@ const CACHED_MANIFESTS_PULLED_BEFORE = `
 
 // Cached manifests by when last pulled, and cached blobs no manifest of their repository references
 // (pulled by digest alone) by when last read.
+/**
+ * The grace of a min_free sweep: a cache file this recent may be a transfer between its rename and its
+ * link (microseconds apart, in this process or a `registry sync` beside it). Were one swept anyway, the
+ * next pull finds the file missing and fetches it again.
+ */
+const FILL_GRACE_MS = 1000;
+
 const LEAST_RECENTLY_USED_CACHED_CONTENT = `
   SELECT 'manifest' AS kind, r.name AS repository, m.repository_id AS repositoryId, m.digest, ${LAST_PULLED} AS usedAt
   FROM manifests m JOIN repositories r ON r.id = m.repository_id

@@ -9,8 +9,12 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { blobPath, incomingDirectory } from '../../src/storage/paths';
+import { buildImageLayout, BuiltImage } from '../helpers/oci-image';
 import { createTestApp, TestApp } from '../helpers/test-app';
 import { RegistryClient, digestOf, expectErrorCode } from '../helpers/registry-client';
+import { skopeoCopy } from '../helpers/skopeo';
+import { startUpstreamRegistry, UpstreamRegistry } from '../helpers/upstream-registry';
 
 const MiB = 1024 * 1024;
 
@@ -139,4 +143,68 @@ describe('a full disk (tmpfs of 8 MiB)', () => {
     const metrics = await (await client.fetch('/metrics')).text();
     expect(metrics).toMatch(/registry_storage_full_total\{store="upload storage"\} [1-9]/);
   });
+});
+
+describe('[proxy] min_free: a cache on a small file system (tmpfs of 24 MiB) leaves room', () => {
+  let mountPoint: string;
+  let work: string;
+  let upstream: UpstreamRegistry;
+  let app: TestApp;
+  const images: Record<string, BuiltImage> = {};
+  const filler = () => path.join(mountPoint, 'filler');
+  const cached = (digest: string) => fs.existsSync(blobPath(app.config.proxy_storage, digest));
+  const pull = (name: string) => skopeoCopy(`docker://${app.host}/proxy/upstream.test/team/${name}:1`, `dir:${fs.mkdtempSync(path.join(work, 'pull-'))}`);
+
+  beforeAll(async () => {
+    if (process.getuid?.() !== 0) throw new Error('this test mounts a tmpfs and must run as root (CI does)');
+    work = fs.mkdtempSync(path.join(os.tmpdir(), 'registry-min-free-'));
+    mountPoint = path.join(work, 'mnt');
+    fs.mkdirSync(mountPoint);
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=24m', 'tmpfs', mountPoint]);
+    upstream = await startUpstreamRegistry({ auth: 'none' });
+    for (const [name, size] of [['a', 3 * MiB], ['b', 3 * MiB], ['big', 30 * MiB]] as const) {
+      images[name] = await buildImageLayout(path.join(work, `image-${name}`), { tag: '1', layers: 1, layerSize: size, seed: `min-free-${name}` });
+      await skopeoCopy(images[name].reference, `docker://${upstream.host}/team/${name}:1`);
+    }
+    app = await createTestApp({
+      storageDir: mountPoint,
+      configuration: `min_free_space = "0"\n[proxy]\nmin_free = "4MiB"\n[gc]\ninterval = "0"\n[[proxy.upstreams]]\nhost = "upstream.test"\nurl = "${upstream.url}"\n`,
+    });
+  }, 120_000);
+
+  afterAll(async () => {
+    await app?.close();
+    await upstream?.close();
+    if (mountPoint) execFileSync('umount', [mountPoint]);
+    if (work) fs.rmSync(work, { recursive: true, force: true });
+  });
+
+  test('a fill that would leave less than min_free evicts the least recently used image first; one that cannot fit at all is streamed through, not kept', async () => {
+    await pull('a');
+    expect(cached(images.a.layerDigests[0])).toBe(true);
+    // Past the eviction's short grace for files just written.
+    await new Promise((resolve) => setTimeout(resolve, 1200));
+
+    // About 6 MiB left: b's 3 MiB layer would leave less than 4 MiB, so a goes first.
+    const handle = fs.openSync(filler(), 'w');
+    try {
+      const block = Buffer.alloc(64 * 1024);
+      for (;;) fs.writeSync(handle, block);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOSPC') throw error;
+    } finally {
+      fs.closeSync(handle);
+    }
+    fs.truncateSync(filler(), fs.statSync(filler()).size - 6 * MiB);
+    await pull('b');
+    expect(cached(images.b.layerDigests[0])).toBe(true);
+    expect(cached(images.a.layerDigests[0])).toBe(false);
+
+    // 30 MiB cannot be kept on this file system whatever is evicted: skopeo still gets the image, checked
+    // against its digests, and nothing of it stays on disk.
+    await pull('big');
+    expect(cached(images.big.layerDigests[0])).toBe(false);
+    expect(fs.readdirSync(incomingDirectory(app.config.proxy_storage))).toEqual([]);
+    fs.rmSync(filler());
+  }, 120_000);
 });

@@ -13,6 +13,7 @@ function proxyConfig(overrides: Partial<ProxyConfig> = {}): ProxyConfig {
     max_concurrent_downloads: 16,
     max_age: 0,
     max_size: 0,
+    min_free: "100MiB",
     sync_concurrency: 2,
     sync_bandwidth: 0,
     sync: [],

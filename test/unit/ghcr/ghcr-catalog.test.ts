@@ -12,6 +12,7 @@ const proxy = (upstreams: UpstreamConfig[] = [], allowed: string[] = []): ProxyC
   max_concurrent_downloads: 16,
   max_age: 0,
   max_size: 0,
+  min_free: "100MiB",
   sync_concurrency: 2,
   sync_bandwidth: 0,
   sync: [],
