@@ -23,10 +23,13 @@ import { PinStore } from './storage/pins';
 import { configuredPins } from './config/pins';
 import type { PinRegistry } from './http/routes/context';
 import { UploadSessions } from './storage/uploads';
-import { DiskFullReports, INDEX_STORE } from './storage/disk-full';
+import { DiskFullReports, INDEX_STORE, SpaceReserve, isDiskFull } from './storage/disk-full';
 import path from 'node:path';
 
 /** The registry's content: hands out repositories by name and lists them. */
+/** Journal room for a collection on a full disk: about 500 pages of the index. */
+const INDEX_RESERVE_BYTES = 2 * 1024 * 1024;
+
 /** How often the index's WAL is checkpointed from the worker: at a few hundred commits a second, a few MiB. */
 const WAL_CHECKPOINT_INTERVAL_MS = 1000;
 
@@ -41,6 +44,8 @@ export class Registry {
   /** Sizes, counts and times for people (the web UI), and eviction from the cache. */
   readonly inventory: ContentInventory;
   private cacheRoomRun: Promise<unknown> | undefined;
+  /** Room for the index's journal on a full disk, given up so that a collection can free space. */
+  private readonly indexReserve: SpaceReserve;
   /** Names a write refused for lack of space (507, which store), counts it and logs it once a minute. */
   readonly diskFull: DiskFullReports;
   /** The last garbage collection this process ran (not a dry run), for the web UI's storage page. */
@@ -77,6 +82,8 @@ export class Registry {
         if (first) log.error('a store is full: writes to it are refused with 507 until space is freed (logged once a minute)', { store, error: error.message });
       },
     );
+    this.indexReserve = new SpaceReserve(`${config.database}-reserve`, INDEX_RESERVE_BYTES);
+    this.indexReserve.restore();
     const recordWrite = (digest: string, size: number) => index.recordBlobWrite(digest, size);
     const hostedStore = new BlobStore(config.registry_storage, recordWrite);
     // The cache's store exists even with the cache disabled: what it holds is still collected.
@@ -203,7 +210,13 @@ export class Registry {
     await this.cacheRoomRun?.catch(() => undefined);
     this.pullThroughCache?.purgeExpiredTokens();
     try {
-      const report = await this.collector.collect();
+      const report = await this.collector.collect().catch(async (error: unknown) => {
+        if (!isDiskFull(error) || !this.indexReserve.release()) throw error;
+        this.log.warn('the disk is full: the space set aside for the index is used to let the collection run', { reserve: this.indexReserve.path });
+        return this.collector.collect();
+      });
+      // Set aside again for the next time, if the collection made room.
+      this.indexReserve.restore();
       this.metrics.gcFinished(report);
       const finishedAt = Date.now();
       this.lastGarbageCollection = { ...report, finishedAt };

@@ -1,3 +1,4 @@
+import fs from 'node:fs';
 import path from 'node:path';
 import { RegistryError } from '../oci/errors';
 
@@ -65,3 +66,43 @@ export class DiskFullReports {
 }
 
 export const INDEX_STORE = 'index database';
+
+/**
+ * Space set aside beside the index (`<database>-reserve`) for the one write that must work on a full disk:
+ * a garbage collection only removes, but SQLite needs room in its journal to record the removal. When a
+ * collection fails for lack of space, the reserve is given up and the collection run again; it is set
+ * aside anew once there is room. Real bytes, not a sparse file, or it would reserve nothing.
+ */
+export class SpaceReserve {
+  constructor(
+    readonly path: string,
+    private readonly bytes: number,
+  ) {}
+
+  /** Creates the reserve if it is missing; false when there is no room for it (the disk is full). */
+  restore(): boolean {
+    try {
+      if (fs.statSync(this.path).size === this.bytes) return true;
+    } catch {
+      // missing: written below
+    }
+    try {
+      fs.writeFileSync(this.path, Buffer.alloc(this.bytes));
+      return true;
+    } catch (error) {
+      fs.rmSync(this.path, { force: true });
+      if (isDiskFull(error)) return false;
+      throw error;
+    }
+  }
+
+  /** Frees the reserve; false when there was none to free. */
+  release(): boolean {
+    try {
+      fs.unlinkSync(this.path);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+}

@@ -208,3 +208,47 @@ describe('[proxy] min_free: a cache on a small file system (tmpfs of 24 MiB) lea
     fs.rmSync(filler());
   }, 120_000);
 });
+
+describe('garbage collection on a full disk (tmpfs of 8 MiB)', () => {
+  let mountPoint: string;
+  let app: TestApp;
+
+  beforeAll(async () => {
+    if (process.getuid?.() !== 0) throw new Error('this test mounts a tmpfs and must run as root (CI does)');
+    mountPoint = fs.mkdtempSync(path.join(os.tmpdir(), 'registry-gc-full-'));
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=8m', 'tmpfs', mountPoint]);
+    app = await createTestApp({ storageDir: mountPoint, configuration: 'min_free_space = "0"\n[gc]\ngrace = "0"\ninterval = "0"\n' });
+  });
+
+  afterAll(async () => {
+    await app?.close();
+    if (mountPoint) {
+      execFileSync('umount', [mountPoint]);
+      fs.rmSync(mountPoint, { recursive: true, force: true });
+    }
+  });
+
+  // Collecting only removes, but the index must write down what it removed: with no room left for even
+  // its journal, it uses the space the registry set aside for this at start.
+  test('a collection frees what nothing uses when not a byte is free, and says how much', async () => {
+    const client = new RegistryClient(app);
+    const loose = await client.pushBlob('team/loose', randomBytes(2 * MiB));
+    // The WAL emptied, so that the collection's first write needs new space.
+    app.registry.index.db.pragma('wal_checkpoint(TRUNCATE)');
+    const filler = path.join(mountPoint, 'filler');
+    const handle = fs.openSync(filler, 'w');
+    try {
+      const block = Buffer.alloc(4096);
+      for (;;) fs.writeSync(handle, block);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOSPC') throw error;
+    } finally {
+      fs.closeSync(handle);
+    }
+    const report = await app.registry.collectGarbage();
+    expect(report.blobs).toEqual([{ store: 'hosted', digest: loose.digest, size: 2 * MiB }]);
+    expect(report.bytesFreed).toBe(2 * MiB);
+    expect((await client.headBlob('team/loose', loose.digest)).status).toBe(404);
+    fs.rmSync(filler);
+  });
+});
