@@ -139,6 +139,24 @@ describe('a full disk (tmpfs of 8 MiB)', () => {
     }
   });
 
+  test('skopeo: a push that does not fit fails at once saying 507 Insufficient Storage; after that a push and a pull that fit work', async () => {
+    const work = fs.mkdtempSync(path.join(os.tmpdir(), 'registry-disk-full-skopeo-'));
+    try {
+      const large = await buildImageLayout(path.join(work, 'large'), { tag: '1', layers: 1, layerSize: 10 * MiB, seed: 'disk-full-large' });
+      // containers/image (skopeo, podman) and docker read error bodies of 4xx answers only: for a 5xx they
+      // print the status line, which says what is wrong, and stop without retrying.
+      await expect(skopeoCopy(large.reference, `docker://${app.host}/team/large:1`)).rejects.toThrow(/507 Insufficient Storage/);
+      expect(uploadBytes()).toBe(0);
+      const small = await buildImageLayout(path.join(work, 'small'), { tag: '1', layers: 1, layerSize: 100_000, seed: 'disk-full-small' });
+      await skopeoCopy(small.reference, `docker://${app.host}/team/small:1`);
+      await skopeoCopy(`docker://${app.host}/team/small:1`, `dir:${path.join(work, 'pulled')}`);
+      expect(fs.readdirSync(path.join(work, 'pulled'))).toContain(small.layerDigests[0].slice('sha256:'.length));
+      expectIndexIntact();
+    } finally {
+      fs.rmSync(work, { recursive: true, force: true });
+    }
+  }, 120_000);
+
   test('the metric counts refused writes by store', async () => {
     const metrics = await (await client.fetch('/metrics')).text();
     expect(metrics).toMatch(/registry_storage_full_total\{store="upload storage"\} [1-9]/);

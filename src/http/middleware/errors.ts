@@ -18,6 +18,7 @@ export function renderErrors(log: Logger, domainError: (caught: unknown) => Regi
       const error = known ?? toRegistryError(caught);
       if (error.status >= 500 && !known) log.error('request failed', { method: ctx.method, path: ctx.path, error: describe(caught) });
       if (ctx.headerSent || !ctx.writable) return;
+      await readAwayBody(ctx);
       for (const name of ctx.res.getHeaderNames()) ctx.res.removeHeader(name);
       ctx.set(API_VERSION_HEADER, API_VERSION);
       ctx.set(error.headers);
@@ -52,6 +53,32 @@ function unanswered(ctx: Context): void {
       message: `${ctx.method} is not allowed on ${ctx.path}`,
       headers: allow ? { Allow: allow } : {},
     });
+  }
+}
+
+/** The most of a refused request's body read away before answering; past it the connection is closed. */
+const MAX_READ_AWAY_BYTES = 1024 * 1024 * 1024;
+
+/**
+ * A request refused while its body was still arriving (a chunk the disk has no room for, a push without
+ * the right): the rest of the body is read and dropped before the answer goes out. Answering first lets
+ * the server close the connection under a client still sending, which then sees a reset instead of the
+ * error, or reuses the connection for its next request and sees that fail.
+ */
+async function readAwayBody(ctx: Context): Promise<void> {
+  const request = ctx.req;
+  if (request.readableEnded || request.destroyed) return;
+  let read = 0;
+  try {
+    for await (const chunk of request) {
+      read += (chunk as Buffer).length;
+      if (read > MAX_READ_AWAY_BYTES) {
+        request.destroy();
+        return;
+      }
+    }
+  } catch {
+    // The client went away: nothing to answer.
   }
 }
 
