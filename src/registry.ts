@@ -210,13 +210,7 @@ export class Registry {
     await this.cacheRoomRun?.catch(() => undefined);
     this.pullThroughCache?.purgeExpiredTokens();
     try {
-      const report = await this.collector.collect().catch(async (error: unknown) => {
-        if (!isDiskFull(error) || !this.indexReserve.release()) throw error;
-        this.log.warn('the disk is full: the space set aside for the index is used to let the collection run', { reserve: this.indexReserve.path });
-        return this.collector.collect();
-      });
-      // Set aside again for the next time, if the collection made room.
-      this.indexReserve.restore();
+      const report = await this.withIndexReserve(() => this.collector.collect());
       this.metrics.gcFinished(report);
       const finishedAt = Date.now();
       this.lastGarbageCollection = { ...report, finishedAt };
@@ -265,7 +259,21 @@ export class Registry {
 
   /** Re-hashes every stored file; corrupt ones are quarantined and never served again. */
   verify(): Promise<VerifyReport> {
-    return this.collector.verify();
+    return this.withIndexReserve(() => this.collector.verify());
+  }
+
+  /**
+   * Runs `work` (which only removes, but must record it in the index); when it fails for lack of space, gives
+   * up the space set aside for the index and runs it again; sets it aside anew once there is room.
+   */
+  private async withIndexReserve<T>(work: () => Promise<T>): Promise<T> {
+    const result = await work().catch((error: unknown) => {
+      if (!isDiskFull(error) || !this.indexReserve.release()) throw error;
+      this.log.warn('the disk is full: the space set aside for the index is used to let this run', { reserve: this.indexReserve.path });
+      return work();
+    });
+    this.indexReserve.restore();
+    return result;
   }
 
   /**
