@@ -225,6 +225,26 @@ describe('[proxy] min_free: a cache on a small file system (tmpfs of 24 MiB) lea
     expect(fs.readdirSync(incomingDirectory(app.config.proxy_storage))).toEqual([]);
     fs.rmSync(filler());
   }, 120_000);
+
+  test('min_free = "0": a fill bigger than the free space fails the pull, leaves no partial file, and the cache goes on serving', async () => {
+    const storageDir = path.join(mountPoint, 'no-min-free');
+    fs.mkdirSync(storageDir);
+    const plain = await createTestApp({
+      storageDir,
+      configuration: `min_free_space = "0"\n[proxy]\nmin_free = "0"\n[gc]\ninterval = "0"\n[[proxy.upstreams]]\nhost = "upstream.test"\nurl = "${upstream.url}"\n`,
+    });
+    try {
+      const pullFrom = (name: string) => skopeoCopy(`docker://${plain.host}/proxy/upstream.test/team/${name}:1`, `dir:${fs.mkdtempSync(path.join(work, 'pull-'))}`);
+      await expect(pullFrom('big')).rejects.toThrow();
+      expect(fs.existsSync(blobPath(plain.config.proxy_storage, images.big.layerDigests[0]))).toBe(false);
+      expect(fs.readdirSync(incomingDirectory(plain.config.proxy_storage))).toEqual([]);
+      await pullFrom('b');
+      expect(fs.existsSync(blobPath(plain.config.proxy_storage, images.b.layerDigests[0]))).toBe(true);
+    } finally {
+      await plain.close();
+      fs.rmSync(storageDir, { recursive: true, force: true });
+    }
+  }, 120_000);
 });
 
 describe('garbage collection on a full disk (tmpfs of 8 MiB)', () => {
