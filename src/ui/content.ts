@@ -1,5 +1,6 @@
 import type { RegistryContent } from '../http/routes/context';
 import type { UpstreamActivitySnapshot } from '../metrics/upstream-activity';
+import type { RateLimitState } from '../proxy/rate-limits';
 import type { ContentInventory } from '../storage/content-inventory';
 import type { GcReport } from '../storage/gc';
 import type { StorageHistory } from '../storage/storage-history';
@@ -21,4 +22,6 @@ export interface UiContent extends RegistryContent {
   readonly storageHistory: Pick<StorageHistory, 'samples' | 'gcRuns'>;
   /** Per upstream, since the server started: cache hits, misses and stale serves; last success and error. */
   upstreamActivity(): Record<string, UpstreamActivitySnapshot>;
+  /** Each upstream's pull budget as its answers announced it (Docker Hub's ratelimit-* headers, 429s). */
+  upstreamRateLimits(): RateLimitState[];
 }

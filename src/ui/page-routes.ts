@@ -251,6 +251,26 @@ export function pageRoutes(router: Router, dependencies: UiDependencies): void {
   );
 
   router.post(
+    `${base}r/*name/-/pin/:tag`,
+    page(async (ctx, pageContext) => {
+      await actionForm(ctx, pageContext);
+      const { name, tag } = ctx.params;
+      const { created } = catalog.pin(pageContext.viewer, name, tag);
+      afterAction(ctx, repositoryHref(pageContext, name), created ? `Pinned ${tag}: eviction never removes it.` : `${tag} was pinned already.`);
+    }),
+  );
+
+  router.post(
+    `${base}r/*name/-/unpin/:reference`,
+    page(async (ctx, pageContext) => {
+      const form = await actionForm(ctx, pageContext);
+      const { name, reference } = ctx.params;
+      catalog.unpin(pageContext.viewer, name, reference);
+      afterAction(ctx, form?.get('next') === 'cache' ? `${base}cache` : repositoryHref(pageContext, name), `Unpinned ${reference}.`);
+    }),
+  );
+
+  router.post(
     `${base}r/*name/-/evict`,
     page(async (ctx, pageContext) => {
       await actionForm(ctx, pageContext);

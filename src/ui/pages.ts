@@ -1,4 +1,6 @@
 import type { UpstreamActivitySnapshot } from '../metrics/upstream-activity';
+import type { RateLimitState } from '../proxy/rate-limits';
+import type { Pin } from '../storage/pins';
 import type { GcReport } from '../storage/gc';
 import type { StoreKind } from '../storage/gc';
 import { formatBytes, formatTime, html, SafeHtml } from './html';
@@ -60,13 +62,31 @@ export function repositoryPage(page: PageContext, view: RepositoryView): string 
   const cached = repository.kind !== 'hosted';
   const first = tags.find((t) => t.tag === 'latest') ?? tags[0];
   const rows = tags.map(
-    (t) => html`<tr><th scope="row"><a href="${imageHref(page, name, t.tag)}">${t.tag}</a></th><td><code title="${t.digest}">${shortDigest(t.digest)}</code></td><td>${mediaTypeName(t.mediaType, t.artifactType)}</td><td>${platformList(t.platforms)}</td><td class="num">${formatBytes(t.size)}</td><td>${formatTime(t.created)}</td><td>${labelList(t.labels)}</td><td>${formatTime(t.updatedAt)}</td><td class="actions">${copyButton(`docker pull ${page.registryHost}/${name}:${t.tag}`, `Copy pull command for ${t.tag}`)}${mayDelete ? html` <a class="danger" href="${repositoryHref(page, name)}/-/delete/${encodeURIComponent(t.tag)}" aria-label="${cached ? 'Evict' : 'Delete'} tag ${t.tag}">${cached ? 'Evict' : 'Delete'}</a>` : ''}</td></tr>`,
+    (t) => html`<tr><th scope="row"><a href="${imageHref(page, name, t.tag)}">${t.tag}</a></th><td><code title="${t.digest}">${shortDigest(t.digest)}</code></td><td>${mediaTypeName(t.mediaType, t.artifactType)}</td><td>${platformList(t.platforms)}</td><td class="num">${formatBytes(t.size)}</td><td>${formatTime(t.created)}</td><td>${labelList(t.labels)}</td><td>${formatTime(t.updatedAt)}</td><td class="actions">${copyButton(`docker pull ${page.registryHost}/${name}:${t.tag}`, `Copy pull command for ${t.tag}`)}${cached ? pinControl(page, name, t.tag, t.pin, mayDelete) : ''}${mayDelete ? html` <a class="danger" href="${repositoryHref(page, name)}/-/delete/${encodeURIComponent(t.tag)}" aria-label="${cached ? 'Evict' : 'Delete'} tag ${t.tag}">${cached ? 'Evict' : 'Delete'}</a>` : ''}</td></tr>`,
   );
   const body = html`<p class="crumbs"><a href="${page.base}">Repositories</a> /</p><h1>${name}</h1>
 <p>${kindBadge(repository.kind)} ${count(tags.length, 'tag', 'tags')}${repository.kind !== 'ghcr' ? html`, ${formatBytes(repository.size)}, last push ${formatTime(repository.lastPush)}, last pull ${formatTime(repository.lastPull)}` : ''}</p>
 ${first ? html`<section aria-labelledby="pull"><h2 id="pull">Pull</h2>${pullCommands(page, `${name}:${first.tag}`)}</section>` : ''}
 <section aria-labelledby="tags"><h2 id="tags">Tags</h2>${tags.length === 0 ? html`<p>No tags${cached ? ' cached yet: pull one through the cache and it appears here' : ''}.</p>` : html`<div class="scroll" tabindex="0"><table><thead><tr><th scope="col">Tag</th><th scope="col">Digest</th><th scope="col">Type</th><th scope="col">Platforms</th><th scope="col" class="num">Size</th><th scope="col">Created</th><th scope="col">Labels</th><th scope="col">Pushed</th><th scope="col">Actions</th></tr></thead><tbody>${rows}</tbody></table></div>`}</section>`;
   return layout(page, 'repositories', name, body);
+}
+
+/**
+ * A cached tag's pin: a badge saying who pinned it (the configuration or a user), and for viewers with the
+ * delete right a Pin or Unpin button (a form: it works without script). Configured pins are removed from
+ * the configuration, so they get no button.
+ */
+function pinControl(page: PageContext, name: string, tag: string, pin: Pin | null, mayChange: boolean): SafeHtml {
+  const action = (verb: 'pin' | 'unpin', reference: string, label: string) =>
+    html` <form method="post" action="${repositoryHref(page, name)}/-/${verb}/${encodeURIComponent(reference)}" class="inline"><input type="hidden" name="csrf" value="${page.csrf}"><button type="submit" aria-label="${label}">${verb === 'pin' ? 'Pin' : 'Unpin'}</button></form>`;
+  if (!pin) return mayChange ? action('pin', tag, `Pin tag ${tag}`) : html``;
+  const badge = html` <span class="badge badge-pinned" title="${pinTitle(pin)}">pinned</span>`;
+  return pin.source === 'api' && mayChange && !pin.isPrefix ? html`${badge}${action('unpin', pin.reference!, `Unpin tag ${tag}`)}` : badge;
+}
+
+function pinTitle(pin: Pin): string {
+  const by = pin.source === 'config' ? 'the configuration ([[proxy.pin]])' : (pin.createdBy ?? 'anonymous');
+  return `Pinned by ${by} on ${formatTime(pin.createdAt)}: eviction never removes it`;
 }
 
 export function imagePage(page: PageContext, image: ImageDetails): string {
@@ -109,12 +129,32 @@ export function cachePage(page: PageContext, upstreams: UpstreamView[]): string 
   const sections = upstreams.map(
     (u) => html`<section aria-labelledby="upstream-${u.upstream}" data-upstream="${u.upstream}"><h2 id="upstream-${u.upstream}">${u.upstream}</h2><p>${u.url ? html`<code>${u.url}</code>: ` : ''}${count(u.repositories.length, 'repository', 'repositories')}, ${count(u.manifests, 'manifest', 'manifests')}, ${formatBytes(u.bytes)}, last pull ${formatTime(u.lastPull)}</p>
 ${u.activity ? upstreamActivity(u.upstream, u.activity) : ''}
+${u.rateLimits.length > 0 ? rateLimitTable(u.upstream, u.rateLimits) : ''}
+${u.pins.length > 0 ? pinTable(page, u.upstream, u.pins) : ''}
 ${u.repositories.length === 0 ? '' : html`<div class="scroll" tabindex="0"><table><caption class="offscreen">Cached repositories of ${u.upstream}</caption><thead><tr><th scope="col">Repository</th><th scope="col" class="num">Tags</th><th scope="col" class="num">Manifests</th><th scope="col" class="num">Size</th><th scope="col">Last pull</th><th scope="col">Actions</th></tr></thead><tbody>${u.repositories.map(
       (r) => html`<tr><th scope="row"><a href="${repositoryHref(page, r.name)}">${r.name}</a></th><td class="num">${r.tags}</td><td class="num">${r.manifests}</td><td class="num">${formatBytes(r.size)}</td><td>${formatTime(r.lastPull)}</td><td>${page.viewer.may('delete', r.name) ? html`<form method="post" action="${repositoryHref(page, r.name)}/-/evict" class="inline" data-confirm="Evict everything cached of ${r.name}?"><input type="hidden" name="csrf" value="${page.csrf}"><button type="submit" class="danger" aria-label="Evict ${r.name}">Evict</button></form>` : ''}</td></tr>`,
     )}</tbody></table></div>`}</section>`,
   );
   const body = html`<h1>Cache</h1><p>What the pull-through cache holds, per upstream, among the repositories you may pull. Hits, misses and the upstream's health count from the server's start.</p>${upstreams.length === 0 ? html`<p>Nothing cached yet. Pull through the cache with <code>docker pull ${page.registryHost}/proxy/docker.io/library/alpine</code>.</p>` : sections}`;
   return layout(page, 'cache', 'Cache', body);
+}
+
+/** The upstream's pull budget per credential (Docker Hub's ratelimit-* headers), and whether revalidation is paused. */
+function rateLimitTable(upstream: string, states: RateLimitState[]): SafeHtml {
+  const now = Date.now();
+  return html`<div class="scroll" tabindex="0"><table class="rate-limits"><caption>Pull rate limit of ${upstream}</caption><thead><tr><th scope="col">Credential</th><th scope="col" class="num">Remaining</th><th scope="col" class="num">Limit</th><th scope="col">Window</th><th scope="col">Cached tags</th></tr></thead><tbody>${states.map(
+    (state) =>
+      html`<tr data-credential="${state.credential}"><th scope="row">${state.credential}</th><td class="num">${state.remaining ?? '—'}</td><td class="num">${state.limit ?? '—'}</td><td>${state.windowSeconds === null ? '—' : `${Math.round(state.windowSeconds / 3600) || state.windowSeconds / 60} ${state.windowSeconds >= 3600 ? 'h' : 'min'}`}</td><td>${state.limitedUntil !== null && state.limitedUntil > now ? html`<span class="error">served without revalidation until ${formatTime(state.limitedUntil)}</span> (${state.reason === '429' ? 'the upstream answered 429' : 'below rate_limit_reserve'})` : 'revalidated as usual'}</td></tr>`,
+  )}</tbody></table></div>`;
+}
+
+/** Pins on the upstream's repositories; API pins can be removed here by viewers with the delete right. */
+function pinTable(page: PageContext, upstream: string, pins: Pin[]): SafeHtml {
+  return html`<div class="scroll" tabindex="0"><table class="pins"><caption>Pinned on ${upstream}: never evicted</caption><thead><tr><th scope="col">Pinned</th><th scope="col">By</th><th scope="col">Since</th><th scope="col">Actions</th></tr></thead><tbody>${pins.map((pin) => {
+    const what = pin.isPrefix ? `${pin.repository}/* ${pin.tagPattern === null ? 'every tag' : `tags ${pin.tagPattern}`}` : `${pin.repository}${pin.reference!.includes(':') ? '@' : ':'}${pin.reference}`;
+    const mayUnpin = pin.source === 'api' && !pin.isPrefix && page.viewer.may('delete', pin.repository);
+    return html`<tr><th scope="row"><code>${what}</code></th><td>${pin.source === 'config' ? 'configuration' : (pin.createdBy ?? 'anonymous')}</td><td>${formatTime(pin.createdAt)}</td><td>${mayUnpin ? html`<form method="post" action="${repositoryHref(page, pin.repository)}/-/unpin/${encodeURIComponent(pin.reference!)}" class="inline"><input type="hidden" name="csrf" value="${page.csrf}"><input type="hidden" name="next" value="cache"><button type="submit" aria-label="Unpin ${what}">Unpin</button></form>` : ''}</td></tr>`;
+  })}</tbody></table></div>`;
 }
 
 /** Hits, misses and stale serves by kind, and when the upstream last answered and last failed. */

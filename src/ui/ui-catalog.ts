@@ -8,6 +8,8 @@ import type { GcReport } from '../storage/gc';
 import type { GcRunRecord, StorageSample } from '../storage/storage-history';
 import type { UpstreamActivitySnapshot } from '../metrics/upstream-activity';
 import type { UiContent } from './content';
+import type { RateLimitState } from '../proxy/rate-limits';
+import type { Pin } from '../storage/pins';
 import { ImageDetails, ImageReader, TagDetails } from './image-details';
 import type { Viewer } from './viewer';
 
@@ -32,7 +34,7 @@ export type RepositoryListing =
 
 export interface RepositoryView {
   repository: RepositoryListing;
-  tags: TagDetails[];
+  tags: PinnedTag[];
   mayDelete: boolean;
 }
 
@@ -52,7 +54,15 @@ export interface UpstreamView {
    * Null for a viewer who may pull none of its cached repositories (the figures cover all of them).
    */
   activity: UpstreamActivitySnapshot | null;
-  // Docker Hub's remaining pull rate limit and pins (#17) belong here, beside `activity`, once they exist.
+  /** Its pull budget per credential, where its answers announced one (Docker Hub); shown with `activity`. */
+  rateLimits: RateLimitState[];
+  /** Pins on its repositories the viewer may pull, configured and set through the API. */
+  pins: Pin[];
+}
+
+/** A tag as the repository page lists it, with the pin that names it, if any. */
+export interface PinnedTag extends TagDetails {
+  pin: Pin | null;
 }
 
 /**
@@ -93,7 +103,27 @@ export class UiCatalog {
     this.require(viewer, 'pull', name);
     const repository = (await this.repositories(viewer)).find((listed) => listed.name === name);
     if (!repository) throw new RegistryError('NAME_UNKNOWN', { detail: { name } });
-    return { repository, tags: await this.images.tags(name), mayDelete: viewer.may('delete', name) };
+    const pins = repository.kind === 'cached' ? this.content.pins.list() : [];
+    const tags = (await this.images.tags(name)).map((tag) => ({ ...tag, pin: pins.find((pin) => pinNames(pin, name, tag.tag, tag.digest)) ?? null }));
+    return { repository, tags, mayDelete: viewer.may('delete', name) };
+  }
+
+  /** Pins a cached tag, as PUT /api/pins/<name>:<tag> does (the delete right on the name). */
+  pin(viewer: Viewer, name: string, tag: string): { created: boolean } {
+    this.require(viewer, 'delete', name);
+    if (!name.startsWith(PROXY_PREFIX)) throw new RegistryError('UNSUPPORTED', { status: 400, message: `${name} is not a cached repository: only cached content is pinned` });
+    return this.content.pins.add({ repository: name, reference: tag }, viewer.user ?? null);
+  }
+
+  /** Removes a pin set through the API or the UI; configured pins stay (they are the configuration's). */
+  unpin(viewer: Viewer, name: string, reference: string): void {
+    this.require(viewer, 'delete', name);
+    if (!this.content.pins.remove({ repository: name, reference })) {
+      throw new RegistryError('MANIFEST_UNKNOWN', {
+        message: `${name}:${reference} is not pinned through the API (configured pins are removed from the configuration)`,
+        detail: { name, reference },
+      });
+    }
   }
 
   async image(viewer: Viewer, name: string, reference: string): Promise<ImageDetails> {
@@ -139,7 +169,7 @@ export class UiCatalog {
       let view = byUpstream.get(upstream);
       if (!view) {
         const configured = this.config.proxy.upstreams.find((u) => u.host === upstream || u.aliases.includes(upstream));
-        view = { upstream, url: configured?.url, repositories: [], manifests: 0, bytes: 0, lastPull: null, activity: null };
+        view = { upstream, url: configured?.url, repositories: [], manifests: 0, bytes: 0, lastPull: null, activity: null, rateLimits: [], pins: [] };
         byUpstream.set(upstream, view);
       }
       return view;
@@ -155,8 +185,15 @@ export class UiCatalog {
       view.bytes += repository.size;
       if (repository.lastPull !== null && (view.lastPull === null || repository.lastPull > view.lastPull)) view.lastPull = repository.lastPull;
     }
+    const rateLimits = this.content.upstreamRateLimits();
+    const pins = this.content.pins.list().filter((pin) => viewer.may('pull', pin.repository));
     for (const view of byUpstream.values()) {
-      if (viewer.mayCollect || view.repositories.length > 0) view.activity = activity[view.upstream] ?? null;
+      if (viewer.mayCollect || view.repositories.length > 0) {
+        view.activity = activity[view.upstream] ?? null;
+        view.rateLimits = rateLimits.filter((state) => state.upstream === view.upstream);
+      }
+      const prefix = `${PROXY_PREFIX}${view.upstream}`;
+      view.pins = pins.filter((pin) => pin.repository === prefix || pin.repository.startsWith(`${prefix}/`));
     }
     return [...byUpstream.values()].sort((a, b) => (a.upstream < b.upstream ? -1 : 1));
   }
@@ -203,6 +240,13 @@ export class UiCatalog {
     }
     throw new RegistryError('DENIED', { message: `${viewer.user ?? 'anonymous'} may not ${action} ${name}`, detail: { name, action } });
   }
+}
+
+/** Whether `pin` names the tag `tag` (at `digest`) of `name`: by tag or digest, or by a prefix and its tag pattern. */
+function pinNames(pin: Pin, name: string, tag: string, digest: string): boolean {
+  if (!pin.isPrefix) return pin.repository === name && (pin.reference === tag || pin.reference === digest);
+  if (name !== pin.repository && !name.startsWith(`${pin.repository}/`)) return false;
+  return pin.tagPattern === null || new RegExp(`^(?:${pin.tagPattern})$`).test(tag);
 }
 
 function requireLogin(viewer: Viewer): void {

@@ -40,7 +40,7 @@ tbody th { font-weight: 500; overflow-wrap: anywhere; }
 .num { text-align: right; white-space: nowrap; }
 .plain { list-style: none; margin: 0; padding: 0; }
 .badge { display: inline-block; padding: 0 0.5rem; border-radius: 1rem; font-size: 0.85em; border: 1px solid var(--line); }
-.badge-hosted { background: var(--hosted); } .badge-cached { background: var(--cached); } .badge-ghcr { background: var(--ghcr); }
+.badge-pinned { background: var(--cached); font-weight: 600; } .badge-hosted { background: var(--hosted); } .badge-cached { background: var(--cached); } .badge-ghcr { background: var(--ghcr); }
 button, input { font: inherit; color: inherit; }
 input { background: var(--bg); border: 1px solid var(--muted); border-radius: 0.375rem; padding: 0.4rem 0.6rem; min-width: 0; }
 button { background: var(--soft); border: 1px solid var(--muted); border-radius: 0.375rem; padding: 0.35rem 0.8rem; cursor: pointer; min-height: 2.25rem; }
