@@ -258,6 +258,60 @@ url = "${upstream.url}"
     }
   });
 
+  test('alice pins a cached tag from its repository page, sees it marked there and on the cache page, and unpins it there; carol may not', async () => {
+    const cachedName = 'proxy/upstream.test/tools/cached';
+    // Cached (again: the first test evicts it).
+    expect((await alice.getManifest(cachedName, '1')).response.status).toBe(200);
+    const context = await browser.createBrowserContext();
+    const page = await newPage(context);
+    try {
+      await logIn(page, 'alice', 'alice-pw');
+      await page.goto(`${app.url}/ui/r/${cachedName}`);
+      expect(await page.$$('.badge-pinned')).toEqual([]);
+      await Promise.all([page.waitForNavigation(), page.click('button[aria-label="Pin tag 1"]')]);
+      expect(await page.$eval('.notice', (element) => element.textContent)).toBe('Pinned 1: eviction never removes it.');
+      expect(await page.$eval('.badge-pinned', (element) => element.getAttribute('title'))).toMatch(/^Pinned by alice on /);
+      expect(await inspectPage(page, 'repository-pinned')).toEqual({});
+      // The API sees the same pin.
+      const pins = ((await (await alice.fetch('/api/pins')).json()) as { pins: Array<Record<string, unknown>> }).pins;
+      expect(pins.map(({ source, repository, reference, createdBy }) => ({ source, repository, reference, createdBy }))).toEqual([
+        { source: 'api', repository: cachedName, reference: '1', createdBy: 'alice' },
+      ]);
+
+      // The cache page lists it under its upstream.
+      await page.goto(`${app.url}/ui/cache`);
+      const rows = await page.$$eval('section[data-upstream="upstream.test"] table.pins tbody tr', (trs) =>
+        trs.map((tr) => (tr as unknown as { innerText: string }).innerText.split('\t').slice(0, 2)),
+      );
+      expect(rows).toEqual([[`${cachedName}:1`, 'alice']]);
+      expect(await inspectPage(page, 'cache-pins')).toEqual({});
+
+      // carol may pull but not delete: no pin buttons, and the API refuses her.
+      const carolContext = await browser.createBrowserContext();
+      const carolPage = await newPage(carolContext);
+      try {
+        await logIn(carolPage, 'carol', 'carol-pw');
+        await carolPage.goto(`${app.url}/ui/r/${cachedName}`);
+        expect(await carolPage.$$('.badge-pinned')).toHaveLength(1);
+        expect(await carolPage.$$('button[aria-label^="Pin"], button[aria-label^="Unpin"]')).toEqual([]);
+        await carolPage.goto(`${app.url}/ui/cache`);
+        expect(await carolPage.$$('button[aria-label^="Unpin"]')).toEqual([]);
+      } finally {
+        await carolContext.close();
+      }
+      await expectErrorCode(await carol.fetch(`/api/pins/upstream.test/tools/cached:1`, { method: 'DELETE' }), 403, 'DENIED');
+      await expectErrorCode(await carol.fetch(`/api/pins/upstream.test/tools/cached:1`, { method: 'PUT' }), 403, 'DENIED');
+
+      // alice unpins from the cache page.
+      await Promise.all([page.waitForNavigation(), page.click(`button[aria-label="Unpin ${cachedName}:1"]`)]);
+      expect(new URL(page.url()).pathname).toBe('/ui/cache');
+      expect(await page.$eval('.notice', (element) => element.textContent)).toBe('Unpinned 1.');
+      expect(((await (await alice.fetch('/api/pins')).json()) as { pins: unknown[] }).pins).toEqual([]);
+    } finally {
+      await context.close();
+    }
+  }, 120_000);
+
   test('carol, who may only pull, sees no delete buttons and gets 403 from the API', async () => {
     const context = await browser.createBrowserContext();
     const page = await newPage(context);
