@@ -144,8 +144,15 @@ function rateLimitTable(upstream: string, states: RateLimitState[]): SafeHtml {
   const now = Date.now();
   return html`<div class="scroll" tabindex="0"><table class="rate-limits"><caption>Pull rate limit of ${upstream}</caption><thead><tr><th scope="col">Credential</th><th scope="col" class="num">Remaining</th><th scope="col" class="num">Limit</th><th scope="col">Window</th><th scope="col">Cached tags</th></tr></thead><tbody>${states.map(
     (state) =>
-      html`<tr data-credential="${state.credential}"><th scope="row">${state.credential}</th><td class="num">${state.remaining ?? '—'}</td><td class="num">${state.limit ?? '—'}</td><td>${state.windowSeconds === null ? '—' : `${Math.round(state.windowSeconds / 3600) || state.windowSeconds / 60} ${state.windowSeconds >= 3600 ? 'h' : 'min'}`}</td><td>${state.limitedUntil !== null && state.limitedUntil > now ? html`<span class="error">served without revalidation until ${formatTime(state.limitedUntil)}</span> (${state.reason === '429' ? 'the upstream answered 429' : 'below rate_limit_reserve'})` : 'revalidated as usual'}</td></tr>`,
+      html`<tr data-credential="${state.credential}"><th scope="row">${state.credential}</th><td class="num">${state.remaining ?? '—'}</td><td class="num">${state.limit ?? '—'}</td><td>${windowText(state.windowSeconds)}</td><td>${state.limitedUntil !== null && state.limitedUntil > now ? html`<span class="error">served without revalidation until ${formatTime(state.limitedUntil)}</span> (${state.reason === '429' ? 'the upstream answered 429' : 'below rate_limit_reserve'})` : 'revalidated as usual'}</td></tr>`,
   )}</tbody></table></div>`;
+}
+
+/** A rate-limit window as Docker Hub names it (w=21600): "6 h", "30 min", "45 s". */
+function windowText(seconds: number | null): string {
+  if (seconds === null) return '—';
+  if (seconds >= 3600) return `${Number((seconds / 3600).toFixed(1))} h`;
+  return seconds >= 60 ? `${Math.round(seconds / 60)} min` : `${seconds} s`;
 }
 
 /** Pins on the upstream's repositories; API pins can be removed here by viewers with the delete right. */

@@ -116,6 +116,26 @@ describe("an upstream's rate limit (ratelimit-* headers, 429 with Retry-After)",
     expect(state.limitedUntil! - Date.now()).toBeGreaterThan(21_500_000);
   });
 
+  // The web UI's cache page (server-rendered HTML, the same for a browser without script).
+  test('the cache page shows the budget per credential, and when revalidation is paused', async () => {
+    app = await start();
+    await pullTag();
+    const rateLimitRows = async () => {
+      const page = await (await fetch(`${app.url}/ui/cache`)).text();
+      const table = /<table class="rate-limits">[\s\S]*?<\/table>/.exec(page)?.[0] ?? '';
+      return [...table.matchAll(/<tr data-credential="([^"]+)">([\s\S]*?)<\/tr>/g)].map(([, credential, cells]) => [
+        credential,
+        ...[...cells.matchAll(/<t[hd][^>]*>([\s\S]*?)<\/t[hd]>/g)].slice(1).map(([, cell]) => cell.replace(/<[^>]+>/g, '')),
+      ]);
+    };
+    expect(await rateLimitRows()).toEqual([['anonymous', '50', '100', '6 h', 'revalidated as usual']]);
+    upstream.state.remaining = 5;
+    await pullTag();
+    const [row] = await rateLimitRows();
+    expect(row.slice(0, 4)).toEqual(['anonymous', '5', '100', '6 h']);
+    expect(row[4]).toMatch(/^served without revalidation until \d{4}-\d\d-\d\d \d\d:\d\d UTC \(below rate_limit_reserve\)$/);
+  });
+
   test('a 429 pauses revalidation until its Retry-After, per credential; then the upstream is asked again', async () => {
     app = await start('username = "hub-user"\npassword = "secret"');
     await pullTag();
