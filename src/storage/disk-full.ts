@@ -79,7 +79,7 @@ export class SpaceReserve {
     private readonly bytes: number,
   ) {}
 
-  /** Creates the reserve if it is missing; false when there is no room for it (the disk is full). */
+  /** Creates the reserve if it is missing; false when it cannot (the disk is full, the directory not writable). */
   restore(): boolean {
     try {
       if (fs.statSync(this.path).size === this.bytes) return true;
@@ -89,10 +89,11 @@ export class SpaceReserve {
     try {
       fs.writeFileSync(this.path, Buffer.alloc(this.bytes));
       return true;
-    } catch (error) {
+    } catch {
+      // No room, or a directory the registry may not write: then there is simply no reserve (SQLite itself
+      // reports a database it cannot write), and nothing half-written stays.
       fs.rmSync(this.path, { force: true });
-      if (isDiskFull(error)) return false;
-      throw error;
+      return false;
     }
   }
 

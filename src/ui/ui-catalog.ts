@@ -2,7 +2,7 @@ import { Config } from '../config/config';
 import { Action } from '../auth/policy';
 import { isDigestReference, toManifestReference } from '../oci/digest';
 import { RegistryError } from '../oci/errors';
-import { isValidName } from '../oci/names';
+import { isValidName, isValidTag } from '../oci/names';
 import type { RepositorySummary } from '../storage/content-inventory';
 import type { GcReport } from '../storage/gc';
 import type { GcRunRecord, StorageSample } from '../storage/storage-history';
@@ -112,6 +112,7 @@ export class UiCatalog {
   pin(viewer: Viewer, name: string, tag: string): { created: boolean } {
     this.require(viewer, 'delete', name);
     if (!name.startsWith(PROXY_PREFIX)) throw new RegistryError('UNSUPPORTED', { status: 400, message: `${name} is not a cached repository: only cached content is pinned` });
+    if (!isValidTag(tag)) throw new RegistryError('TAG_INVALID', { detail: { tag } });
     return this.content.pins.add({ repository: name, reference: tag }, viewer.user ?? null);
   }
 
