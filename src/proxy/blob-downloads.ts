@@ -288,6 +288,8 @@ export interface UpstreamBlobBody {
   size: number | undefined;
   /** Without a Content-Length: the size a manifest declared, which the transfer may not pass. */
   bound?: number;
+  /** Called once the transfer has ended, either way (gives back the room it held: `[proxy] min_free`). */
+  ended?: () => void;
 }
 
 /**
@@ -365,16 +367,29 @@ export class BlobDownloads {
     let download: BlobDownload | undefined;
     try {
       if (this.closed) throw new Error('the server is shutting down');
-      const { body, size, bound } = await fetchBody();
-      if (this.closed) {
-        await body.cancel().catch(() => undefined);
-        throw new Error('the server is shutting down');
+      const { body, size, bound, ended } = await fetchBody();
+      try {
+        if (this.closed) {
+          await body.cancel().catch(() => undefined);
+          throw new Error('the server is shutting down');
+        }
+      } catch (error) {
+        ended?.();
+        throw error;
       }
       const directory = incomingDirectory(this.store.root);
-      await fsp.mkdir(directory, { recursive: true });
       const file = path.join(directory, randomUUID());
-      const handle = await fsp.open(file, 'w');
+      let handle: FileHandle;
+      try {
+        await fsp.mkdir(directory, { recursive: true });
+        handle = await fsp.open(file, 'w');
+      } catch (error) {
+        ended?.();
+        await body.cancel().catch(() => undefined);
+        throw error;
+      }
       download = new BlobDownload(digest, file, handle, body, size, bound, this.store, stored, settled);
+      if (ended) void download.done.catch(() => undefined).finally(ended);
       return download;
     } finally {
       if (download) void download.done.catch(() => undefined).finally(release);

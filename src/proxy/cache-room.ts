@@ -16,6 +16,9 @@ export async function fileSystemSpace(directory: string): Promise<{ free: number
  * which never touches pins or hosted content).
  */
 export class CacheRoom {
+  /** Bytes of fills under way, counted at their full size: the file system shows only what they wrote yet. */
+  private reserved = 0;
+
   constructor(
     private readonly root: string,
     private readonly minFree: FreeSpace,
@@ -24,18 +27,38 @@ export class CacheRoom {
     private readonly space: (directory: string) => Promise<{ free: number; total: number }> = fileSystemSpace,
   ) {}
 
+  /**
+   * Room for a fill of `bytes`, held until the returned function is called (when the fill has ended), so
+   * that fills running together are counted together; null when there is none even after eviction.
+   */
+  async reserve(bytes: number): Promise<(() => void) | null> {
+    if (!('bytes' in this.minFree ? this.minFree.bytes === 0 : this.minFree.fraction === 0)) {
+      const short = await this.shortBy(bytes);
+      if (short > 0) {
+        await this.makeRoom(short);
+        if ((await this.shortBy(bytes)) > 0) return null;
+      }
+    }
+    this.reserved += bytes;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.reserved -= bytes;
+    };
+  }
+
+  /** Whether a fill of `bytes` fits, without holding room for it. */
   async allows(bytes: number): Promise<boolean> {
-    if ('bytes' in this.minFree ? this.minFree.bytes === 0 : this.minFree.fraction === 0) return true;
-    const short = await this.shortBy(bytes);
-    if (short <= 0) return true;
-    await this.makeRoom(short);
-    return (await this.shortBy(bytes)) <= 0;
+    const release = await this.reserve(bytes);
+    release?.();
+    return release !== null;
   }
 
   private async shortBy(bytes: number): Promise<number> {
     const { free, total } = await this.space(this.root);
     const keep = 'bytes' in this.minFree ? this.minFree.bytes : Math.ceil(this.minFree.fraction * total);
-    return keep + bytes - free;
+    return keep + this.reserved + bytes - free;
   }
 }
 

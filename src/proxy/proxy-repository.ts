@@ -231,8 +231,9 @@ export class ProxyRepository implements Repository {
         }
         // size or declared is known here (checked above): the fill must leave min_free.
         const bytes = (size ?? declared)!;
-        if (this.content.room && !(await this.content.room.allows(bytes))) throw new NoRoomToCache(digest, bytes, response.body);
-        return { body: response.body, size, bound: declared };
+        const ended = this.content.room ? await this.content.room.reserve(bytes) : undefined;
+        if (ended === null) throw new NoRoomToCache(digest, bytes, response.body);
+        return { body: response.body, size, bound: declared, ended };
       },
       (size) => this.content.index.linkBlob(this.name, digest, size),
     );

@@ -86,3 +86,18 @@ describe('CacheRoom ([proxy] min_free)', () => {
     expect(freed).toEqual([]);
   });
 });
+
+describe('CacheRoom: fills under way count together', () => {
+  // The file system shows only what a fill wrote yet: a second fill started meanwhile must count the first at its full size.
+  test('a second fill is refused room the first one holds, and gets it once the first has ended', async () => {
+    const free = { value: 50 * MiB };
+    const room = new CacheRoom('/cache', { bytes: 10 * MiB }, async () => undefined, async () => ({ free: free.value, total: 100 * MiB }));
+    const first = await room.reserve(30 * MiB);
+    expect(first).not.toBeNull();
+    expect(await room.reserve(30 * MiB)).toBeNull();
+    first!();
+    first!(); // giving it back twice gives back once
+    expect(await room.allows(30 * MiB)).toBe(true);
+    expect(await room.allows(41 * MiB)).toBe(false);
+  });
+});
