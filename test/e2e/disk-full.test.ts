@@ -14,6 +14,7 @@ import { buildImageLayout, BuiltImage } from '../helpers/oci-image';
 import { createTestApp, TestApp } from '../helpers/test-app';
 import { RegistryClient, digestOf, expectErrorCode } from '../helpers/registry-client';
 import { skopeoCopy } from '../helpers/skopeo';
+import { DOCKER_TIMEOUT_MS, startDockerd } from '../helpers/dockerd';
 import { startUpstreamRegistry, UpstreamRegistry } from '../helpers/upstream-registry';
 
 const MiB = 1024 * 1024;
@@ -156,6 +157,25 @@ describe('a full disk (tmpfs of 8 MiB)', () => {
       fs.rmSync(work, { recursive: true, force: true });
     }
   }, 120_000);
+
+  test('docker push: a layer that does not fit ends the push (after docker\'s retries) with the 507 status line; nothing is left behind', async () => {
+    const work = fs.mkdtempSync(path.join(os.tmpdir(), 'registry-disk-full-docker-'));
+    const dockerd = await startDockerd({ insecureRegistries: [app.host] });
+    try {
+      const large = await buildImageLayout(path.join(work, 'large'), { tag: '1', layers: 1, layerSize: 10 * MiB, seed: 'disk-full-docker' });
+      const archive = path.join(work, 'large.tar');
+      await skopeoCopy(large.reference, `docker-archive:${archive}:${app.host}/team/docker-large:1`);
+      await dockerd.docker(['load', '-i', archive]);
+      const push = dockerd.docker(['push', `${app.host}/team/docker-large:1`], { timeoutMs: DOCKER_TIMEOUT_MS });
+      await expect(push).rejects.toThrow(/507 Insufficient Storage/);
+      expect(uploadBytes()).toBe(0);
+      expectIndexIntact();
+      await expectReadsServed();
+    } finally {
+      await dockerd.stop();
+      fs.rmSync(work, { recursive: true, force: true });
+    }
+  }, DOCKER_TIMEOUT_MS);
 
   test('the metric counts refused writes by store', async () => {
     const metrics = await (await client.fetch('/metrics')).text();
