@@ -62,6 +62,9 @@ export class CacheRoom {
   }
 }
 
+/** How long an upstream answer found no room for waits for a client to stream it. */
+const UNCLAIMED_BODY_MS = 30_000;
+
 /**
  * A blob the cache has no room for even after eviction: its upstream answer, handed to one client to stream
  * through without keeping it (`claim`); others who joined the same transfer ask the upstream themselves.
@@ -77,6 +80,9 @@ export class NoRoomToCache extends Error {
     super(`no room in the cache for ${digest} (${size} bytes), even after eviction`);
     this.name = 'NoRoomToCache';
     this.body = body;
+    // An answer no client claims (the request ended first: an unsatisfiable range, a client gone) lets
+    // its upstream connection go rather than hold it until the upstream gives up.
+    setTimeout(() => void this.claim()?.cancel().catch(() => undefined), UNCLAIMED_BODY_MS).unref();
   }
 
   /** The upstream's body, to the first caller only. */
