@@ -120,6 +120,12 @@ export class BlobDownload {
   readonly done: Promise<void>;
   private written = 0;
   private state: 'running' | 'complete' | 'failed' = 'running';
+  /**
+   * Every byte arrived and the digest matched: readers may have the last byte, even before the blob is
+   * synced and moved into the store (which can take as long as the transfer on a slow disk), and a failure
+   * of that move no longer fails them. Requests keep joining this transfer until the blob is in the store.
+   */
+  private verified = false;
   private failure: Error | undefined;
   private readonly progress = new EventEmitter();
   private readonly reader: ReadableStreamDefaultReader<Uint8Array>;
@@ -159,17 +165,16 @@ export class BlobDownload {
     for (;;) {
       if (position >= end) return null;
       // The last byte waits for verification: a transfer with the wrong digest must end in a cut
-      // response, never in a complete one that a client could take for the blob. It waits for the move into
-      // the store too, so that a client that has the whole blob finds it cached when it asks again.
-      const readable = this.state === 'complete' ? this.written : this.written - 1;
+      // response, never in a complete one that a client could take for the blob.
+      const readable = this.verified ? this.written : this.written - 1;
       if (position < readable) {
         const length = Math.min(buffer.length, readable - position, end - position);
         const { bytesRead } = await file.read(buffer, 0, length, position);
         if (bytesRead === 0) throw new Error('the transfer file ended before what was written');
         return buffer.subarray(0, bytesRead);
       }
+      if (this.verified) return null;
       if (this.state === 'failed') throw this.failure!;
-      if (this.state === 'complete') return null;
       await once(this.progress, 'progress');
     }
   }
@@ -179,7 +184,8 @@ export class BlobDownload {
     try {
       return await fsp.open(this.file, 'r');
     } catch (error) {
-      if (!isNotFound(error) || this.state !== 'complete') throw error;
+      // Verified, it may have been moved into the store since.
+      if (!isNotFound(error) || !this.verified) throw error;
       return fsp.open(this.store.path(this.digest), 'r');
     }
   }
@@ -227,6 +233,8 @@ export class BlobDownload {
       }
       const actual = `${algorithm}:${hash.digest('hex')}`;
       if (actual !== this.digest) throw new Error(`upstream sent content with digest ${actual} for ${this.digest}`);
+      this.verified = true;
+      this.progress.emit('progress');
       await this.handle.sync();
       await this.store.adopt(this.file, this.digest, this.written);
       this.state = 'complete';

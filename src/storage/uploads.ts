@@ -24,6 +24,8 @@ export interface ChunkRange {
  */
 export class UploadSessions {
   private readonly runningHashes = new Map<string, { hash: Hash; size: number }>();
+  /** Each session's background fdatasync, kept across its chunks (see BackgroundSync). */
+  private readonly backgroundSyncs = new Map<string, BackgroundSync>();
   private readonly locks = new Map<string, Promise<unknown>>();
 
   constructor(
@@ -99,6 +101,8 @@ export class UploadSessions {
         await this.discard(id);
         throw new RegistryError('DIGEST_INVALID', { detail: { expected: digest, actual } });
       }
+      // An error of a background sync is this one's too: after a failed fsync, Linux may report the next as a success.
+      await this.backgroundSyncs.get(id)?.settle();
       await syncFile(file);
       await this.store.adopt(file, digest, upload.size);
       this.index.linkBlob(repository, digest, upload.size);
@@ -146,7 +150,9 @@ export class UploadSessions {
     const hash = running && running.size === upload.size ? running.hash.copy() : null;
     let written = 0;
     const output = fs.createWriteStream(file, { flags: 'r+', start: upload.size, highWaterMark: WRITE_BUFFER });
-    const syncing = new BackgroundSync(file);
+    let syncing = this.backgroundSyncs.get(id);
+    if (!syncing) this.backgroundSyncs.set(id, (syncing = new BackgroundSync(file)));
+    const sync = syncing;
     try {
       await pipeline(
         async function* () {
@@ -156,13 +162,12 @@ export class UploadSessions {
           for await (const chunk of body.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
             written += chunk.length;
             hash?.update(chunk);
-            syncing.wrote(chunk.length);
+            sync.wrote(chunk.length);
             yield chunk;
           }
         },
         output,
       );
-      await syncing.settle();
       if (range && written !== range.end - range.start + 1) {
         throw new RegistryError('RANGE_INVALID', {
           message: `Content-Range announced ${range.end - range.start + 1} bytes, the body had ${written}`,
@@ -171,7 +176,6 @@ export class UploadSessions {
       }
     } catch (error) {
       attributeTo(error, file);
-      await syncing.settle().catch(() => undefined);
       if (body.readableAborted) await this.keepReceived(id, file, output, upload.size, written, hash);
       else await fsp.truncate(file, upload.size).catch(() => undefined);
       throw error;
@@ -228,6 +232,7 @@ export class UploadSessions {
   /** Drops what memory holds for a session (its running hash): it was closed, cancelled or expired. */
   forget(id: string): void {
     this.runningHashes.delete(id);
+    this.backgroundSyncs.delete(id);
   }
 
   /** Runs one operation at a time per session, in arrival order. */
@@ -258,8 +263,11 @@ const SYNC_EVERY = 64 * 1024 * 1024;
 /**
  * fdatasync of an upload's file while it is still being written, every SYNC_EVERY bytes, without holding
  * up the writing: the disk works while the socket is read, and the fsync that must come before the blob is
- * published finds little left to do (a 1 GiB push waited a second or two on it). A failed sync is kept and
- * thrown by `settle`: after an fsync error Linux may report later ones as success, so it is never ignored.
+ * published finds little left to do (a 1 GiB push waited a second or two on it). One per session, counting
+ * across its chunks: counted per request, 8 MiB PATCHes never reached SYNC_EVERY and left all of a 1 GiB
+ * push to the last fsync. Nothing waits for it but the closing PUT (a chunk's 202 acknowledges receipt,
+ * not durability). A failed sync is kept and thrown by `settle`: after an fsync error Linux may report
+ * later ones as success, so it is never ignored.
  */
 class BackgroundSync {
   private unsynced = 0;

@@ -166,3 +166,57 @@ describe('a transfer arriving in many small chunks', () => {
     expect(await store.readAll(bigDigest)).toEqual(big);
   });
 });
+
+describe('the last byte of a transfer', () => {
+  let root: string;
+  beforeEach(() => (root = fs.mkdtempSync(path.join(os.tmpdir(), 'blob-downloads-'))));
+  afterEach(() => fs.rmSync(root, { recursive: true, force: true }));
+
+  /** A store whose move of a verified transfer into it waits until `release` is called (a slow disk's fsync and rename). */
+  class SlowStore extends BlobStore {
+    release: () => void = () => undefined;
+    private readonly gate = new Promise<void>((resolve) => (this.release = resolve));
+    override async adopt(file: string, blobDigest: string, size: number): Promise<void> {
+      await this.gate;
+      return super.adopt(file, blobDigest, size);
+    }
+  }
+
+  test('goes out once the digest verifies, before the blob is in the store; a client asking meanwhile joins the same transfer', async () => {
+    const store = new SlowStore(root);
+    const downloads = new BlobDownloads(store);
+    const fetchBody = jest.fn(async () => ({ body: upstreamBody(false), size: content.length }));
+    const stored = jest.fn();
+    const download = await downloads.join('library/app', digest, fetchBody, stored);
+    // The whole blob reaches the client while the store cannot take it yet (held until `release`).
+    const chunks: Buffer[] = [];
+    for await (const chunk of download.read()) chunks.push(chunk as Buffer);
+    expect(Buffer.concat(chunks).equals(content)).toBe(true);
+    expect(stored).not.toHaveBeenCalled();
+
+    // Not stored yet: a second client reads the same transfer, the upstream is not asked again.
+    const again = await downloads.join('library/app', digest, fetchBody, stored);
+    expect(again).toBe(download);
+    store.release();
+    const second: Buffer[] = [];
+    for await (const chunk of again.read()) second.push(chunk as Buffer);
+    expect(Buffer.concat(second).equals(content)).toBe(true);
+    await download.done;
+    expect(stored).toHaveBeenCalledWith(content.length);
+    expect(fetchBody).toHaveBeenCalledTimes(1);
+    expect(await store.readAll(digest)).toEqual(content);
+  });
+
+  test('of content with another digest never goes out', async () => {
+    const downloads = new BlobDownloads(new BlobStore(root));
+    const wrong = `sha256:${'0'.repeat(64)}`;
+    const download = await downloads.join('library/app', wrong, async () => ({ body: upstreamBody(false), size: content.length }), () => undefined);
+    const chunks: Buffer[] = [];
+    await expect(
+      (async () => {
+        for await (const chunk of download.read()) chunks.push(chunk as Buffer);
+      })(),
+    ).rejects.toThrow(/digest/);
+    expect(Buffer.concat(chunks).length).toBe(content.length - 1);
+  });
+});
