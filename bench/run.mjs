@@ -280,7 +280,7 @@ function describe(metrics) {
   else if (metrics.ms !== undefined) parts.push(`${metrics.ms.toFixed(1)} ms`);
   else parts.push(`${metrics.seconds.toFixed(2)} s`);
   if (metrics.upstreamMiB !== undefined) parts.push(`upstream ${metrics.upstreamMiB.toFixed(0)} MiB/${metrics.upstreamRequests} req`);
-  parts.push(`${metrics.rssMiB.toFixed(0)} MiB RSS`);
+  if (metrics.rssMiB !== undefined) parts.push(`${metrics.rssMiB.toFixed(0)} MiB RSS`);
   return parts.join(', ');
 }
 
