@@ -102,7 +102,9 @@ export class UploadSessions {
         throw new RegistryError('DIGEST_INVALID', { detail: { expected: digest, actual } });
       }
       // An error of a background sync is this one's too: after a failed fsync, Linux may report the next as a success.
-      await this.backgroundSyncs.get(id)?.settle();
+      await this.backgroundSyncs.get(id)?.settle().catch((error: unknown) => {
+        throw attributeTo(error, file);
+      });
       await syncFile(file);
       await this.store.adopt(file, digest, upload.size);
       this.index.linkBlob(repository, digest, upload.size);
