@@ -246,6 +246,10 @@ describe('nginx (deploy/nginx.conf + deploy/nginx-accel.conf) in front of the re
     const cold = await nginx.request(uri);
     expect(cold.status).toBe(200);
     expect(cold.bytes.equals(cached)).toBe(true);
+    // The last byte goes out once the digest verifies; the move into the store (fsync, rename) follows.
+    // Until then a request joins the transfer and the registry sends it: wait for the stored file.
+    const stored = path.join(app.config.proxy_storage, 'blobs', 'sha256', cachedDigest.slice(7, 9), cachedDigest.slice(7));
+    for (let waited = 0; !fs.existsSync(stored) && waited < 5000; waited += 20) await new Promise((resolve) => setTimeout(resolve, 20));
     const warm = await nginx.request(uri);
     expect(warm.status).toBe(200);
     expect(warm.bytes.equals(cached)).toBe(true);
