@@ -152,9 +152,7 @@ export class UploadSessions {
     const hash = running && running.size === upload.size ? running.hash.copy() : null;
     let written = 0;
     const output = fs.createWriteStream(file, { flags: 'r+', start: upload.size, highWaterMark: WRITE_BUFFER });
-    let syncing = this.backgroundSyncs.get(id);
-    if (!syncing) this.backgroundSyncs.set(id, (syncing = new BackgroundSync(file)));
-    const sync = syncing;
+    const sync = this.backgroundSync(id, file);
     try {
       await pipeline(
         async function* () {
@@ -229,6 +227,13 @@ export class UploadSessions {
     this.index.deleteUpload(id);
     this.forget(id);
     await fsp.rm(uploadDataPath(this.temporaryRoot, id), { force: true });
+  }
+
+  /** The session's background fdatasync, started with its first chunk. */
+  private backgroundSync(id: string, file: string): BackgroundSync {
+    let sync = this.backgroundSyncs.get(id);
+    if (!sync) this.backgroundSyncs.set(id, (sync = new BackgroundSync(file)));
+    return sync;
   }
 
   /** Drops what memory holds for a session (its running hash): it was closed, cancelled or expired. */
