@@ -115,7 +115,7 @@ async function main(argv: string[]): Promise<void> {
     return;
   }
 
-  await registry.recoverTrash();
+  await registry.recoverRemovals();
   const listeners = await startListeners({ config, registry, log });
   // `[metrics] listen`: its own plain listener; it stays up through a drain (in-flight figures) until the exit.
   const metricsListener = await startMetricsListener(config, registry.metrics, log);

@@ -11,7 +11,7 @@ import { PullThroughCache } from './proxy/pull-through-cache';
 import { CacheSync } from './proxy/cache-sync';
 import type { RateLimitState } from './proxy/rate-limits';
 import { AccessLog } from './storage/access-log';
-import { BlobStore } from './storage/blob-store';
+import { FilesystemBlobStore } from './storage/filesystem-blob-store';
 import { GarbageCollector, GcReport, VerifyReport } from './storage/gc';
 import { ContentInventory } from './storage/content-inventory';
 import { RecentManifests } from './storage/recent-manifests';
@@ -85,9 +85,9 @@ export class Registry {
     this.indexReserve = new SpaceReserve(`${config.database}-reserve`, INDEX_RESERVE_BYTES);
     this.indexReserve.restore();
     const recordWrite = (digest: string, size: number) => index.recordBlobWrite(digest, size);
-    const hostedStore = new BlobStore(config.registry_storage, recordWrite);
+    const hostedStore = new FilesystemBlobStore(config.registry_storage, recordWrite);
     // The cache's store exists even with the cache disabled: what it holds is still collected.
-    const proxyStore = new BlobStore(config.proxy_storage, recordWrite);
+    const proxyStore = new FilesystemBlobStore(config.proxy_storage, recordWrite);
     this.inventory = new ContentInventory(index, { hosted: hostedStore, proxy: proxyStore });
     this.hosted = {
       index,
@@ -252,9 +252,9 @@ export class Registry {
     this.storageSampling.unref();
   }
 
-  /** Judges again what a collection interrupted by a crash left in .trash (at start). */
-  async recoverTrash(): Promise<void> {
-    await this.collector.recoverTrash();
+  /** Finishes or undoes what a collection interrupted by a crash left half removed (at start). */
+  async recoverRemovals(): Promise<void> {
+    await this.collector.recoverRemovals();
   }
 
   /** Re-hashes every stored file; corrupt ones are quarantined and never served again. */

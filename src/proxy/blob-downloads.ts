@@ -3,8 +3,8 @@ import fsp, { FileHandle } from 'node:fs/promises';
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import { createDigester, parseDigest } from '../oci/digest';
+import type { Readable } from 'node:stream';
 import { BlobStore, ByteRange, IO_CHUNK, isNotFound } from '../storage/blob-store';
-import { incomingDirectory } from '../storage/paths';
 import { attributeTo } from '../storage/disk-full';
 import { SendableStream } from '../streams';
 
@@ -179,15 +179,25 @@ export class BlobDownload {
     }
   }
 
-  /** The growing file; once the transfer has moved it into the store, the stored blob (the same bytes). */
-  async openForReading(): Promise<FileHandle> {
+  /**
+   * The growing file; once the transfer has moved it into the store, the stored blob's file (the same
+   * bytes), or null when the store keeps no files (read the stored blob with `openStored` then).
+   */
+  async openForReading(): Promise<FileHandle | null> {
     try {
       return await fsp.open(this.file, 'r');
     } catch (error) {
       // Verified, it may have been moved into the store since.
       if (!isNotFound(error) || !this.verified) throw error;
-      return fsp.open(this.store.path(this.digest), 'r');
+      const stored = this.store.localPath(this.digest);
+      return stored === null ? null : fsp.open(stored, 'r');
     }
+  }
+
+  /** The stored blob from `start` to `end` (exclusive), for a reader that came after the file went into the store. */
+  async openStored(start: number, end: number): Promise<Readable> {
+    const size = this.written;
+    return this.store.open(this.digest, { start, end: Math.min(end, size) - 1 }, size);
   }
 
   /**
@@ -266,6 +276,9 @@ class TransferStream extends SendableStream {
    */
   protected override readonly sendBufferSize = 512 * 1024;
   private file: FileHandle | undefined;
+  /** In place of the file: the stored blob, when the store keeps no files and the transfer is in it already. */
+  private stored: AsyncIterator<Buffer> | undefined;
+  private storedStream: Readable | undefined;
   private position: number;
   private readonly end: number;
 
@@ -279,13 +292,26 @@ class TransferStream extends SendableStream {
   }
 
   protected async readInto(buffer: Buffer): Promise<Buffer | null> {
-    this.file ??= await this.download.openForReading();
-    const chunk = await this.download.readAt(this.file, buffer, this.position, this.end);
+    if (!this.file && !this.stored) {
+      const file = await this.download.openForReading();
+      if (file) {
+        this.file = file;
+      } else {
+        this.storedStream = await this.download.openStored(this.position, this.end);
+        this.stored = this.storedStream[Symbol.asyncIterator]();
+      }
+    }
+    if (this.stored) {
+      const next = await this.stored.next();
+      return next.done ? null : next.value;
+    }
+    const chunk = await this.download.readAt(this.file!, buffer, this.position, this.end);
     if (chunk) this.position += chunk.length;
     return chunk;
   }
 
   protected async release(): Promise<void> {
+    this.storedStream?.destroy();
     await this.file?.close().catch(() => undefined);
   }
 }
@@ -385,7 +411,7 @@ export class BlobDownloads {
         ended?.();
         throw error;
       }
-      const directory = incomingDirectory(this.store.root);
+      const directory = this.store.stagingDirectory;
       const file = path.join(directory, randomUUID());
       let handle: FileHandle;
       try {

@@ -23,7 +23,7 @@ export class PullThroughCache {
   constructor(
     index: RegistryIndex,
     store: BlobStore,
-    config: Pick<Config, 'proxy' | 'max_manifest_size'>,
+    config: Pick<Config, 'proxy' | 'max_manifest_size' | 'proxy_storage'>,
     log: Logger,
     metrics: RegistryMetrics,
     alternativeTagList?: CachedContent['alternativeTagList'],
@@ -46,7 +46,7 @@ export class PullThroughCache {
       serveDeleted: config.proxy.serve_deleted,
       isPinned: (repository, digest) => pins.protects(repository, digest),
       rateLimits: this.rateLimits,
-      room: makeRoom && new CacheRoom(store.root, parseFreeSpace(config.proxy.min_free)!, makeRoom),
+      room: makeRoom && new CacheRoom(config.proxy_storage, parseFreeSpace(config.proxy.min_free)!, makeRoom),
       log,
       metrics,
       now: Date.now,

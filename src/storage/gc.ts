@@ -1,13 +1,10 @@
-import { randomUUID } from 'node:crypto';
-import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { GcConfig, ProxyConfig } from '../config/config';
 import { Logger } from '../log';
 import { createDigester, parseDigest } from '../oci/digest';
-import { BlobStore, isNotFound } from './blob-store';
-import { incomingDirectory, quarantineDirectory, trashDirectory } from './paths';
+import { BlobStore, StoredFile, isNotFound } from './blob-store';
 import { pinnedBytes, refreshPinnedManifests, unpinnedManifest } from './pins';
 import { RegistryIndex } from './registry-index';
 
@@ -86,13 +83,13 @@ export class GarbageCollector {
     const started = this.now();
     const cutoff = started - this.options.gc.grace;
     this.options.flushAccess?.();
-    if (!dryRun) await this.recoverTrash();
+    if (!dryRun) await this.recoverRemovals();
 
-    // Files present now; what appears later is newer than the cutoff anyway.
-    const files = { hosted: await listBlobFiles(this.options.stores.hosted), proxy: await listBlobFiles(this.options.stores.proxy) };
-    // Transfers from upstreams under way take disk too: max_size counts them (an upstream's blob is not
+    // Blobs present now; what appears later is newer than the cutoff anyway.
+    const files = { hosted: await listAll(this.options.stores.hosted), proxy: await listAll(this.options.stores.proxy) };
+    // Transfers from upstreams under way take room too: max_size counts them (an upstream's blob is not
     // in the index until it is complete).
-    const incomingBytes = await directoryBytes(incomingDirectory(this.options.stores.proxy.root));
+    const incomingBytes = await directoryBytes(this.options.stores.proxy.stagingDirectory);
     const { manifests, selected, pinned } = this.plan(files, started, cutoff, dryRun, incomingBytes);
     const blobs: GcReport['blobs'] = [];
     for (const kind of ['hosted', 'proxy'] as const) {
@@ -101,7 +98,7 @@ export class GarbageCollector {
     if (!dryRun) this.removeEmptyRows(started, cutoff);
     const uploadsExpired = await this.expireUploads(started, dryRun);
     if (!dryRun) {
-      for (const store of Object.values(this.options.stores)) await removeOlderThan(incomingDirectory(store.root), cutoff);
+      for (const store of Object.values(this.options.stores)) await removeOlderThan(store.stagingDirectory, cutoff);
     }
 
     const report: GcReport = {
@@ -233,7 +230,7 @@ export class GarbageCollector {
       }
     })();
     const isGarbage = this.isGarbage('proxy', cutoff);
-    const files = await listBlobFiles(this.options.stores.proxy);
+    const files = await listAll(this.options.stores.proxy);
     const selected = db.transaction(() => {
       const garbage = files.filter((file) => file.mtimeMs < cutoff && isGarbage(file.digest));
       for (const { digest } of garbage) db.prepare(DELETE_UNUSED_BLOB_ROW).run({ digest });
@@ -253,74 +250,63 @@ export class GarbageCollector {
     return (digest) => used.get({ digest }) === undefined && ((writtenAt.get(digest) as number | undefined) ?? 0) < cutoff;
   }
 
-  /** Steps 3–4: move aside, re-check, move back what came back, delete the rest. */
+  /**
+   * Steps 3–4: the store removes the selected blobs around a re-check (FilesystemBlobStore moves them aside
+   * first, S3BlobStore deletes after). The re-check records each digest it dooms in `blob_removals`, in
+   * its transaction: a writer of that digest records its write in a transaction too, so either the
+   * re-check sees the write and keeps the blob, or the writer sees the removal and (where a removal could
+   * overtake its write) waits for it to end. The rows go once the blobs are gone.
+   */
   private async sweep(kind: StoreKind, selected: StoredFile[], cutoff: number): Promise<GcReport['blobs']> {
     const store = this.options.stores[kind];
-    const trash = trashDirectory(store.root);
-    await fsp.mkdir(trash, { recursive: true });
-    const moved: Array<StoredFile & { trashed: string }> = [];
-    for (const file of selected) {
-      // Named after the digest, so that files a crash leaves here can be judged again (recoverTrash).
-      const trashed = path.join(trash, `${file.digest.replace(':', '-')}.${randomUUID()}`);
-      try {
-        await fsp.rename(store.path(file.digest), trashed);
-        moved.push({ ...file, trashed });
-      } catch (error) {
-        if (!isNotFound(error)) throw error;
-      }
-    }
+    const db = this.options.index.db;
     const isGarbage = this.isGarbage(kind, cutoff);
-    const restore: typeof moved = [];
-    const doomed: typeof moved = [];
-    this.options.index.db.transaction(() => {
-      for (const file of moved) (isGarbage(file.digest) ? doomed : restore).push(file);
-    })();
-    for (const file of restore) {
-      // Gone already when another process's recoverTrash judged it first (the same way).
-      await fsp.rename(file.trashed, store.path(file.digest)).catch((error: unknown) => {
-        if (!isNotFound(error)) throw error;
-      });
+    const record = db.prepare('INSERT INTO blob_removals (digest, started_at) VALUES (?, ?) ON CONFLICT DO NOTHING');
+    const recheck = (digests: string[]) =>
+      db.transaction(() => {
+        const doomed = new Set(digests.filter(isGarbage));
+        for (const digest of doomed) record.run(digest, this.now());
+        return doomed;
+      })();
+    let removed: StoredFile[] = [];
+    try {
+      removed = await store.removeGarbage(selected, recheck);
+    } finally {
+      // Also after a failure: every doomed digest is either removed or left (and judged again next time).
+      const finished = db.prepare('DELETE FROM blob_removals WHERE digest = ?');
+      db.transaction(() => {
+        for (const { digest } of selected) finished.run(digest);
+      })();
     }
-    for (const file of doomed) await fsp.rm(file.trashed, { force: true });
-    if (restore.length > 0) this.options.log.info('garbage collection kept blobs written during the sweep', { count: restore.length });
-    return doomed.map(({ digest, size }) => ({ store: kind, digest, size }));
+    const kept = selected.length - removed.length;
+    if (kept > 0) this.options.log.info('garbage collection kept blobs written or used again during the sweep', { count: kept });
+    return removed.map(({ digest, size }) => ({ store: kind, digest, size }));
   }
 
   /**
-   * Files a collection moved to .trash and never re-checked, because the process died in between: each is
-   * put back when a repository uses its digest or it was written within the grace period (what the sweep's
-   * re-check would have decided), and deleted otherwise. Runs at start and before every collection.
+   * What a collection interrupted by a crash left half done: removals recorded in `blob_removals` are
+   * finished for what is still garbage and dropped for the rest, and each store puts back or deletes what
+   * it had moved aside (the filesystem's .trash). Runs at start and before every collection.
    */
-  async recoverTrash(): Promise<{ restored: number; deleted: number }> {
+  async recoverRemovals(): Promise<{ restored: number; deleted: number }> {
     const cutoff = this.now() - this.options.gc.grace;
+    const db = this.options.index.db;
     let restored = 0;
     let deleted = 0;
+    const interrupted = db.prepare('SELECT digest FROM blob_removals').pluck().all() as string[];
     for (const kind of ['hosted', 'proxy'] as const) {
       const store = this.options.stores[kind];
-      const trash = trashDirectory(store.root);
       const isGarbage = this.isGarbage(kind, cutoff);
-      for (const entry of await readDirectory(trash)) {
-        const file = path.join(trash, entry);
-        const stat = await fsp.stat(file).catch(() => null);
-        if (!stat?.isFile()) continue;
-        // Older sweeps named files by a random id only: their content says what they are.
-        const candidates = digestOfTrashName(entry) ?? (await Promise.all([hashFile(file, 'sha256'), hashFile(file, 'sha512')]));
-        const kept = candidates.find((digest) => !isGarbage(digest));
-        if (kept === undefined) {
-          await fsp.rm(file, { force: true });
-          deleted++;
-          continue;
-        }
-        if ((await store.size(kept)) !== null) {
-          await fsp.rm(file, { force: true });
-        } else {
-          await fsp.mkdir(path.dirname(store.path(kept)), { recursive: true });
-          await fsp.rename(file, store.path(kept));
-        }
-        restored++;
-      }
+      for (const digest of interrupted) if (isGarbage(digest)) await store.delete(digest);
+      const recovered = await store.recoverRemovals(isGarbage);
+      restored += recovered.restored;
+      deleted += recovered.deleted;
     }
-    if (restored + deleted > 0) this.options.log.warn('files left in .trash by an interrupted collection', { restored, deleted });
+    const finished = db.prepare('DELETE FROM blob_removals WHERE digest = ?');
+    db.transaction(() => {
+      for (const digest of interrupted) finished.run(digest);
+    })();
+    if (restored + deleted > 0) this.options.log.warn('blobs left half removed by an interrupted collection', { restored, deleted });
     return { restored, deleted };
   }
 
@@ -389,10 +375,10 @@ export class GarbageCollector {
       const indexedSize = db.prepare('SELECT size FROM blobs WHERE digest = ?').pluck();
       const unlink = db.prepare(unlinkByKind(kind));
       const onDisk = new Set<string>();
-      for (const file of await listBlobFiles(store)) {
+      for (const file of await listAll(store)) {
         if (!used.has(file.digest)) report.unindexed.push({ store: kind, digest: file.digest });
         const expectedSize = indexedSize.get(file.digest) as number | undefined;
-        const actual = await hashFile(store.path(file.digest), parseDigest(file.digest)!.algorithm);
+        const actual = await hashBlob(store, file.digest);
         const reason =
           actual !== file.digest
             ? `content hashes to ${actual}`
@@ -401,7 +387,7 @@ export class GarbageCollector {
               : null;
         if (reason) {
           report.corrupt.push({ store: kind, digest: file.digest, reason });
-          await quarantine(store, file.digest);
+          await store.quarantine(file.digest);
           unlink.run({ digest: file.digest });
         } else {
           onDisk.add(file.digest);
@@ -420,12 +406,6 @@ export class GarbageCollector {
     });
     return report;
   }
-}
-
-interface StoredFile {
-  digest: string;
-  size: number;
-  mtimeMs: number;
 }
 
 interface ManifestKey {
@@ -556,20 +536,9 @@ const DELETE_EMPTY_REPOSITORIES = `
     AND NOT EXISTS (SELECT 1 FROM repository_blobs WHERE repository_id = repositories.id)
     AND NOT EXISTS (SELECT 1 FROM upstream_tag_lists WHERE repository_id = repositories.id)`;
 
-/** Every file under <root>/blobs/<algorithm>/<xx>/<hex>, with the digest its path names. */
-async function listBlobFiles(store: BlobStore): Promise<StoredFile[]> {
+async function listAll(store: BlobStore): Promise<StoredFile[]> {
   const files: StoredFile[] = [];
-  const blobs = path.join(store.root, 'blobs');
-  for (const algorithm of await readDirectory(blobs)) {
-    for (const prefix of await readDirectory(path.join(blobs, algorithm))) {
-      for (const hex of await readDirectory(path.join(blobs, algorithm, prefix))) {
-        const digest = `${algorithm}:${hex}`;
-        if (parseDigest(digest) === null || store.path(digest) !== path.join(blobs, algorithm, prefix, hex)) continue;
-        const stat = await fsp.stat(store.path(digest)).catch(() => null);
-        if (stat?.isFile()) files.push({ digest, size: stat.size, mtimeMs: stat.mtimeMs });
-      }
-    }
-  }
+  for await (const file of store.list()) files.push(file);
   return files;
 }
 
@@ -582,7 +551,6 @@ async function readDirectory(directory: string): Promise<string[]> {
   }
 }
 
-/** Leftovers of interrupted writes: files not modified since `before`. */
 /** The bytes of the files in `directory` (not recursive); 0 if it does not exist. */
 async function directoryBytes(directory: string): Promise<number> {
   let total = 0;
@@ -593,6 +561,7 @@ async function directoryBytes(directory: string): Promise<number> {
   return total;
 }
 
+/** Leftovers of interrupted writes: files not modified since `before`. */
 async function removeOlderThan(directory: string, before: number): Promise<void> {
   for (const entry of await readDirectory(directory)) {
     const file = path.join(directory, entry);
@@ -601,22 +570,10 @@ async function removeOlderThan(directory: string, before: number): Promise<void>
   }
 }
 
-/** `<algorithm>-<hex>.<random id>`, as sweeps name what they move aside: [digest]; null for any other name. */
-function digestOfTrashName(name: string): string[] | null {
-  const match = /^(sha256|sha512)-([0-9a-f]+)\.[0-9a-f-]{36}$/.exec(name);
-  const digest = match ? `${match[1]}:${match[2]}` : null;
-  return digest !== null && parseDigest(digest) !== null ? [digest] : null;
-}
-
-async function hashFile(file: string, algorithm: 'sha256' | 'sha512'): Promise<string> {
+/** What the stored bytes hash to, with the algorithm the digest names. */
+async function hashBlob(store: BlobStore, digest: string): Promise<string> {
+  const { algorithm } = parseDigest(digest)!;
   const hash = createDigester(algorithm);
-  await pipeline(fs.createReadStream(file), hash);
+  await pipeline(await store.open(digest), hash);
   return `${algorithm}:${hash.digest('hex')}`;
-}
-
-/** A corrupt blob is never served again: moved out of the store, kept for inspection. */
-async function quarantine(store: BlobStore, digest: string): Promise<void> {
-  const directory = quarantineDirectory(store.root);
-  await fsp.mkdir(directory, { recursive: true });
-  await fsp.rename(store.path(digest), path.join(directory, `${digest.replace(':', '-')}-${Date.now()}`));
 }

@@ -155,4 +155,14 @@ export const MIGRATIONS: readonly string[] = [
   );
   CREATE UNIQUE INDEX api_pins ON pins(repository, reference) WHERE source = 'api';
   `,
+  `
+  -- Digests a garbage collection is removing from a store right now (gc.ts): recorded in the transaction
+  -- of its re-check, deleted once the removal is done. A writer of the same digest into a store that cannot
+  -- undo a removal (an object DELETE racing a PUT) waits until its row is gone. A crash leaves rows behind:
+  -- the next collection finishes what they name.
+  CREATE TABLE blob_removals (
+    digest TEXT PRIMARY KEY,
+    started_at INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  `,
 ];

@@ -97,9 +97,15 @@ export class RegistryIndex {
     })();
   }
 
-  /** Records that a blob file is being written into a store now (before it is renamed into place). */
-  recordBlobWrite(digest: string, size: number, now = Date.now()): void {
-    this.statements.recordBlobWrite.run({ digest, size, now });
+  /**
+   * Records that a blob is being written into a store now (before it becomes visible at its digest).
+   * Returns whether a garbage collection is removing that digest meanwhile (see CommitHook).
+   */
+  recordBlobWrite(digest: string, size: number, now = Date.now()): boolean {
+    return this.db.transaction(() => {
+      this.statements.recordBlobWrite.run({ digest, size, now });
+      return this.statements.removalUnderWay.get(digest) !== undefined;
+    })();
   }
 
   /** The size of `digest` if `repository` may read it, else null. */
@@ -361,6 +367,7 @@ function prepareStatements(db: Database.Database) {
       `INSERT INTO blobs (digest, size, created_at, last_accessed_at, written_at) VALUES (@digest, @size, @now, @now, @now)
        ON CONFLICT (digest) DO NOTHING`,
     ),
+    removalUnderWay: db.prepare('SELECT 1 FROM blob_removals WHERE digest = ?'),
     recordBlobWrite: db.prepare(
       `INSERT INTO blobs (digest, size, created_at, last_accessed_at, written_at) VALUES (@digest, @size, @now, @now, @now)
        ON CONFLICT (digest) DO UPDATE SET written_at = excluded.written_at`,

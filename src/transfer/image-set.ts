@@ -1,6 +1,6 @@
 import { Descriptor } from '../oci/manifest';
 import { isValidName } from '../oci/names';
-import { BlobStore } from '../storage/blob-store';
+import type { FilesystemBlobStore } from '../storage/filesystem-blob-store';
 import { TransferError } from './errors';
 import { ExportManifest, StoredContent } from './stored-content';
 
@@ -14,7 +14,7 @@ export interface Selection {
 /** One repository's selected tags and everything they need: child manifests, blobs, referrers. */
 export interface SelectedRepository {
   name: string;
-  store: BlobStore;
+  store: FilesystemBlobStore;
   /** Tag → manifest digest, sorted by tag. */
   tags: Map<string, string>;
   /** Every manifest to export by digest: tagged ones, their children, and referrers of any of them. */

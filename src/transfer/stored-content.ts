@@ -2,7 +2,8 @@ import fs from 'node:fs';
 import { Config } from '../config/config';
 import { digestOf, parseDigest } from '../oci/digest';
 import { Descriptor, ManifestParseError, ParsedManifest, parseManifest } from '../oci/manifest';
-import { BlobStore, isNotFound } from '../storage/blob-store';
+import { isNotFound } from '../storage/blob-store';
+import { FilesystemBlobStore } from '../storage/filesystem-blob-store';
 import { RegistryIndex } from '../storage/registry-index';
 import { toDescriptor } from '../storage/repository';
 
@@ -26,8 +27,8 @@ export interface ExportManifest {
 export class StoredContent {
   constructor(
     readonly index: RegistryIndex,
-    readonly hosted: BlobStore,
-    readonly proxy: BlobStore,
+    readonly hosted: FilesystemBlobStore,
+    readonly proxy: FilesystemBlobStore,
     readonly maxManifestSize: number,
   ) {}
 
@@ -37,14 +38,14 @@ export class StoredContent {
     const recordWrite = (digest: string, size: number) => index.recordBlobWrite(digest, size);
     return new StoredContent(
       index,
-      new BlobStore(config.registry_storage, recordWrite),
-      new BlobStore(config.proxy_storage, recordWrite),
+      new FilesystemBlobStore(config.registry_storage, recordWrite),
+      new FilesystemBlobStore(config.proxy_storage, recordWrite),
       config.max_manifest_size,
     );
   }
 
   /** Cached repositories (proxy/<upstream>/…) live in the cache's store, the rest in the hosted one. */
-  storeFor(repository: string): BlobStore {
+  storeFor(repository: string): FilesystemBlobStore {
     return repository.startsWith(PROXY_PREFIX) ? this.proxy : this.hosted;
   }
 

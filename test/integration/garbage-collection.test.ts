@@ -312,7 +312,7 @@ describe('files left in .trash by a collection that crashed', () => {
       expect((await client.getBlob('trash/app', image.layers[0].digest)).response.status).toBe(404);
 
       await app.restart();
-      await app.registry.recoverTrash();
+      await app.registry.recoverRemovals();
       expect(fs.existsSync(layerFile)).toBe(true);
       expect(fs.existsSync(looseFile)).toBe(false);
       expect(fs.readdirSync(path.join(app.storageDir, 'storage', 'registry', '.trash'))).toEqual([]);

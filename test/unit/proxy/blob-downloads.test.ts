@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import { BlobDownloads } from '../../../src/proxy/blob-downloads';
-import { BlobStore } from '../../../src/storage/blob-store';
+import { FilesystemBlobStore } from '../../../src/storage/filesystem-blob-store';
 import { incomingDirectory } from '../../../src/storage/paths';
 
 const content = Buffer.alloc(64 * 1024, 7);
@@ -30,11 +30,11 @@ function upstreamBody(stall: boolean): ReadableStream<Uint8Array> {
 
 describe('BlobDownloads.abortAll (a shutdown)', () => {
   let root: string;
-  let store: BlobStore;
+  let store: FilesystemBlobStore;
 
   beforeEach(() => {
     root = fs.mkdtempSync(path.join(os.tmpdir(), 'blob-downloads-'));
-    store = new BlobStore(root);
+    store = new FilesystemBlobStore(root);
   });
   afterEach(() => fs.rmSync(root, { recursive: true, force: true }));
 
@@ -81,11 +81,11 @@ function endlessBody(chunk: Buffer): ReadableStream<Uint8Array> {
 
 describe('BlobDownloads bounds: what an upstream may take', () => {
   let root: string;
-  let store: BlobStore;
+  let store: FilesystemBlobStore;
 
   beforeEach(() => {
     root = fs.mkdtempSync(path.join(os.tmpdir(), 'blob-downloads-'));
-    store = new BlobStore(root);
+    store = new FilesystemBlobStore(root);
   });
   afterEach(() => fs.rmSync(root, { recursive: true, force: true }));
 
@@ -144,7 +144,7 @@ describe('a transfer arriving in many small chunks', () => {
         offset += 16 * 1024;
       },
     });
-    const store = new BlobStore(root);
+    const store = new FilesystemBlobStore(root);
     const download = await new BlobDownloads(store).join('library/app', bigDigest, async () => ({ body, size: big.length }), () => undefined);
 
     const asReadable = (async () => {
@@ -173,7 +173,7 @@ describe('the last byte of a transfer', () => {
   afterEach(() => fs.rmSync(root, { recursive: true, force: true }));
 
   /** A store whose move of a verified transfer into it waits until `release` is called (a slow disk's fsync and rename). */
-  class SlowStore extends BlobStore {
+  class SlowStore extends FilesystemBlobStore {
     release: () => void = () => undefined;
     private readonly gate = new Promise<void>((resolve) => (this.release = resolve));
     override async adopt(file: string, blobDigest: string, size: number): Promise<void> {
@@ -208,7 +208,7 @@ describe('the last byte of a transfer', () => {
   });
 
   test('of content with another digest never goes out', async () => {
-    const downloads = new BlobDownloads(new BlobStore(root));
+    const downloads = new BlobDownloads(new FilesystemBlobStore(root));
     const wrong = `sha256:${'0'.repeat(64)}`;
     const download = await downloads.join('library/app', wrong, async () => ({ body: upstreamBody(false), size: content.length }), () => undefined);
     const chunks: Buffer[] = [];
