@@ -27,6 +27,14 @@ const REQUIRED = {
   gcc: 'build-essential',
   // gives the daemon a hosts file of its own (unshare --mount)
   unshare: 'util-linux',
+  // Ceph's RADOS Gateway as the S3 service of the s3 storage backend's tests (test/helpers/radosgw.ts)
+  radosgw: 'radosgw',
+  'ceph-mon': 'ceph-mon',
+  'ceph-osd': 'ceph-osd',
+  monmaptool: 'ceph-base',
+  'ceph-authtool': 'ceph-common',
+  'radosgw-admin': 'ceph-common',
+  ceph: 'ceph-common',
 };
 
 try {

@@ -206,6 +206,10 @@ function takeTransferArguments(command: 'export' | 'import', args: string[]): Tr
 }
 
 async function runTransfer(transfer: TransferArguments, config: Config): Promise<void> {
+  // Export links and reads files, import writes them: the filesystem backend's stores only, for now.
+  if (config.storage.backend !== 'filesystem') {
+    throw new UsageError(`${transfer.command} works with storage.backend = "filesystem" only; this registry stores in ${config.storage.backend}`);
+  }
   // The same index (SQLite in WAL mode: a second process beside a running server, as `gc` does) and stores.
   const content = StoredContent.open(config);
   try {

@@ -11,7 +11,7 @@ import { PullThroughCache } from './proxy/pull-through-cache';
 import { CacheSync } from './proxy/cache-sync';
 import type { RateLimitState } from './proxy/rate-limits';
 import { AccessLog } from './storage/access-log';
-import { FilesystemBlobStore } from './storage/filesystem-blob-store';
+import { openBlobStores } from './storage/stores';
 import { GarbageCollector, GcReport, VerifyReport } from './storage/gc';
 import { ContentInventory } from './storage/content-inventory';
 import { RecentManifests } from './storage/recent-manifests';
@@ -85,9 +85,8 @@ export class Registry {
     this.indexReserve = new SpaceReserve(`${config.database}-reserve`, INDEX_RESERVE_BYTES);
     this.indexReserve.restore();
     const recordWrite = (digest: string, size: number) => index.recordBlobWrite(digest, size);
-    const hostedStore = new FilesystemBlobStore(config.registry_storage, recordWrite);
     // The cache's store exists even with the cache disabled: what it holds is still collected.
-    const proxyStore = new FilesystemBlobStore(config.proxy_storage, recordWrite);
+    const { hosted: hostedStore, proxy: proxyStore } = openBlobStores(config, recordWrite);
     this.inventory = new ContentInventory(index, { hosted: hostedStore, proxy: proxyStore });
     this.hosted = {
       index,
@@ -100,7 +99,16 @@ export class Registry {
     // [github] token is ghcr.io's upstream credential; its REST API stands in when ghcr.io's tags/list fails.
     const proxyConfig = { ...config, proxy: withGhcrToken(config.proxy, config.github) };
     this.pullThroughCache = config.proxy.enabled
-      ? new PullThroughCache(index, proxyStore, proxyConfig, log, metrics, this.ghcr?.alternativeTagList, (bytes) => this.makeRoomInCache(bytes))
+      ? new PullThroughCache(
+          index,
+          proxyStore,
+          proxyConfig,
+          log,
+          metrics,
+          this.ghcr?.alternativeTagList,
+          // min_free is about the cache's file system: a bucket's free space is neither known nor the registry's to keep.
+          config.storage.backend === 'filesystem' ? (bytes) => this.makeRoomInCache(bytes) : undefined,
+        )
       : null;
     const cache = this.pullThroughCache;
     this.cacheSync = cache ? new CacheSync(proxyConfig.proxy, (name) => cache.repository(name), log, metrics) : null;

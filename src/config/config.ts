@@ -36,6 +36,7 @@ export interface Config {
   metrics: MetricsConfig;
   proxy: ProxyConfig;
   mirror: MirrorConfig[];
+  storage: StorageConfig;
   gc: GcConfig;
   github: GithubConfig;
   auth: AuthConfig;
@@ -147,6 +148,35 @@ export interface UpstreamConfig {
 }
 
 /** `[gc]`: garbage collection of hosted content, cache eviction and upload expiry. */
+/** `[storage]`: where blobs and manifests are kept. */
+export interface StorageConfig {
+  /**
+   * `filesystem`: files under registry_storage and proxy_storage. `s3`: objects in `[storage.s3]`'s bucket;
+   * the two directories then only stage content on its way into the bucket.
+   */
+  backend: 'filesystem' | 's3';
+  s3: S3Config;
+}
+
+/** `[storage.s3]`: an S3-compatible bucket (AWS S3, Ceph RGW, MinIO, Garage, R2). */
+export interface S3Config {
+  /** http(s) URL of the service; "": AWS S3's endpoint for `region`. */
+  endpoint: string;
+  region: string;
+  bucket: string;
+  /** Key prefix for everything the registry stores, "" or ending in "/". */
+  prefix: string;
+  /** Bucket in the path (http://host/bucket/key), as most non-AWS services need, rather than in the host name. */
+  path_style: boolean;
+  /** "" for both: the AWS SDK's own chain (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, profiles, instance roles). */
+  access_key_id: string;
+  secret_access_key: string;
+  /** Blob GETs that passed authorization answer 307 to a presigned URL, and the bytes come from the bucket. */
+  redirect: boolean;
+  /** How long a presigned URL stays valid, in ms. */
+  redirect_expiry: number;
+}
+
 export interface GcConfig {
   /** How often the server collects, in ms; 0: only on demand (`gc` command). */
   interval: number;

@@ -52,11 +52,28 @@ export function loadConfig(options: LoadConfigOptions): Config {
     syncEntryProblem(values as unknown as Config) ??
     pinProblem(values as unknown as Config);
   if (problem) throw new ConfigError(`${problem} (from ${file?.origin ?? 'defaults'})`);
+  const storage = storageProblem(values as unknown as Config);
+  if (storage) throw new ConfigError(storage);
   const uiPath = (values.ui as { path: string }).path;
   if (!UI_PATH.test(uiPath) || /^\/(?:v2|api|token|metrics|healthz|readyz|v1)\//.test(uiPath)) {
     throw new ConfigError(`ui.path: expected a path such as "/ui/" (leading and trailing slash, not under /v2/ or /api/), got ${JSON.stringify(uiPath)}`);
   }
   return deepFreeze(values) as unknown as Config;
+}
+
+/** What `[storage]` cannot be: settings of the s3 backend that do not go together, or with other keys. */
+export function storageProblem(config: Pick<Config, 'storage' | 'accel_redirect'>): string | undefined {
+  const { backend, s3 } = config.storage;
+  if (backend !== 's3') return undefined;
+  if (s3.bucket === '') return 'storage.s3.bucket: required with storage.backend = "s3", but not set';
+  if ((s3.access_key_id === '') !== (s3.secret_access_key === '')) {
+    return 'storage.s3: access_key_id and secret_access_key go together (or both "" for the AWS SDK\'s own credentials)';
+  }
+  if (config.accel_redirect !== '') {
+    return 'accel_redirect: nginx sends files, and with storage.backend = "s3" there are none; use storage.s3.redirect instead';
+  }
+  if (s3.redirect && s3.redirect_expiry < 1000) return 'storage.s3.redirect_expiry: at least 1s with redirect = true';
+  return undefined;
 }
 
 /**

@@ -285,6 +285,46 @@ export const CONFIG_SCHEMA = {
       host: { type: 'string', default: '', description: 'Or: requests with this Host (X-Forwarded-Host with trust_proxy)' },
     },
   },
+  storage: {
+    type: 'section',
+    description: 'Where blobs and manifests are kept',
+    keys: {
+      backend: {
+        type: 'enum',
+        default: 'filesystem',
+        values: ['filesystem', 's3'],
+        description: 'filesystem (files under the storage directories) or s3 (objects in [storage.s3]\'s bucket)',
+      },
+      s3: {
+        type: 'section',
+        description: 'An S3-compatible bucket, with backend = "s3"',
+        keys: {
+          endpoint: { type: 'url', default: '', description: 'URL of the S3 service; "": AWS S3 in region' },
+          region: { type: 'string', default: 'us-east-1', description: "The bucket's region" },
+          bucket: {
+            type: 'string',
+            default: '',
+            // S3's bucket naming rules (3 to 63 of lowercase letters, digits, dots and hyphens).
+            pattern: /^$|^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/,
+            expected: 'a bucket name: 3 to 63 lowercase letters, digits, dots and hyphens',
+            description: 'The bucket (it must exist)',
+          },
+          prefix: {
+            type: 'string',
+            default: '',
+            pattern: /^$|^(?:[A-Za-z0-9_-][A-Za-z0-9._-]*\/)+$/,
+            expected: 'a key prefix such as "registry/" (path segments, ending with "/"), or ""',
+            description: 'Key prefix of everything the registry stores in the bucket',
+          },
+          path_style: { type: 'boolean', default: false, description: 'Bucket in the URL path (most non-AWS services) rather than the host name' },
+          access_key_id: { type: 'string', default: '', description: 'Access key; "": the AWS SDK\'s chain (AWS_ACCESS_KEY_ID, profiles, roles)' },
+          secret_access_key: { type: 'string', default: '', description: 'Secret key; "" with access_key_id ""' },
+          redirect: { type: 'boolean', default: false, description: 'Blob GETs answer 307 to a presigned URL of the bucket' },
+          redirect_expiry: { type: 'duration', default: '5m', description: 'How long a presigned URL is valid' },
+        },
+      },
+    },
+  },
   gc: {
     type: 'section',
     description: 'Garbage collection, cache eviction and upload expiry',

@@ -104,6 +104,14 @@ export class ProxyRepository implements Repository {
           this.content.accessLog.blobRead(digest);
           return { digest, size: cached, store: 'proxy', relativePath: blobRelativePath(digest) };
         },
+        redirect: async () => {
+          const url = await this.content.store.redirectUrl(digest);
+          if (url !== null) {
+            this.served('blob', 'hit');
+            this.content.accessLog.blobRead(digest);
+          }
+          return url;
+        },
       };
     }
     if (purpose === 'head') return { digest, size: await this.upstreamBlobSize(digest), open: (range) => this.openBlob(digest, range) };

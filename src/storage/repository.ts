@@ -31,6 +31,11 @@ export interface FoundBlob {
    * blob still coming from its upstream: `open` serves that.
    */
   file?(): BlobFile;
+  /**
+   * Present when the blob is stored whole: a URL the client may fetch it from itself (an object store's
+   * presigned GET), or null when its store serves no such URLs. Counts a read when it gives one.
+   */
+  redirect?(): Promise<string | null>;
 }
 
 /** A blob stored whole as a file: which store holds it, and where under that store's root (paths.ts). */
@@ -128,6 +133,11 @@ export class HostedRepository implements Repository {
       file: () => {
         this.content.accessLog.blobRead(digest);
         return { digest, size, store: 'registry', relativePath: blobRelativePath(digest) };
+      },
+      redirect: async () => {
+        const url = await this.content.store.redirectUrl(digest);
+        if (url !== null) this.content.accessLog.blobRead(digest);
+        return url;
       },
       open: async (range) => {
         let stream: Readable;

@@ -22,6 +22,8 @@ export function blobRoutes(router: RegistryRouter, { registry, config }: RouteDe
     const digest = toDigest(ctx.params.digest);
     const found = await registry.repository(ctx.params.name).findBlob(digest, 'get');
     if (accelRedirect && found.file) return answerWithAccelRedirect(ctx, accelRedirect, found.file());
+    const redirect = await found.redirect?.();
+    if (redirect) return answerWithRedirect(ctx, digest, redirect);
     const { size } = found;
     const range = parseByteRange(ctx.get('Range'), size);
     if (range === 'unsatisfiable') throw rangeNotSatisfiable(ctx.get('Range'), size);
@@ -62,6 +64,17 @@ function answerWithAccelRedirect(ctx: Context, prefix: string, file: BlobFile): 
   ctx.set({ ...headers, 'X-Accel-Redirect': `${prefix}${file.store}/${file.relativePath}` });
   ctx.status = 200;
   // '' rather than null: Koa drops Content-Type from a null body.
+  ctx.body = '';
+}
+
+/**
+ * 307 to where the blob's bytes are (an object store's presigned URL, `[storage.s3] redirect`): the client
+ * sends its GET, with its Range, there. Clients follow it without their registry credentials (the URL
+ * carries its own signature), as they do with the reference registry's s3 redirects.
+ */
+function answerWithRedirect(ctx: Context, digest: string, url: string): void {
+  ctx.status = 307;
+  ctx.set({ Location: url, 'Docker-Content-Digest': digest, 'Cache-Control': 'no-store' });
   ctx.body = '';
 }
 

@@ -76,6 +76,20 @@ describe('loadConfig', () => {
         pin: [],
       },
       mirror: [],
+      storage: {
+        backend: 'filesystem',
+        s3: {
+          endpoint: '',
+          region: 'us-east-1',
+          bucket: '',
+          prefix: '',
+          path_style: false,
+          access_key_id: '',
+          secret_access_key: '',
+          redirect: false,
+          redirect_expiry: 300_000,
+        },
+      },
       gc: { interval: 3_600_000, grace: 3_600_000, upload_ttl: 86_400_000, delete_untagged: false },
       github: { token: '', api_url: 'https://api.github.com', users: [], orgs: [], cache_ttl: 600_000 },
       auth: {
@@ -207,6 +221,26 @@ describe('loadConfig errors: one line naming the key and where the value came fr
     expect(configErrorOf(() => loadConfig({ cwd, env: {} }))).toBe(
       `configuration error: port: expected an integer from 0 to 65535, got "5000" (from ${file})`,
     );
+  });
+
+  it('rejects an s3 backend without a bucket, with half its credentials, or with accel_redirect', () => {
+    const s3 = { REGISTRY_STORAGE_BACKEND: 's3', REGISTRY_STORAGE_S3_BUCKET: 'images' };
+    expect(configErrorOf(() => loadConfig({ cwd, env: { REGISTRY_STORAGE_BACKEND: 's3' } }))).toBe(
+      'configuration error: storage.s3.bucket: required with storage.backend = "s3", but not set',
+    );
+    expect(configErrorOf(() => loadConfig({ cwd, env: { ...s3, REGISTRY_STORAGE_S3_ACCESS_KEY_ID: 'key' } }))).toMatch(
+      /^configuration error: storage\.s3: access_key_id and secret_access_key go together/,
+    );
+    expect(configErrorOf(() => loadConfig({ cwd, env: { ...s3, REGISTRY_ACCEL_REDIRECT: '/_blobs/' } }))).toMatch(
+      /^configuration error: accel_redirect: nginx sends files, and with storage\.backend = "s3" there are none/,
+    );
+    expect(configErrorOf(() => loadConfig({ cwd, env: { ...s3, REGISTRY_STORAGE_S3_BUCKET: 'Images' } }))).toMatch(
+      /^configuration error: storage\.s3\.bucket: expected a bucket name/,
+    );
+    expect(configErrorOf(() => loadConfig({ cwd, env: { ...s3, REGISTRY_STORAGE_S3_PREFIX: '/abs' } }))).toMatch(
+      /^configuration error: storage\.s3\.prefix: expected a key prefix/,
+    );
+    expect(loadConfig({ cwd, env: { ...s3, REGISTRY_STORAGE_S3_PREFIX: 'team/a/' } }).storage.s3.prefix).toBe('team/a/');
   });
 
   it('rejects a [ui] path without its slashes or one the registry API owns', () => {

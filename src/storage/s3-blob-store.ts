@@ -1,0 +1,336 @@
+import { randomUUID } from 'node:crypto';
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import {
+  CopyObjectCommand,
+  DeleteObjectCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  S3Client,
+  S3ServiceException,
+} from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
+import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
+import pLimit from 'p-limit';
+import { DigestAlgorithm, createDigester, digestOf, parseDigest } from '../oci/digest';
+import { RegistryError } from '../oci/errors';
+import { BlobStore, ByteRange, CommitHook, StoredFile, WRITE_BUFFER, WrittenBlob, algorithmOf, notFound } from './blob-store';
+import { attributeTo } from './disk-full';
+import { blobRelativePath, incomingDirectory } from './paths';
+
+/** Objects up to this size go up in one PUT; larger ones as a multipart upload of PART_SIZE parts. */
+const SINGLE_PUT_MAX = 64 * 1024 * 1024;
+/** S3's parts are 5 MiB at least and 10,000 at most: 16 MiB parts carry blobs up to 156 GiB. */
+const PART_SIZE = 16 * 1024 * 1024;
+/** Parts of one upload in flight at once. */
+const PART_CONCURRENCY = 4;
+/** Deletions of one sweep in flight at once. */
+const DELETE_CONCURRENCY = 8;
+/** How often a writer looks again whether a collection's removal of its digest is over, and for how long. */
+const REMOVAL_POLL_MS = 100;
+const REMOVAL_WAIT_MS = 120_000;
+/** ListObjectsV2's page. */
+const LIST_PAGE = 1000;
+
+export interface S3StoreOptions {
+  client: S3Client;
+  bucket: string;
+  /** Key prefix of this store's objects, '' or ending in '/': e.g. "registry/" or "team/proxy/". */
+  prefix: string;
+  /** A local directory whose `.incoming/` holds files on their way into the bucket. */
+  stagingRoot: string;
+  beforeCommit?: CommitHook;
+  /** Blob GETs answer with a presigned URL valid this long; 0 (the default): the registry streams every blob. */
+  redirectExpirySeconds?: number;
+  /** Keys per ListObjectsV2 page (S3's most is 1000). */
+  listPageSize?: number;
+}
+
+/**
+ * Content-addressed objects in an S3-compatible bucket: `<prefix>blobs/<algorithm>/<xx>/<hex>`, the
+ * filesystem store's layout. Content is hashed into a local staging file before it goes up, so an object
+ * appears at a digest's key only with the bytes of that digest (an object store has no rename to publish a
+ * verified file). Reads stream from the bucket, or, with `redirectExpirySeconds`, clients fetch a
+ * presigned URL themselves.
+ */
+export class S3BlobStore implements BlobStore {
+  private readonly client: S3Client;
+  private readonly bucket: string;
+  private readonly prefix: string;
+  private readonly stagingRoot: string;
+  private readonly beforeCommit: CommitHook;
+  private readonly redirectExpirySeconds: number;
+  private readonly listPageSize: number;
+
+  constructor(options: S3StoreOptions) {
+    this.client = options.client;
+    this.bucket = options.bucket;
+    this.prefix = options.prefix;
+    this.stagingRoot = options.stagingRoot;
+    this.beforeCommit = options.beforeCommit ?? (() => false);
+    this.redirectExpirySeconds = options.redirectExpirySeconds ?? 0;
+    this.listPageSize = options.listPageSize ?? LIST_PAGE;
+  }
+
+  get location(): string {
+    return `s3://${this.bucket}/${this.prefix}`;
+  }
+
+  get stagingDirectory(): string {
+    return incomingDirectory(this.stagingRoot);
+  }
+
+  key(digest: string): string {
+    return this.prefix + blobRelativePath(digest);
+  }
+
+  localPath(): null {
+    return null;
+  }
+
+  async redirectUrl(digest: string): Promise<string | null> {
+    if (this.redirectExpirySeconds <= 0) return null;
+    return getSignedUrl(this.client, new GetObjectCommand({ Bucket: this.bucket, Key: this.key(digest) }), {
+      expiresIn: this.redirectExpirySeconds,
+    });
+  }
+
+  async size(digest: string): Promise<number | null> {
+    try {
+      const head = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.key(digest) }));
+      return head.ContentLength ?? null;
+    } catch (error) {
+      if (isMissingObject(error)) return null;
+      throw storageError(error, this.location);
+    }
+  }
+
+  async holds(digest: string, size: number): Promise<boolean> {
+    return (await this.size(digest)) === size;
+  }
+
+  async open(digest: string, range?: ByteRange): Promise<Readable> {
+    // An empty range (of an empty blob) is not a Range header S3 accepts.
+    if (range && range.end < range.start) return Readable.from([]);
+    try {
+      const answer = await this.client.send(
+        new GetObjectCommand({
+          Bucket: this.bucket,
+          Key: this.key(digest),
+          Range: range ? `bytes=${range.start}-${range.end}` : undefined,
+        }),
+      );
+      return answer.Body as Readable;
+    } catch (error) {
+      if (isMissingObject(error)) throw notFound(digest);
+      throw storageError(error, this.location);
+    }
+  }
+
+  async readAll(digest: string): Promise<Buffer> {
+    const chunks: Buffer[] = [];
+    for await (const chunk of await this.open(digest)) chunks.push(chunk as Buffer);
+    return Buffer.concat(chunks);
+  }
+
+  async write(
+    source: Readable | Buffer,
+    options: { expectedDigest?: string; algorithm?: DigestAlgorithm; maxSize?: number } = {},
+  ): Promise<WrittenBlob> {
+    const algorithm = options.algorithm ?? algorithmOf(options.expectedDigest) ?? 'sha256';
+    if (Buffer.isBuffer(source)) {
+      if (options.maxSize !== undefined && source.length > options.maxSize) {
+        throw new RegistryError('SIZE_INVALID', { message: `content exceeds ${options.maxSize} bytes` });
+      }
+      const digest = digestOf(source, algorithm);
+      checkDigest(digest, options.expectedDigest);
+      return this.writeVerified(source, digest);
+    }
+    await fsp.mkdir(this.stagingDirectory, { recursive: true });
+    const staged = path.join(this.stagingDirectory, randomUUID());
+    const hash = createDigester(algorithm);
+    let size = 0;
+    try {
+      await pipeline(
+        source,
+        async function* (chunks: AsyncIterable<Buffer>) {
+          for await (const chunk of chunks) {
+            size += chunk.length;
+            if (options.maxSize !== undefined && size > options.maxSize) {
+              throw new RegistryError('SIZE_INVALID', { message: `content exceeds ${options.maxSize} bytes` });
+            }
+            hash.update(chunk);
+            yield chunk;
+          }
+        },
+        // No fsync: the file is read back right away and the object store is what keeps it.
+        fs.createWriteStream(staged, { highWaterMark: WRITE_BUFFER }),
+      );
+    } catch (error) {
+      await fsp.rm(staged, { force: true });
+      throw attributeTo(error, staged);
+    }
+    const digest = `${algorithm}:${hash.digest('hex')}`;
+    try {
+      checkDigest(digest, options.expectedDigest);
+    } catch (error) {
+      await fsp.rm(staged, { force: true });
+      throw error;
+    }
+    await this.adopt(staged, digest, size);
+    return { digest, size };
+  }
+
+  async writeVerified(content: Buffer, digest: string): Promise<WrittenBlob> {
+    await this.commit(digest, content.length);
+    await this.put(digest, content, content.length);
+    return { digest, size: content.length };
+  }
+
+  async adopt(file: string, digest: string, size: number): Promise<void> {
+    try {
+      await this.commit(digest, size);
+      if (size <= SINGLE_PUT_MAX) {
+        await this.put(digest, fs.createReadStream(file), size);
+      } else {
+        const upload = new Upload({
+          client: this.client,
+          params: { Bucket: this.bucket, Key: this.key(digest), Body: fs.createReadStream(file, { highWaterMark: PART_SIZE }) },
+          partSize: PART_SIZE,
+          queueSize: PART_CONCURRENCY,
+          // A failed upload aborts its multipart upload: no orphaned parts in the bucket.
+          leavePartsOnError: false,
+        });
+        await upload.done().catch((error: unknown) => {
+          throw storageError(error, this.location);
+        });
+      }
+    } finally {
+      await fsp.rm(file, { force: true });
+    }
+  }
+
+  async delete(digest: string): Promise<void> {
+    try {
+      await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.key(digest) }));
+    } catch (error) {
+      if (!isMissingObject(error)) throw storageError(error, this.location);
+    }
+  }
+
+  async *list(): AsyncIterable<StoredFile> {
+    const blobs = `${this.prefix}blobs/`;
+    let continuationToken: string | undefined;
+    do {
+      let page;
+      try {
+        page = await this.client.send(
+          new ListObjectsV2Command({ Bucket: this.bucket, Prefix: blobs, MaxKeys: this.listPageSize, ContinuationToken: continuationToken }),
+        );
+      } catch (error) {
+        throw storageError(error, this.location);
+      }
+      for (const object of page.Contents ?? []) {
+        const digest = digestOfKey(object.Key?.slice(blobs.length) ?? '');
+        // Anything else under blobs/ was not put there by a store: never listed, so never removed.
+        if (digest === null || object.Key !== this.key(digest)) continue;
+        yield { digest, size: object.Size ?? 0, mtimeMs: object.LastModified?.getTime() ?? 0 };
+      }
+      continuationToken = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (continuationToken);
+  }
+
+  /**
+   * Re-checks first, then deletes: an object store has no rename to move a blob aside. A writer that
+   * recorded its write after the re-check finds the digest in `blob_removals` and waits before its PUT
+   * (`commit`), so no DELETE can land after that PUT.
+   */
+  async removeGarbage(selected: StoredFile[], recheck: (digests: string[]) => Set<string>): Promise<StoredFile[]> {
+    const garbage = recheck(selected.map((file) => file.digest));
+    const doomed = selected.filter((file) => garbage.has(file.digest));
+    const limit = pLimit(DELETE_CONCURRENCY);
+    await Promise.all(doomed.map((file) => limit(() => this.delete(file.digest))));
+    return doomed;
+  }
+
+  /** Nothing is moved aside here: what a crash interrupted is in `blob_removals`, which the collector finishes. */
+  async recoverRemovals(): Promise<{ restored: number; deleted: number }> {
+    return { restored: 0, deleted: 0 };
+  }
+
+  async quarantine(digest: string): Promise<void> {
+    const { algorithm, hex } = parseDigest(digest)!;
+    try {
+      await this.client.send(
+        new CopyObjectCommand({
+          Bucket: this.bucket,
+          Key: `${this.prefix}quarantine/${algorithm}-${hex}-${Date.now()}`,
+          CopySource: `${this.bucket}/${encodeURI(this.key(digest))}`,
+        }),
+      );
+    } catch (error) {
+      if (!isMissingObject(error)) throw storageError(error, this.location);
+    }
+    await this.delete(digest);
+  }
+
+  private async put(digest: string, body: Buffer | Readable, size: number): Promise<void> {
+    try {
+      await this.client.send(
+        new PutObjectCommand({ Bucket: this.bucket, Key: this.key(digest), Body: body, ContentLength: size }),
+      );
+    } catch (error) {
+      throw storageError(error, this.location);
+    }
+  }
+
+  /** Records the write in the index; waits while a collection is removing the digest (see removeGarbage). */
+  private async commit(digest: string, size: number): Promise<void> {
+    const deadline = Date.now() + REMOVAL_WAIT_MS;
+    while (this.beforeCommit(digest, size)) {
+      if (Date.now() > deadline) {
+        throw new RegistryError('UNAVAILABLE', {
+          message: `a garbage collection has been removing ${digest} for ${REMOVAL_WAIT_MS / 1000} s; try again later`,
+        });
+      }
+      await new Promise((resolve) => setTimeout(resolve, REMOVAL_POLL_MS));
+    }
+  }
+}
+
+function checkDigest(actual: string, expected: string | undefined): void {
+  if (expected !== undefined && actual !== expected) {
+    throw new RegistryError('DIGEST_INVALID', { detail: { expected, actual } });
+  }
+}
+
+/** `<algorithm>/<xx>/<hex>` → digest, or null for a key no store writes. */
+function digestOfKey(relative: string): string | null {
+  const [algorithm, prefix, hex, ...rest] = relative.split('/');
+  if (rest.length > 0 || !algorithm || !hex || prefix !== hex.slice(0, 2)) return null;
+  const digest = `${algorithm}:${hex}`;
+  return parseDigest(digest) ? digest : null;
+}
+
+function isMissingObject(error: unknown): boolean {
+  if (!(error instanceof S3ServiceException)) return false;
+  return error.name === 'NotFound' || error.name === 'NoSuchKey' || error.$metadata?.httpStatusCode === 404;
+}
+
+/**
+ * An object store's failure, said as one: which bucket and what it answered. Not a client's error: the
+ * registry's error handling turns it into a 500 (or the cache falls back to what it can serve).
+ */
+function storageError(error: unknown, location: string): Error {
+  if (error instanceof S3ServiceException) {
+    const status = error.$metadata?.httpStatusCode;
+    return new Error(`object store ${location}: ${error.name}${status ? ` (HTTP ${status})` : ''}: ${error.message}`, { cause: error });
+  }
+  if (error instanceof Error) return new Error(`object store ${location}: ${error.message}`, { cause: error });
+  return new Error(`object store ${location}: ${String(error)}`);
+}

@@ -1,0 +1,187 @@
+/**
+ * S3BlobStore against a real S3 service (Ceph's RADOS Gateway, test/helpers/radosgw.ts): what the
+ * registry relies on from a store, said in its terms (digests, ranges, missing blobs, removals).
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { ListObjectsV2Command, ListMultipartUploadsCommand, PutObjectCommand } from '@aws-sdk/client-s3';
+import { isNotFound } from '../../src/storage/blob-store';
+import { S3BlobStore } from '../../src/storage/s3-blob-store';
+import { Radosgw, startRadosgw } from '../helpers/radosgw';
+
+jest.setTimeout(120_000);
+
+const sha256 = (content: Buffer) => `sha256:${createHash('sha256').update(content).digest('hex')}`;
+
+let gateway: Radosgw;
+let staging: string;
+let bucketCount = 0;
+
+beforeAll(async () => {
+  gateway = await startRadosgw();
+  staging = await mkdtemp(path.join(os.tmpdir(), 's3-staging-'));
+});
+
+afterAll(async () => {
+  await gateway?.close();
+  await rm(staging, { recursive: true, force: true });
+});
+
+async function freshStore(options: Partial<ConstructorParameters<typeof S3BlobStore>[0]> = {}): Promise<{ store: S3BlobStore; bucket: string }> {
+  const bucket = `store-test-${++bucketCount}`;
+  await gateway.createBucket(bucket);
+  return { bucket, store: new S3BlobStore({ client: gateway.client, bucket, prefix: 'team/registry/', stagingRoot: staging, ...options }) };
+}
+
+async function keys(bucket: string): Promise<string[]> {
+  const page = await gateway.client.send(new ListObjectsV2Command({ Bucket: bucket }));
+  return (page.Contents ?? []).map((object) => object.Key!).sort();
+}
+
+async function read(stream: Readable): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
+}
+
+describe('S3BlobStore on radosgw', () => {
+  it('writes a stream under its digest, reads it whole and by range, and says what it holds', async () => {
+    const { store, bucket } = await freshStore();
+    const content = randomBytes(3 * 1024 * 1024 + 17);
+    const digest = sha256(content);
+    const written = await store.write(Readable.from([content.subarray(0, 1000), content.subarray(1000)]), { expectedDigest: digest });
+    expect(written).toEqual({ digest, size: content.length });
+    expect(await keys(bucket)).toEqual([`team/registry/blobs/sha256/${digest.slice(7, 9)}/${digest.slice(7)}`]);
+    expect(await store.size(digest)).toBe(content.length);
+    expect(await store.holds(digest, content.length)).toBe(true);
+    expect(await store.holds(digest, content.length - 1)).toBe(false);
+    expect((await read(await store.open(digest))).equals(content)).toBe(true);
+    expect((await read(await store.open(digest, { start: 5, end: 1_000_004 }))).equals(content.subarray(5, 1_000_005))).toBe(true);
+    expect((await store.readAll(digest)).equals(content)).toBe(true);
+    // Nothing is left behind in the staging directory.
+    expect(await readdir(store.stagingDirectory)).toEqual([]);
+  });
+
+  it('keeps nothing of content whose digest is not the one expected, or that passes maxSize', async () => {
+    const { store, bucket } = await freshStore();
+    const content = randomBytes(100_000);
+    await expect(store.write(Readable.from([content]), { expectedDigest: sha256(Buffer.from('other')) })).rejects.toMatchObject({ code: 'DIGEST_INVALID' });
+    await expect(store.write(Readable.from([content]), { maxSize: 99_999 })).rejects.toMatchObject({ code: 'SIZE_INVALID' });
+    await expect(store.write(content, { expectedDigest: sha256(Buffer.from('other')) })).rejects.toMatchObject({ code: 'DIGEST_INVALID' });
+    expect(await keys(bucket)).toEqual([]);
+    expect(await readdir(store.stagingDirectory)).toEqual([]);
+  });
+
+  it('answers a missing blob with null sizes and an ENOENT open, before any byte', async () => {
+    const { store } = await freshStore();
+    const digest = sha256(Buffer.from('absent'));
+    expect(await store.size(digest)).toBeNull();
+    expect(await store.holds(digest, 6)).toBe(false);
+    const error = await store.open(digest).catch((caught: unknown) => caught);
+    expect(isNotFound(error)).toBe(true);
+  });
+
+  it('takes a local file larger than one PUT as a multipart upload, and removes the file', async () => {
+    const { store, bucket } = await freshStore();
+    const file = path.join(staging, 'large');
+    const hash = createHash('sha256');
+    const out = fs.createWriteStream(file);
+    // 70 MiB in 1 MiB random pieces: past the single-PUT limit, five 16 MiB parts.
+    for (let i = 0; i < 70; i++) {
+      const piece = randomBytes(1024 * 1024);
+      hash.update(piece);
+      out.write(piece);
+    }
+    await new Promise((resolve) => out.end(resolve));
+    const digest = `sha256:${hash.digest('hex')}`;
+    await store.adopt(file, digest, 70 * 1024 * 1024);
+    expect(fs.existsSync(file)).toBe(false);
+    expect(await store.size(digest)).toBe(70 * 1024 * 1024);
+    const check = createHash('sha256');
+    for await (const chunk of await store.open(digest)) check.update(chunk as Buffer);
+    expect(`sha256:${check.digest('hex')}`).toBe(digest);
+    const uploads = await gateway.client.send(new ListMultipartUploadsCommand({ Bucket: bucket }));
+    expect(uploads.Uploads ?? []).toEqual([]);
+  });
+
+  it('lists every blob across pages, and nothing else under its prefix', async () => {
+    const { store, bucket } = await freshStore({ listPageSize: 2 });
+    const digests = [];
+    for (let i = 0; i < 5; i++) digests.push((await store.writeVerified(Buffer.from(`blob ${i}`), sha256(Buffer.from(`blob ${i}`)))).digest);
+    // Not a store's key: a stray object under blobs/, and a wrong two-letter directory.
+    await gateway.client.send(new PutObjectCommand({ Bucket: bucket, Key: 'team/registry/blobs/sha256/zz/notes.txt', Body: 'x' }));
+    const wrongPrefix = `team/registry/blobs/sha256/00/${digests[0].slice(7)}`;
+    await gateway.client.send(new PutObjectCommand({ Bucket: bucket, Key: wrongPrefix, Body: 'x' }));
+    const listed = [];
+    for await (const file of store.list()) listed.push(file);
+    expect(listed.map((file) => file.digest).sort()).toEqual([...digests].sort());
+    expect(listed.every((file) => file.size === 6 && file.mtimeMs > Date.now() - 600_000)).toBe(true);
+  });
+
+  it('removes what the re-check dooms, keeps the rest, and only after the re-check', async () => {
+    const { store } = await freshStore();
+    const [a, b] = await Promise.all(['a', 'b'].map((text) => store.writeVerified(Buffer.from(text), sha256(Buffer.from(text)))));
+    const removed = await store.removeGarbage(
+      [a, b].map((blob) => ({ ...blob, mtimeMs: 0 })),
+      (digests) => {
+        expect(digests.sort()).toEqual([a.digest, b.digest].sort());
+        return new Set([a.digest]);
+      },
+    );
+    expect(removed.map((file) => file.digest)).toEqual([a.digest]);
+    expect(await store.size(a.digest)).toBeNull();
+    expect(await store.size(b.digest)).toBe(1);
+  });
+
+  it('holds a write back while a collection is removing its digest, and records it again before the PUT', async () => {
+    let removing = true;
+    const recorded: string[] = [];
+    const { store } = await freshStore({
+      beforeCommit: (digest) => {
+        recorded.push(digest);
+        return removing;
+      },
+    });
+    const content = Buffer.from('wanted again');
+    const write = store.writeVerified(content, sha256(content));
+    await new Promise((resolve) => setTimeout(resolve, 350));
+    expect(await store.size(sha256(content))).toBeNull();
+    removing = false;
+    await write;
+    expect(await store.size(sha256(content))).toBe(content.length);
+    // Recorded on every look: the last record (after the removal ended) is what the collector sees.
+    expect(recorded.length).toBeGreaterThanOrEqual(3);
+  });
+
+  it('gives presigned URLs that serve the blob and its ranges without credentials, when redirects are on', async () => {
+    const { store: plain } = await freshStore();
+    expect(await plain.redirectUrl(sha256(Buffer.from('x')))).toBeNull();
+    const { store } = await freshStore({ redirectExpirySeconds: 60 });
+    const content = randomBytes(1000);
+    const { digest } = await store.writeVerified(content, sha256(content));
+    const url = (await store.redirectUrl(digest))!;
+    expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/store-test-\d+\/team\/registry\/blobs\/sha256\/.*X-Amz-Signature=/);
+    const whole = await fetch(url);
+    expect(whole.status).toBe(200);
+    expect(Buffer.from(await whole.arrayBuffer()).equals(content)).toBe(true);
+    const part = await fetch(url, { headers: { Range: 'bytes=10-19' } });
+    expect(part.status).toBe(206);
+    expect(Buffer.from(await part.arrayBuffer()).equals(content.subarray(10, 20))).toBe(true);
+    // The signature covers the key: another key with the same query is refused.
+    const forged = await fetch(url.replace(digest.slice(7), sha256(Buffer.from('y')).slice(7)));
+    expect(forged.status).toBe(403);
+  });
+
+  it('quarantines a blob out of reach of its digest', async () => {
+    const { store, bucket } = await freshStore();
+    const { digest } = await store.writeVerified(Buffer.from('corrupt'), sha256(Buffer.from('corrupt')));
+    await store.quarantine(digest);
+    expect(await store.size(digest)).toBeNull();
+    expect(await keys(bucket)).toEqual([expect.stringMatching(/^team\/registry\/quarantine\/sha256-[0-9a-f]{64}-\d+$/)]);
+  });
+});
+
