@@ -1,0 +1,255 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { ListObjectsV2Command } from '@aws-sdk/client-s3';
+import { digestOf } from '../../src/oci/digest';
+import { Containerd, startContainerd } from '../helpers/containerd';
+import { Dockerd, startDockerd } from '../helpers/dockerd';
+import { buildImageLayout, BuiltImage } from '../helpers/oci-image';
+import { createPodman, Podman } from '../helpers/podman';
+import { Radosgw, startRadosgw } from '../helpers/radosgw';
+import { skopeoCopy, skopeoDelete } from '../helpers/skopeo';
+import { createTestApp, TestApp } from '../helpers/test-app';
+import { startUpstreamRegistry, UpstreamRegistry } from '../helpers/upstream-registry';
+
+/**
+ * `[storage] backend = "s3"` with real clients, on Ceph's RADOS Gateway (test/helpers/radosgw.ts): pushes
+ * and pulls, the pull-through cache, garbage collection, and `redirect = true`, where clients fetch blobs
+ * from the bucket through presigned URLs. A docker-registry on loopback is the cache's upstream.
+ */
+jest.setTimeout(300_000);
+
+let gateway: Radosgw;
+let upstream: UpstreamRegistry;
+let work: string;
+
+beforeAll(async () => {
+  work = fs.mkdtempSync(path.join(os.tmpdir(), 's3-storage-'));
+  [gateway, upstream] = await Promise.all([startRadosgw(), startUpstreamRegistry({ auth: 'none' })]);
+});
+afterAll(async () => {
+  await gateway?.close();
+  await upstream?.close();
+  fs.rmSync(work, { recursive: true, force: true });
+});
+
+async function s3App(bucket: string, overrides: Record<string, string> = {}): Promise<TestApp> {
+  await gateway.createBucket(bucket);
+  return createTestApp({
+    overrides: {
+      'storage.backend': 's3',
+      'storage.s3.endpoint': gateway.endpoint,
+      'storage.s3.bucket': bucket,
+      'storage.s3.prefix': 'ci/',
+      'storage.s3.path_style': 'true',
+      'storage.s3.access_key_id': gateway.accessKeyId,
+      'storage.s3.secret_access_key': gateway.secretAccessKey,
+      ...overrides,
+    },
+    configuration: `[[proxy.upstreams]]\nhost = "registry-1.docker.io"\nurl = "${upstream.url}"\n`,
+  });
+}
+
+async function objectKeys(bucket: string): Promise<string[]> {
+  const keys: string[] = [];
+  let token: string | undefined;
+  do {
+    const page = await gateway.client.send(new ListObjectsV2Command({ Bucket: bucket, ContinuationToken: token }));
+    keys.push(...(page.Contents ?? []).map((object) => object.Key!));
+    token = page.IsTruncated ? page.NextContinuationToken : undefined;
+  } while (token);
+  return keys.sort();
+}
+
+const blobKey = (store: 'registry' | 'proxy', digest: string) => `ci/${store}/blobs/sha256/${digest.slice(7, 9)}/${digest.slice(7)}`;
+
+/** Every file skopeo's dir: transport wrote, by name. */
+function readDirTransport(dir: string): Record<string, Buffer> {
+  const files: Record<string, Buffer> = {};
+  for (const name of fs.readdirSync(dir).sort()) files[name] = fs.readFileSync(path.join(dir, name));
+  return files;
+}
+
+async function waitFor(condition: () => boolean, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`not so within ${timeoutMs} ms: ${condition.toString()}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+/** Files under a directory, recursively (what the registry left on local disk). */
+function filesUnder(dir: string): string[] {
+  if (!fs.existsSync(dir)) return [];
+  return (fs.readdirSync(dir, { recursive: true }) as string[]).filter((entry) => fs.statSync(path.join(dir, entry)).isFile());
+}
+
+describe('the registry storing in an S3 bucket, streaming blobs itself', () => {
+  const bucket = 'streamed';
+  let app: TestApp;
+  let image: BuiltImage;
+
+  beforeAll(async () => {
+    app = await s3App(bucket, { 'gc.grace': '0' });
+    image = await buildImageLayout(path.join(work, 'pushed'), { tag: 'v1', layers: 3, layerSize: 400_000, seed: 's3-pushed' });
+    await skopeoCopy(image.reference, `docker://${app.host}/team/app:v1`);
+  });
+  afterAll(() => app?.close());
+
+  test('skopeo pushes and pulls back byte-identical; blobs and the manifest are objects, not files', async () => {
+    const pulled = path.join(work, 'pulled');
+    await skopeoCopy(`docker://${app.host}/team/app:v1`, `dir:${pulled}`);
+    const files = readDirTransport(pulled);
+    expect(files['manifest.json'].equals(image.manifest)).toBe(true);
+    for (const digest of [image.configDigest, ...image.layerDigests]) expect(digestOf(files[digest.slice(7)])).toBe(digest);
+
+    const keys = await objectKeys(bucket);
+    for (const digest of [image.manifestDigest, image.configDigest, ...image.layerDigests]) expect(keys).toContain(blobKey('registry', digest));
+    // The storage directories only staged content on its way into the bucket.
+    expect(filesUnder(app.config.registry_storage)).toEqual([]);
+    expect(filesUnder(app.config.temporary_registry_storage)).toEqual([]);
+  });
+
+  test('podman pulls what skopeo pushed', async () => {
+    const podman: Podman = createPodman();
+    try {
+      await podman.run(['pull', '--tls-verify=false', `${app.host}/team/app:v1`]);
+      expect(await podman.run(['images', '--quiet', '--no-trunc', `${app.host}/team/app:v1`])).toBe(image.configDigest);
+    } finally {
+      await podman.cleanup();
+    }
+  });
+
+  test('the cache keeps upstream content in the bucket and serves it with the upstream down', async () => {
+    const cached = await buildImageLayout(path.join(work, 'upstream'), { tag: '1', layers: 2, layerSize: 300_000, seed: 's3-cached' });
+    await skopeoCopy(cached.reference, `docker://${upstream.host}/library/cached:1`);
+    const through = `docker://${app.host}/proxy/docker.io/library/cached:1`;
+    await skopeoCopy(through, `dir:${path.join(work, 'cold')}`);
+    const keys = await objectKeys(bucket);
+    for (const digest of [cached.manifestDigest, cached.configDigest, ...cached.layerDigests]) expect(keys).toContain(blobKey('proxy', digest));
+    // The last byte reaches the client once verified, before the staging file has gone up and away.
+    await waitFor(() => filesUnder(app.config.proxy_storage).length === 0);
+
+    await upstream.stop();
+    try {
+      const warm = path.join(work, 'warm');
+      await skopeoCopy(through, `dir:${warm}`);
+      for (const digest of cached.layerDigests) expect(digestOf(readDirTransport(warm)[digest.slice(7)])).toBe(digest);
+    } finally {
+      await upstream.start();
+    }
+  });
+
+  test('garbage collection deletes the objects nothing references and keeps the rest', async () => {
+    const doomed = await buildImageLayout(path.join(work, 'doomed'), { tag: 'v1', layers: 2, layerSize: 200_000, seed: 's3-doomed' });
+    await skopeoCopy(doomed.reference, `docker://${app.host}/team/doomed:v1`);
+    await skopeoDelete(`docker://${app.host}/team/doomed:v1`);
+    const report = await app.registry.collectGarbage();
+    const removed = report.blobs.map((blob) => blob.digest);
+    for (const digest of [doomed.manifestDigest, ...doomed.layerDigests]) expect(removed).toContain(digest);
+    const keys = await objectKeys(bucket);
+    for (const digest of doomed.layerDigests) expect(keys).not.toContain(blobKey('registry', digest));
+    for (const digest of image.layerDigests) expect(keys).toContain(blobKey('registry', digest));
+    // What was kept still pulls.
+    await skopeoCopy(`docker://${app.host}/team/app:v1`, `dir:${path.join(work, 'after-gc')}`);
+    expect(await app.registry.verify()).toMatchObject({ missing: [], corrupt: [] });
+  });
+});
+
+describe('the registry storing in an S3 bucket with redirect = true', () => {
+  const bucket = 'redirected';
+  let app: TestApp;
+  let image: BuiltImage;
+
+  beforeAll(async () => {
+    app = await s3App(bucket, { 'storage.s3.redirect': 'true' });
+    image = await buildImageLayout(path.join(work, 'redirected'), { tag: 'v1', layers: 2, layerSize: 500_000, seed: 's3-redirect' });
+    await skopeoCopy(image.reference, `docker://${app.host}/team/app:v1`);
+  });
+  afterAll(() => app?.close());
+
+  /** The layer GETs the gateway served from `store`'s keys since `since` lines of its log. */
+  async function layerGetsAtGateway(since: number, store: 'registry' | 'proxy', layers: string[]): Promise<string[]> {
+    const lines = (await gateway.requestLog()).slice(since);
+    return layers.filter((digest) => lines.some((line) => line.includes(`"GET /${bucket}/${blobKey(store, digest)}?`) && / 20[06] /.test(line)));
+  }
+
+  test('a blob GET is a 307 to a presigned URL that serves it and its ranges; HEAD is answered by the registry', async () => {
+    const layer = image.layerDigests[0];
+    const answer = await fetch(`${app.url}/v2/team/app/blobs/${layer}`, { redirect: 'manual' });
+    expect(answer.status).toBe(307);
+    expect(answer.headers.get('docker-content-digest')).toBe(layer);
+    const location = answer.headers.get('location')!;
+    expect(location.startsWith(`${gateway.endpoint}/${bucket}/${blobKey('registry', layer)}?`)).toBe(true);
+    expect(digestOf(Buffer.from(await (await fetch(location)).arrayBuffer()))).toBe(layer);
+    const followed = await fetch(`${app.url}/v2/team/app/blobs/${layer}`, { headers: { Range: 'bytes=100-199' } });
+    expect(followed.status).toBe(206);
+    expect((await followed.arrayBuffer()).byteLength).toBe(100);
+
+    const head = await fetch(`${app.url}/v2/team/app/blobs/${layer}`, { method: 'HEAD' });
+    expect(head.status).toBe(200);
+    expect(head.headers.get('content-length')).toBe(String(image.layerSizes[0]));
+    const missing = await fetch(`${app.url}/v2/team/app/blobs/sha256:${'0'.repeat(64)}`, { redirect: 'manual' });
+    expect(missing.status).toBe(404);
+    expect(((await missing.json()) as { errors: Array<{ code: string }> }).errors[0].code).toBe('BLOB_UNKNOWN');
+  });
+
+  test('skopeo and podman follow the redirects: the layers come from the bucket', async () => {
+    let since = (await gateway.requestLog()).length;
+    await skopeoCopy(`docker://${app.host}/team/app:v1`, `dir:${path.join(work, 'redirect-skopeo')}`);
+    expect(await layerGetsAtGateway(since, 'registry', image.layerDigests)).toEqual(image.layerDigests);
+
+    since = (await gateway.requestLog()).length;
+    const podman = createPodman();
+    try {
+      await podman.run(['pull', '--tls-verify=false', `${app.host}/team/app:v1`]);
+      expect(await podman.run(['images', '--quiet', '--no-trunc', `${app.host}/team/app:v1`])).toBe(image.configDigest);
+    } finally {
+      await podman.cleanup();
+    }
+    expect(await layerGetsAtGateway(since, 'registry', image.layerDigests)).toEqual(image.layerDigests);
+  });
+
+  test('containerd follows the redirects', async () => {
+    let containerd: Containerd | undefined;
+    try {
+      containerd = await startContainerd();
+      const hostsDir = path.join(work, 'certs.d');
+      fs.mkdirSync(path.join(hostsDir, app.host), { recursive: true });
+      fs.writeFileSync(
+        path.join(hostsDir, app.host, 'hosts.toml'),
+        [`server = "http://${app.host}"`, `[host."http://${app.host}"]`, '  capabilities = ["pull", "resolve"]', ''].join('\n'),
+      );
+      const since = (await gateway.requestLog()).length;
+      await containerd.pull(`${app.host}/team/app:v1`, hostsDir);
+      expect(await layerGetsAtGateway(since, 'registry', image.layerDigests)).toEqual(image.layerDigests);
+    } finally {
+      await containerd?.stop();
+    }
+  });
+
+  test('Docker Engine follows the redirects', async () => {
+    let dockerd: Dockerd | undefined;
+    try {
+      dockerd = await startDockerd({ insecureRegistries: [app.host] });
+      const since = (await gateway.requestLog()).length;
+      await dockerd.docker(['pull', `${app.host}/team/app:v1`]);
+      const { stdout } = await dockerd.docker(['image', 'inspect', '--format', '{{.Id}}', `${app.host}/team/app:v1`]);
+      expect(stdout.trim()).toBe(image.configDigest);
+      expect(await layerGetsAtGateway(since, 'registry', image.layerDigests)).toEqual(image.layerDigests);
+    } finally {
+      await dockerd?.stop();
+    }
+  });
+
+  test('a cached blob is redirected to the bucket too, once it is stored', async () => {
+    const cached = await buildImageLayout(path.join(work, 'redirect-upstream'), { tag: '2', layers: 2, layerSize: 300_000, seed: 's3-redirect-cached' });
+    await skopeoCopy(cached.reference, `docker://${upstream.host}/library/redirected:2`);
+    const through = `docker://${app.host}/proxy/docker.io/library/redirected:2`;
+    // Cold: streamed by the registry as it arrives from the upstream.
+    await skopeoCopy(through, `dir:${path.join(work, 'redirect-cold')}`);
+    const since = (await gateway.requestLog()).length;
+    await skopeoCopy(through, `dir:${path.join(work, 'redirect-warm')}`);
+    expect(await layerGetsAtGateway(since, 'proxy', cached.layerDigests)).toEqual(cached.layerDigests);
+  });
+});
