@@ -98,6 +98,11 @@ export interface BlobStore {
   recoverRemovals(isGarbage: (digest: string) => boolean): Promise<{ restored: number; deleted: number }>;
   /** A corrupt blob is never served again: moved out of the store, kept for inspection. */
   quarantine(digest: string): Promise<void>;
+  /**
+   * What interrupted writes left behind, begun before `before`: staging files, and an object store's
+   * unfinished multipart uploads (whose parts are billed and invisible). Run by every collection.
+   */
+  removeLeftovers(before: number): Promise<number>;
 }
 
 export function isNotFound(error: unknown): boolean {

@@ -249,6 +249,10 @@ export class FilesystemBlobStore implements BlobStore {
     return { restored, deleted };
   }
 
+  async removeLeftovers(before: number): Promise<number> {
+    return removeFilesOlderThan(this.stagingDirectory, before);
+  }
+
   async quarantine(digest: string): Promise<void> {
     const directory = quarantineDirectory(this.root);
     await fsp.mkdir(directory, { recursive: true });
@@ -284,6 +288,20 @@ async function withDirectory<T>(file: string, operation: () => Promise<T>): Prom
   }
 }
 
+
+/** Files in `directory` (not recursive) not modified since `before`, removed; how many. */
+export async function removeFilesOlderThan(directory: string, before: number): Promise<number> {
+  let removed = 0;
+  for (const entry of await readDirectory(directory)) {
+    const file = path.join(directory, entry);
+    const stat = await fsp.stat(file).catch(() => null);
+    if (stat?.isFile() && stat.mtimeMs < before) {
+      await fsp.rm(file, { force: true });
+      removed++;
+    }
+  }
+  return removed;
+}
 
 async function readDirectory(directory: string): Promise<string[]> {
   try {

@@ -98,7 +98,7 @@ export class GarbageCollector {
     if (!dryRun) this.removeEmptyRows(started, cutoff);
     const uploadsExpired = await this.expireUploads(started, dryRun);
     if (!dryRun) {
-      for (const store of Object.values(this.options.stores)) await removeOlderThan(store.stagingDirectory, cutoff);
+      for (const store of Object.values(this.options.stores)) await store.removeLeftovers(cutoff);
     }
 
     const report: GcReport = {
@@ -559,15 +559,6 @@ async function directoryBytes(directory: string): Promise<number> {
     if (stat?.isFile()) total += stat.size;
   }
   return total;
-}
-
-/** Leftovers of interrupted writes: files not modified since `before`. */
-async function removeOlderThan(directory: string, before: number): Promise<void> {
-  for (const entry of await readDirectory(directory)) {
-    const file = path.join(directory, entry);
-    const stat = await fsp.stat(file).catch(() => null);
-    if (stat && stat.mtimeMs < before) await fsp.rm(file, { force: true });
-  }
 }
 
 /** What the stored bytes hash to, with the algorithm the digest names. */

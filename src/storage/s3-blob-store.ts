@@ -5,10 +5,12 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import {
+  AbortMultipartUploadCommand,
   CopyObjectCommand,
   DeleteObjectCommand,
   GetObjectCommand,
   HeadObjectCommand,
+  ListMultipartUploadsCommand,
   ListObjectsV2Command,
   PutObjectCommand,
   S3Client,
@@ -21,6 +23,7 @@ import { DigestAlgorithm, createDigester, digestOf, parseDigest } from '../oci/d
 import { RegistryError } from '../oci/errors';
 import { BlobStore, ByteRange, CommitHook, StoredFile, WRITE_BUFFER, WrittenBlob, algorithmOf, notFound } from './blob-store';
 import { attributeTo } from './disk-full';
+import { removeFilesOlderThan } from './filesystem-blob-store';
 import { blobRelativePath, incomingDirectory } from './paths';
 
 /** Objects up to this size go up in one PUT; larger ones as a multipart upload of PART_SIZE parts. */
@@ -261,6 +264,29 @@ export class S3BlobStore implements BlobStore {
   /** Nothing is moved aside here: what a crash interrupted is in `blob_removals`, which the collector finishes. */
   async recoverRemovals(): Promise<{ restored: number; deleted: number }> {
     return { restored: 0, deleted: 0 };
+  }
+
+  /** Staging files, and multipart uploads under this store's prefix begun before `before` (a crash mid-upload). */
+  async removeLeftovers(before: number): Promise<number> {
+    let removed = await removeFilesOlderThan(this.stagingDirectory, before);
+    let keyMarker: string | undefined;
+    let uploadIdMarker: string | undefined;
+    try {
+      do {
+        const page = await this.client.send(
+          new ListMultipartUploadsCommand({ Bucket: this.bucket, Prefix: this.prefix, KeyMarker: keyMarker, UploadIdMarker: uploadIdMarker }),
+        );
+        for (const upload of page.Uploads ?? []) {
+          if ((upload.Initiated?.getTime() ?? 0) >= before) continue;
+          await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: upload.Key, UploadId: upload.UploadId }));
+          removed++;
+        }
+        [keyMarker, uploadIdMarker] = page.IsTruncated ? [page.NextKeyMarker, page.NextUploadIdMarker] : [undefined, undefined];
+      } while (keyMarker !== undefined);
+    } catch (error) {
+      throw storageError(error, this.location);
+    }
+    return removed;
   }
 
   async quarantine(digest: string): Promise<void> {

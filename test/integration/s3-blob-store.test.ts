@@ -8,7 +8,7 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
-import { ListObjectsV2Command, ListMultipartUploadsCommand, PutObjectCommand } from '@aws-sdk/client-s3';
+import { CreateMultipartUploadCommand, ListObjectsV2Command, ListMultipartUploadsCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { isNotFound } from '../../src/storage/blob-store';
 import { S3BlobStore } from '../../src/storage/s3-blob-store';
 import { Radosgw, startRadosgw } from '../helpers/radosgw';
@@ -174,6 +174,23 @@ describe('S3BlobStore on radosgw', () => {
     // The signature covers the key: another key with the same query is refused.
     const forged = await fetch(url.replace(digest.slice(7), sha256(Buffer.from('y')).slice(7)));
     expect(forged.status).toBe(403);
+  });
+
+  it('aborts multipart uploads and removes staging files an interrupted write left, once older than the cutoff', async () => {
+    const { store, bucket } = await freshStore();
+    const begun = async (key: string) => gateway.client.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: key }));
+    await begun('team/registry/blobs/sha256/ab/left-by-a-crash');
+    // Another store's (or another application's) upload under another prefix is not this store's to abort.
+    await begun('elsewhere/upload');
+    fs.mkdirSync(store.stagingDirectory, { recursive: true });
+    fs.writeFileSync(path.join(store.stagingDirectory, 'left-by-a-crash'), 'x');
+    const open = async () => ((await gateway.client.send(new ListMultipartUploadsCommand({ Bucket: bucket }))).Uploads ?? []).map((upload) => upload.Key);
+
+    expect(await store.removeLeftovers(Date.now() - 60_000)).toBe(0);
+    expect((await open()).sort()).toEqual(['elsewhere/upload', 'team/registry/blobs/sha256/ab/left-by-a-crash']);
+    expect(await store.removeLeftovers(Date.now() + 60_000)).toBe(2);
+    expect(await open()).toEqual(['elsewhere/upload']);
+    expect(await readdir(store.stagingDirectory)).toEqual([]);
   });
 
   it('quarantines a blob out of reach of its digest', async () => {

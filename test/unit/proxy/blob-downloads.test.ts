@@ -207,6 +207,30 @@ describe('the last byte of a transfer', () => {
     expect(await store.readAll(digest)).toEqual(content);
   });
 
+  test('reaches a reader that joined before the blob was stored and reads after, from a store that keeps no files', async () => {
+    /** As an object store: its blobs are no files to open (S3BlobStore), only `open` reads them. */
+    class FilelessStore extends FilesystemBlobStore {
+      override localPath(): null {
+        return null;
+      }
+    }
+    const store = new FilelessStore(root);
+    const downloads = new BlobDownloads(store);
+    const download = await downloads.join('library/app', digest, async () => ({ body: upstreamBody(false), size: content.length }), () => undefined);
+    // Joined while running, read only once the transfer's file has gone into the store.
+    const whole = download.read();
+    const part = download.read({ start: 10, end: 40_009 });
+    await download.done;
+    expect(fs.readdirSync(incomingDirectory(root))).toEqual([]);
+    const read = async (stream: AsyncIterable<unknown>) => {
+      const chunks: Buffer[] = [];
+      for await (const chunk of stream) chunks.push(chunk as Buffer);
+      return Buffer.concat(chunks);
+    };
+    expect((await read(whole)).equals(content)).toBe(true);
+    expect((await read(part)).equals(content.subarray(10, 40_010))).toBe(true);
+  });
+
   test('of content with another digest never goes out', async () => {
     const downloads = new BlobDownloads(new FilesystemBlobStore(root));
     const wrong = `sha256:${'0'.repeat(64)}`;
