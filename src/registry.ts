@@ -12,6 +12,7 @@ import { CacheSync } from './proxy/cache-sync';
 import type { RateLimitState } from './proxy/rate-limits';
 import { AccessLog } from './storage/access-log';
 import { openBlobStores } from './storage/stores';
+import type { BlobStore } from './storage/blob-store';
 import { GarbageCollector, GcReport, VerifyReport } from './storage/gc';
 import { ContentInventory } from './storage/content-inventory';
 import { RecentManifests } from './storage/recent-manifests';
@@ -57,6 +58,8 @@ export class Registry {
   private storageSampling: NodeJS.Timeout | undefined;
   /** Pins on cached content: `[[proxy.pin]]` and those set through /api/pins. */
   readonly pins: PinRegistry;
+  /** Where hosted and cached blobs and manifests are kept (`[storage]`). */
+  private readonly stores: { hosted: BlobStore; proxy: BlobStore };
   /** The readiness probe under way, which concurrent callers share. */
   private readinessProbe: Promise<Readiness> | undefined;
 
@@ -86,7 +89,8 @@ export class Registry {
     this.indexReserve.restore();
     const recordWrite = (digest: string, size: number) => index.recordBlobWrite(digest, size);
     // The cache's store exists even with the cache disabled: what it holds is still collected.
-    const { hosted: hostedStore, proxy: proxyStore } = openBlobStores(config, recordWrite);
+    this.stores = openBlobStores(config, recordWrite);
+    const { hosted: hostedStore, proxy: proxyStore } = this.stores;
     this.inventory = new ContentInventory(index, { hosted: hostedStore, proxy: proxyStore });
     this.hosted = {
       index,
@@ -289,7 +293,7 @@ export class Registry {
    * share its answer: a flood of unauthenticated probes costs one probe's fsyncs at a time.
    */
   readiness(): Promise<Readiness> {
-    this.readinessProbe ??= checkReadiness(this.config, this.index).finally(() => (this.readinessProbe = undefined));
+    this.readinessProbe ??= checkReadiness(this.config, this.index, this.stores).finally(() => (this.readinessProbe = undefined));
     return this.readinessProbe;
   }
 

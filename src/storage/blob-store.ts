@@ -56,6 +56,12 @@ export interface BlobStore {
    */
   redirectUrl(digest: string): Promise<string | null>;
 
+  /**
+   * Whether the store answers (a readiness probe): "ok", or why not. The filesystem store's directory is
+   * probed with the other directories (readiness.ts); an object store is asked over the network.
+   */
+  probe(): Promise<string>;
+
   /** The blob's size, or null when it is not there. */
   size(digest: string): Promise<number | null>;
   /** Whether the blob is there with the size the index recorded (anything else is not this blob). */

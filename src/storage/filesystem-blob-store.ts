@@ -37,12 +37,17 @@ export class FilesystemBlobStore implements BlobStore {
     return blobPath(this.root, digest);
   }
 
-  localPath(digest: string): string {
+  localPath(digest: string): string | null {
     return this.path(digest);
   }
 
   async redirectUrl(): Promise<null> {
     return null;
+  }
+
+  /** Its directory is probed by readiness.ts, with the others (a probe file, free space). */
+  async probe(): Promise<string> {
+    return 'ok';
   }
 
   /** The blob's size, or null when it is not on disk. */

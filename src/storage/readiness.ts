@@ -3,6 +3,7 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { Config } from '../config/config';
 import { RegistryIndex } from './registry-index';
+import type { BlobStore } from './blob-store';
 import { formatBytes } from '../format-bytes';
 
 /** Each check's outcome: "ok", or why it failed. */
@@ -19,7 +20,7 @@ export interface Readiness {
  * the index must be open and answer. The probe file is written, flushed and removed again; its name
  * starts with a dot, which no blob, upload or manifest path does.
  */
-export async function checkReadiness(config: Config, index: RegistryIndex): Promise<Readiness> {
+export async function checkReadiness(config: Config, index: RegistryIndex, stores?: Record<'hosted' | 'proxy', BlobStore>): Promise<Readiness> {
   const directories = {
     registry_storage: config.registry_storage,
     temporary_registry_storage: config.temporary_registry_storage,
@@ -32,8 +33,10 @@ export async function checkReadiness(config: Config, index: RegistryIndex): Prom
       return [name, writable === 'ok' ? await probeFreeSpace(directory, config.min_free_space) : writable] as const;
     }),
   );
+  // An object store's bucket, once (both stores share it).
+  const objectStore: ReadinessChecks = config.storage.backend === 's3' && stores ? { object_store: await stores.hosted.probe() } : {};
   // In a fixed order, whichever probe finished first.
-  const checks: ReadinessChecks = { ...Object.fromEntries(outcomes), database: probeDatabase(index) };
+  const checks: ReadinessChecks = { ...Object.fromEntries(outcomes), ...objectStore, database: probeDatabase(index) };
   return { ready: Object.values(checks).every((outcome) => outcome === 'ok'), checks };
 }
 

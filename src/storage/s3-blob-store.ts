@@ -37,6 +37,8 @@ const DELETE_CONCURRENCY = 8;
 /** How often a writer looks again whether a collection's removal of its digest is over, and for how long. */
 const REMOVAL_POLL_MS = 100;
 const REMOVAL_WAIT_MS = 120_000;
+/** How long a readiness probe waits for the object store. */
+const PROBE_TIMEOUT_MS = 5000;
 /** ListObjectsV2's page. */
 const LIST_PAGE = 1000;
 
@@ -101,6 +103,18 @@ export class S3BlobStore implements BlobStore {
     return getSignedUrl(this.client, new GetObjectCommand({ Bucket: this.bucket, Key: this.key(digest) }), {
       expiresIn: this.redirectExpirySeconds,
     });
+  }
+
+  /** One listing of a key under the prefix: the bucket exists, the credentials are good, the service answers. */
+  async probe(): Promise<string> {
+    try {
+      await this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: this.prefix, MaxKeys: 1 }), {
+        abortSignal: AbortSignal.timeout(PROBE_TIMEOUT_MS),
+      });
+      return 'ok';
+    } catch (error) {
+      return `not answering: ${storageError(error, this.location).message}`;
+    }
   }
 
   async size(digest: string): Promise<number | null> {

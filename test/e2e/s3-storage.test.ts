@@ -110,6 +110,24 @@ describe('the registry storing in an S3 bucket, streaming blobs itself', () => {
     expect(filesUnder(app.config.temporary_registry_storage)).toEqual([]);
   });
 
+  test('/readyz asks the bucket, and names it when the bucket does not answer', async () => {
+    const ready = await fetch(`${app.url}/readyz`);
+    expect(ready.status).toBe(200);
+    expect(((await ready.json()) as { checks: Record<string, string> }).checks.object_store).toBe('ok');
+
+    const wrongKey = await s3App('wrong-key', { 'storage.s3.secret_access_key': 'not-the-secret' });
+    try {
+      const answer = await fetch(`${wrongKey.url}/readyz`);
+      expect(answer.status).toBe(503);
+      const body = (await answer.json()) as { errors: Array<{ code: string; detail: { checks: Record<string, string> } }> };
+      expect(body.errors[0].code).toBe('UNAVAILABLE');
+      expect(body.errors[0].detail.checks.object_store).toMatch(/^not answering: object store s3:\/\/wrong-key\/ci\/registry\/: SignatureDoesNotMatch \(HTTP 403\)/);
+      expect(body.errors[0].detail.checks.database).toBe('ok');
+    } finally {
+      await wrongKey.close();
+    }
+  });
+
   test('podman pulls what skopeo pushed', async () => {
     const podman: Podman = createPodman();
     try {
