@@ -18,6 +18,11 @@ import { describeImport, importImages } from './transfer/import';
 import { describeExport, exportOciLayout } from './transfer/oci-layout';
 import { describeStaticExport, exportStatic } from './transfer/static-export';
 import { StoredContent } from './transfer/stored-content';
+import { RegistryIndex } from './storage/registry-index';
+import { FilesystemBlobStore } from './storage/filesystem-blob-store';
+import { openBlobStores } from './storage/stores';
+import { migrateStorage } from './storage/migrate-storage';
+import { formatBytes } from './format-bytes';
 
 const USAGE = `usage: registry [command] [--config <file>] [--<key> <value> …]
 
@@ -34,6 +39,8 @@ commands:
                      write the images as one OCI image layout (a tar, or a directory)
   export --docker-archive FILE.tar [--repo NAME]… [--tag PATTERN]… [--platform OS/ARCH[/VARIANT]]
                      write single-platform images as a \`docker load\` archive
+  migrate-storage    copy the blobs under registry_storage and proxy_storage into [storage.s3]'s bucket
+                     (with storage.backend = "s3"; run again after an interruption; see docs/scale-out.md)
   import FILE.tar|DIR [--to NAME[:TAG]]
                      store the images of an OCI layout or a \`docker save\` archive as hosted repositories
                      (export and import work with the server running or stopped; see docs/export-import.md)
@@ -46,7 +53,7 @@ options:
 
 Environment variables REGISTRY_<KEY> set keys too (REGISTRY_PORT, REGISTRY_GC_GRACE); flags win.`;
 
-const COMMANDS = ['serve', 'gc', 'verify', 'sync', 'config', 'healthcheck', 'export', 'import'];
+const COMMANDS = ['serve', 'gc', 'verify', 'sync', 'config', 'healthcheck', 'export', 'import', 'migrate-storage'];
 
 /** A command line that cannot be run; printed as it is, without a stack. */
 class UsageError extends Error {}
@@ -91,6 +98,7 @@ async function main(argv: string[]): Promise<void> {
   }
   ensureStorageDirectories(config);
   if (transfer) return runTransfer(transfer, config);
+  if (command === 'migrate-storage') return runMigration(config);
   const log = createLogger(config.log_level, { format: config.log_format });
   const registry = Registry.open(config, log);
   if (command === 'gc') {
@@ -203,6 +211,25 @@ function takeTransferArguments(command: 'export' | 'import', args: string[]): Tr
   const platform = single('--platform');
   if (platform !== undefined && formats[0].format !== 'docker-archive') throw new UsageError('--platform goes with --docker-archive');
   return { command, ...formats[0], selection, platform };
+}
+
+/** Filesystem stores → the configured object store, recorded in the same index (gc.ts sees the writes). */
+async function runMigration(config: Config): Promise<void> {
+  if (config.storage.backend !== 's3') {
+    throw new UsageError('migrate-storage copies into [storage.s3]: set storage.backend = "s3" (and the bucket) first');
+  }
+  const index = new RegistryIndex(config.database);
+  try {
+    const recordWrite = (digest: string, size: number) => index.recordBlobWrite(digest, size);
+    const from = { hosted: new FilesystemBlobStore(config.registry_storage), proxy: new FilesystemBlobStore(config.proxy_storage) };
+    const report = await migrateStorage(from, openBlobStores(config, recordWrite), (line) => process.stdout.write(`${line}\n`));
+    process.stdout.write(
+      `migrate-storage: ${report.copied} blobs copied (${formatBytes(report.bytes)}), ${report.present} already there\n` +
+        `The files under ${config.registry_storage}/blobs and ${config.proxy_storage}/blobs can go once the registry serves from the bucket.\n`,
+    );
+  } finally {
+    index.close();
+  }
 }
 
 async function runTransfer(transfer: TransferArguments, config: Config): Promise<void> {

@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -10,6 +11,7 @@ import { createPodman, Podman } from '../helpers/podman';
 import { Radosgw, startRadosgw } from '../helpers/radosgw';
 import { skopeoCopy, skopeoDelete } from '../helpers/skopeo';
 import { createTestApp, TestApp } from '../helpers/test-app';
+import { MAIN } from '../helpers/server-process';
 import { startUpstreamRegistry, UpstreamRegistry } from '../helpers/upstream-registry';
 
 /**
@@ -33,21 +35,24 @@ afterAll(async () => {
   fs.rmSync(work, { recursive: true, force: true });
 });
 
-async function s3App(bucket: string, overrides: Record<string, string> = {}): Promise<TestApp> {
+/** The keys that put a registry on `bucket` of the gateway, as command-line overrides. */
+function s3Settings(bucket: string): Record<string, string> {
+  return {
+    'storage.backend': 's3',
+    'storage.s3.endpoint': gateway.endpoint,
+    'storage.s3.bucket': bucket,
+    'storage.s3.prefix': 'ci/',
+    'storage.s3.path_style': 'true',
+    'storage.s3.access_key_id': gateway.accessKeyId,
+    'storage.s3.secret_access_key': gateway.secretAccessKey,
+  };
+}
+
+const UPSTREAM_CONFIGURATION = () => `[[proxy.upstreams]]\nhost = "registry-1.docker.io"\nurl = "${upstream.url}"\n`;
+
+async function s3App(bucket: string, overrides: Record<string, string> = {}, storageDir?: string): Promise<TestApp> {
   await gateway.createBucket(bucket);
-  return createTestApp({
-    overrides: {
-      'storage.backend': 's3',
-      'storage.s3.endpoint': gateway.endpoint,
-      'storage.s3.bucket': bucket,
-      'storage.s3.prefix': 'ci/',
-      'storage.s3.path_style': 'true',
-      'storage.s3.access_key_id': gateway.accessKeyId,
-      'storage.s3.secret_access_key': gateway.secretAccessKey,
-      ...overrides,
-    },
-    configuration: `[[proxy.upstreams]]\nhost = "registry-1.docker.io"\nurl = "${upstream.url}"\n`,
-  });
+  return createTestApp({ overrides: { ...s3Settings(bucket), ...overrides }, configuration: UPSTREAM_CONFIGURATION(), storageDir });
 }
 
 async function objectKeys(bucket: string): Promise<string[]> {
@@ -269,5 +274,49 @@ describe('the registry storing in an S3 bucket with redirect = true', () => {
     const since = (await gateway.requestLog()).length;
     await skopeoCopy(through, `dir:${path.join(work, 'redirect-warm')}`);
     expect(await layerGetsAtGateway(since, 'proxy', cached.layerDigests)).toEqual(cached.layerDigests);
+  });
+});
+
+describe('npm run migrate-storage: a filesystem registry moved into a bucket', () => {
+  test('what was pushed and cached on disk pulls from the bucket after the copy; a second run copies nothing', async () => {
+    const storageDir = fs.mkdtempSync(path.join(os.tmpdir(), 'migrate-storage-'));
+    try {
+      const onDisk = await createTestApp({ storageDir, configuration: UPSTREAM_CONFIGURATION() });
+      const image = await buildImageLayout(path.join(work, 'migrated'), { tag: 'v1', layers: 2, layerSize: 300_000, seed: 's3-migrated' });
+      await skopeoCopy(image.reference, `docker://${onDisk.host}/team/migrated:v1`);
+      const cached = await buildImageLayout(path.join(work, 'migrated-cached'), { tag: '3', layers: 1, layerSize: 100_000, seed: 's3-migrated-cached' });
+      await skopeoCopy(cached.reference, `docker://${upstream.host}/library/migrated:3`);
+      await skopeoCopy(`docker://${onDisk.host}/proxy/docker.io/library/migrated:3`, `dir:${path.join(work, 'migrated-cold')}`);
+      // The server stopped, its data kept (close would remove a directory it made; this one is the test's).
+      await onDisk.close();
+
+      const bucket = 'migrated';
+      await gateway.createBucket(bucket);
+      const flags = Object.entries(s3Settings(bucket)).flatMap(([key, value]) => [`--${key}`, value]);
+      const migrate = () => spawnSync(process.execPath, [MAIN, 'migrate-storage', ...flags], { cwd: storageDir, encoding: 'utf8', timeout: 120_000 });
+      const first = migrate();
+      expect(first.stderr.replace(/\(node:\d+\) Warning: NodeVersionSupportWarning[^]*?trace-warnings[^\n]*\n/, '')).toBe('');
+      expect(first.status).toBe(0);
+      // The image's manifest, config and 2 layers; the cached image's manifest, config and layer.
+      expect(first.stdout).toMatch(/^migrate-storage: 7 blobs copied \(.+\), 0 already there$/m);
+      expect(migrate().stdout).toMatch(/^migrate-storage: 0 blobs copied \(0 B\), 7 already there$/m);
+
+      // Only the bucket now: the files go, and the upstream is down.
+      fs.rmSync(path.join(storageDir, 'storage', 'registry', 'blobs'), { recursive: true });
+      fs.rmSync(path.join(storageDir, 'storage', 'proxy', 'blobs'), { recursive: true });
+      await upstream.stop();
+      const onBucket = await createTestApp({ storageDir, overrides: s3Settings(bucket), configuration: UPSTREAM_CONFIGURATION() });
+      try {
+        const pulled = path.join(work, 'migrated-pulled');
+        await skopeoCopy(`docker://${onBucket.host}/team/migrated:v1`, `dir:${pulled}`);
+        expect(readDirTransport(pulled)['manifest.json'].equals(image.manifest)).toBe(true);
+        await skopeoCopy(`docker://${onBucket.host}/proxy/docker.io/library/migrated:3`, `dir:${path.join(work, 'migrated-warm')}`);
+      } finally {
+        await onBucket.close();
+        await upstream.start();
+      }
+    } finally {
+      fs.rmSync(storageDir, { recursive: true, force: true });
+    }
   });
 });
