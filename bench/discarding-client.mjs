@@ -5,15 +5,17 @@ import { children } from './servers.mjs';
 /**
  * The cheap client: `curl -o /dev/null` per job, all at once, each its own process. Nothing is hashed,
  * so what limits the figure is the server, not the client (the verifying pulls hash every byte). Throws
- * unless every response is a 200 of `size` bytes. Returns the wall-clock seconds and total bytes.
+ * unless every response is a 200 of `size` bytes (after redirects, with `followRedirects`). Returns the
+ * wall-clock seconds and total bytes.
  */
-export async function discardAll(jobs) {
+export async function discardAll(jobs, { followRedirects = false } = {}) {
   const started = process.hrtime.bigint();
   const results = await Promise.all(
     jobs.map(
       ({ url }) =>
         new Promise((resolve, reject) => {
-          const child = spawn('curl', ['--silent', '--show-error', '--output', '/dev/null', '--write-out', '%{http_code} %{size_download}', url], {
+          const follow = followRedirects ? ['--location'] : [];
+          const child = spawn('curl', ['--silent', '--show-error', ...follow, '--output', '/dev/null', '--write-out', '%{http_code} %{size_download}', url], {
             stdio: ['ignore', 'pipe', 'pipe'],
           });
           children.add(child);

@@ -4,5 +4,6 @@ import fs from 'node:fs';
 import { ensureTools } from '../scripts/ensure-tools.mjs';
 
 export function ensureBenchTools() {
-  ensureTools({ 'docker-registry': 'docker-registry', curl: 'curl', ...(fs.existsSync('/usr/sbin/nginx') ? {} : { nginx: 'nginx' }) }, 'bench');
+  const radosgw = { radosgw: 'radosgw', 'ceph-mon': 'ceph-mon', 'ceph-osd': 'ceph-osd', monmaptool: 'ceph-base', 'ceph-authtool': 'ceph-common', 'radosgw-admin': 'ceph-common', ceph: 'ceph-common' };
+  ensureTools({ 'docker-registry': 'docker-registry', curl: 'curl', ...radosgw, ...(fs.existsSync('/usr/sbin/nginx') ? {} : { nginx: 'nginx' }) }, 'bench');
 }

@@ -54,6 +54,18 @@ export function tableRows(sizes) {
       'pull',
     ],
   ];
+  // The s3 backend beside distribution's s3 driver, on the same radosgw: reported, no targets.
+  const s3Blob = formatSize(sizes.bigBlob);
+  rows.push(
+    ['s3-push-monolithic', `s3: push ${s3Blob} monolithic`, 'MiBps', 'MiB/s', undefined],
+    ['s3-push-chunked', `s3: push ${s3Blob} in ${formatSize(sizes.chunk)} PATCHes`, 'MiBps', 'MiB/s', undefined],
+  );
+  for (const clients of [1, sizes.pullClients]) {
+    rows.push([`s3-pull-discard-${clients}`, `s3: pull ${s3Blob}, ${clients} client${clients > 1 ? 's' : ''}, streamed by the server`, 'MiBps', 'MiB/s', undefined]);
+  }
+  for (const clients of [1, sizes.pullClients]) {
+    rows.push([`s3-redirect-pull-discard-${clients}`, `s3: pull ${s3Blob}, ${clients} client${clients > 1 ? 's' : ''}, 307 to radosgw`, 'MiBps', 'MiB/s', undefined]);
+  }
   for (const [operation, target] of [['put', atLeast(3)], ['get', atLeast(5)], ['head', atLeast(5)]]) {
     const label = `${sizes.manifests} manifests ${operation.toUpperCase()} by tag, c=${sizes.concurrency}`;
     rows.push([`manifest-${operation}`, label, 'opsPerSecond', 'ops/s', target]);

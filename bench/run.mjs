@@ -1,4 +1,4 @@
-// `npm run bench [-- --quick] [--reps N] [--only blobs,metadata,proxy-image,proxy-dedupe,nginx,nginx-accel]
+// `npm run bench [-- --quick] [--reps N] [--only blobs,metadata,proxy-image,proxy-dedupe,nginx,nginx-accel,s3,s3-redirect]
 //                 [--cpu-prof] [--server path/to/main.js] [--out dir]`
 //
 // Our registry against the reference (Debian's docker-registry, CNCF distribution 2.8.2) on
@@ -12,6 +12,7 @@
 // --cpu-prof runs our server under `node --cpu-prof` (profiles next to the results; read them with
 // bench/profile-summary.mjs); --server benchmarks another build of it, e.g. a patched copy of dist/.
 import fs from 'node:fs';
+import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -20,10 +21,29 @@ import { diskWriteThroughput, loopbackHttpThroughput, sha256Throughput } from '.
 import { ensureBenchTools } from './prerequisites.mjs';
 import { PullWorkers } from './pull-workers.mjs';
 import { cpuPerGiBRows, cpuRows, evaluate, medians, renderLimits, renderTable, rssRows, tableRows, wholeRunRows } from './report.mjs';
-import { blobGroup, metadataGroup, nginxGroup, populateUpstream, proxyDedupeGroup, proxyImageGroup } from './scenarios.mjs';
+import { blobGroup, metadataGroup, nginxGroup, populateUpstream, proxyDedupeGroup, proxyImageGroup, s3Group } from './scenarios.mjs';
 import { ACCEL_PREFIX, killAllChildren, startNginx, startOurs, startReference } from './servers.mjs';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const require = createRequire(import.meta.url);
+const { startRadosgw } = require('../scripts/radosgw.cjs');
+
+/** A bucket of its own per server process: neither sees the other's objects, nor an earlier run's. */
+async function createBucket(gateway, bucket) {
+  const { S3Client, CreateBucketCommand } = require('@aws-sdk/client-s3');
+  const client = new S3Client({
+    endpoint: gateway.endpoint,
+    region: 'us-east-1',
+    forcePathStyle: true,
+    credentials: { accessKeyId: gateway.accessKeyId, secretAccessKey: gateway.secretAccessKey },
+  });
+  try {
+    await client.send(new CreateBucketCommand({ Bucket: bucket }));
+  } finally {
+    client.destroy();
+  }
+  return bucket;
+}
 
 const FULL = {
   blob: 1 * GiB,
@@ -71,6 +91,9 @@ const GROUPS = {
   // nginx in front of each; ours sends the bytes itself (nginx) or names the file for nginx (nginx-accel).
   nginx: { run: nginxGroup, nginx: true, scenario: 'nginx-pull' },
   'nginx-accel': { run: nginxGroup, nginx: true, accel: true, scenario: 'nginx-accel-pull' },
+  // Each server on a bucket of its own on one radosgw (scripts/radosgw.cjs), streaming or redirecting.
+  s3: { run: s3Group, s3: true, redirect: false },
+  's3-redirect': { run: s3Group, s3: true, redirect: true },
 };
 
 function parseArguments(argv) {
@@ -189,6 +212,8 @@ async function main() {
   const cpuBefore = cpuTimes();
   const workers = new PullWorkers(Math.max(sizes.pullClients, sizes.dedupeClients, sizes.imageLayers + 1));
   let upstream;
+  let gateway;
+  let buckets = 0;
   try {
     log('machine limits, warm-up of the clients');
     record.limits = {
@@ -205,9 +230,14 @@ async function main() {
         log(`upstream docker-registry at ${upstream.url}: pushing the proxy scenarios' content`);
         content = await populateUpstream(upstream, { sizes });
       }
+      if (group.s3 && !gateway) {
+        log('radosgw (scripts/radosgw.cjs) for the s3 groups');
+        gateway = await startRadosgw();
+      }
       for (let rep = 0; rep < sizes.reps; rep++) {
         const order = rep % 2 === 0 ? ['ours', 'reference'] : ['reference', 'ours'];
         for (const kind of order) {
+          const s3 = group.s3 ? { ...gateway, bucket: await createBucket(gateway, `bench-${++buckets}`), redirect: group.redirect } : undefined;
           const server =
             kind === 'ours'
               ? await startOurs(work, {
@@ -215,12 +245,13 @@ async function main() {
                   nodeOptions: profileOptions(groupName, rep),
                   main: options.server,
                   accelRedirect: group.accel ? ACCEL_PREFIX : '',
+                  s3,
                 })
-              : await startReference(work, { remoteUrl: group.proxy ? upstream.url : undefined });
+              : await startReference(work, { remoteUrl: group.proxy ? upstream.url : undefined, s3 });
           let front;
           try {
             front = group.nginx ? await startNginx(work, server) : undefined;
-            const results = await group.run(server, { sizes, workers, upstream, content, front, accel: group.accel, scenario: group.scenario });
+            const results = await group.run(server, { sizes, workers, upstream, content, front, accel: group.accel, scenario: group.scenario, redirect: group.redirect });
             const summary = [];
             for (const [scenario, metrics] of Object.entries(results)) {
               ((record.results[scenario] ??= { ours: [], reference: [] })[kind]).push(metrics);
@@ -237,6 +268,7 @@ async function main() {
     }
   } finally {
     await upstream?.close();
+    await gateway?.stop();
     await workers.close();
   }
 

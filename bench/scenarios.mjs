@@ -102,6 +102,49 @@ export async function blobGroup(server, { sizes, workers }) {
   }
 }
 
+// ---- blobs in an S3 bucket (radosgw): pushes, and pulls streamed or redirected ----------------------
+
+/**
+ * Both servers on their own bucket of the same radosgw. `redirect`: blob GETs answer 307 to a presigned
+ * URL (ours `[storage.s3] redirect`, distribution's default), and the discarding clients follow it, so
+ * the bytes come from radosgw; the figures are then radosgw's, and the server's CPU is what a redirect
+ * costs. Without it, each server streams from the bucket. Pushes are measured in the streaming group only.
+ */
+export async function s3Group(server, { sizes, redirect }) {
+  const client = new RegistryClient(server.url, { maxSockets: 4 });
+  const name = 'bench/s3';
+  const size = sizes.bigBlob;
+  const monolithic = { seed: 11, size, digest: blobDigest(11, size) };
+  const chunked = { seed: 12, size, digest: blobDigest(12, size) };
+  const blobUrl = `${server.url}/v2/${name}/blobs/${monolithic.digest}`;
+  const scenario = redirect ? 's3-redirect' : 's3';
+  try {
+    const warmUp = { seed: 13, size: 2 * sizes.chunk, digest: blobDigest(13, 2 * sizes.chunk) };
+    await client.pushMonolithic('bench/warmup', warmUp);
+    const results = {};
+    const pushed = { bytes: size };
+    if (redirect) {
+      await client.pushMonolithic(name, monolithic);
+    } else {
+      results['s3-push-monolithic'] = await measure(server, async () => (await client.pushMonolithic(name, monolithic), pushed));
+      results['s3-push-chunked'] = await measure(server, async () => (await client.pushChunked(name, chunked, sizes.chunk), pushed));
+    }
+    // Not measured: that the server answers as this group says, and a warm-up of the path.
+    const answer = await client.send(`/v2/${name}/blobs/${monolithic.digest}`, { method: 'GET', headers: { Range: 'bytes=0-0' } });
+    if ((answer.status === 307) !== redirect) throw new Error(`${server.label}: blob GET answered ${answer.status}, expected ${redirect ? 307 : 206}`);
+    await discardAll([{ url: blobUrl, size }], { followRedirects: redirect });
+    for (const clients of [1, sizes.pullClients]) {
+      results[`${scenario}-pull-discard-${clients}`] = await measure(server, () =>
+        discardAll(Array.from({ length: clients }, () => ({ url: blobUrl, size })), { followRedirects: redirect }),
+      );
+    }
+    for (const result of Object.values(results)) result.MiBps = (result.bytes ?? size) / MiB / result.seconds;
+    return results;
+  } finally {
+    client.close();
+  }
+}
+
 // ---- nginx in front: pulls of one blob through deploy/nginx.conf ------------------------------------
 
 /**

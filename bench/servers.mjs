@@ -97,10 +97,10 @@ async function waitFor(what, child, logFile, probe) {
   throw new Error(`${what} did not start within ${START_TIMEOUT_MS} ms`);
 }
 
-function spawnLogged(command, args, dir, stdoutName = 'stdout.log') {
+function spawnLogged(command, args, dir, stdoutName = 'stdout.log', env = process.env) {
   const stdout = fs.openSync(path.join(dir, stdoutName), 'a');
   const stderr = fs.openSync(path.join(dir, 'stderr.log'), 'a');
-  const child = track(spawn(command, args, { cwd: dir, stdio: ['ignore', stdout, stderr] }));
+  const child = track(spawn(command, args, { cwd: dir, stdio: ['ignore', stdout, stderr], env }));
   fs.closeSync(stdout);
   fs.closeSync(stderr);
   return child;
@@ -157,7 +157,7 @@ const toml = (value) => JSON.stringify(value);
  * /v2/proxy/upstream.bench/<name>. Request logging is off (log_level warn), as for the reference.
  * `accelRedirect` sets accel_redirect (for nginx in front).
  */
-export async function startOurs(parent, { upstream, nodeOptions = [], main = MAIN, accelRedirect = '' } = {}) {
+export async function startOurs(parent, { upstream, nodeOptions = [], main = MAIN, accelRedirect = '', s3 } = {}) {
   const dir = await fsp.mkdtemp(path.join(parent, 'ours-'));
   const data = path.join(dir, 'data');
   const config =
@@ -168,7 +168,11 @@ export async function startOurs(parent, { upstream, nodeOptions = [], main = MAI
     `database = ${toml(path.join(data, 'index.db'))}\n` +
     `accel_redirect = ${toml(accelRedirect)}\n` +
     `[gc]\ninterval = "0"\n` +
-    (upstream ? `[[proxy.upstreams]]\nhost = "upstream.bench"\nurl = ${toml(upstream)}\n` : '');
+    (upstream ? `[[proxy.upstreams]]\nhost = "upstream.bench"\nurl = ${toml(upstream)}\n` : '') +
+    (s3
+      ? `[storage]\nbackend = "s3"\n[storage.s3]\nendpoint = ${toml(s3.endpoint)}\nbucket = ${toml(s3.bucket)}\npath_style = true\n` +
+        `access_key_id = ${toml(s3.accessKeyId)}\nsecret_access_key = ${toml(s3.secretAccessKey)}\nredirect = ${s3.redirect}\n`
+      : '');
   const configPath = path.join(dir, 'configuration.toml');
   await fsp.writeFile(configPath, config);
   const child = spawnLogged(process.execPath, [...nodeOptions, main, 'serve', '--config', configPath], dir);
@@ -190,7 +194,7 @@ export async function startOurs(parent, { upstream, nodeOptions = [], main = MAI
  * docker-registry. `remoteUrl` puts it in proxy mode (`proxy.remoteurl`). `accessLog` keeps its access
  * log (stdout, combined log format) in access.log; otherwise it is off, like our request log.
  */
-export async function startReference(parent, { remoteUrl, accessLog = false, label = 'reference' } = {}) {
+export async function startReference(parent, { remoteUrl, accessLog = false, label = 'reference', s3 } = {}) {
   const dir = await fsp.mkdtemp(path.join(parent, `${label}-`));
   const data = path.join(dir, 'data');
   const port = await freePort();
@@ -199,13 +203,22 @@ export async function startReference(parent, { remoteUrl, accessLog = false, lab
   const config =
     'version: 0.1\n' +
     `log:\n  level: warn\n  formatter: json\n  accesslog:\n    disabled: ${!accessLog}\n` +
-    `storage:\n  cache:\n    blobdescriptor: inmemory\n  filesystem:\n    rootdirectory: ${JSON.stringify(data)}\n` +
+    `storage:\n  cache:\n    blobdescriptor: inmemory\n` +
+    (s3
+      ? // distribution's s3 driver: a region endpoint makes it address the bucket path-style.
+        `  s3:\n    accesskey: ${JSON.stringify(s3.accessKeyId)}\n    secretkey: ${JSON.stringify(s3.secretAccessKey)}\n` +
+        `    region: us-east-1\n    regionendpoint: ${JSON.stringify(s3.endpoint)}\n    bucket: ${JSON.stringify(s3.bucket)}\n` +
+        `    secure: false\n    v4auth: true\n  redirect:\n    disable: ${!s3.redirect}\n`
+      : `  filesystem:\n    rootdirectory: ${JSON.stringify(data)}\n`) +
     '  delete:\n    enabled: true\n  maintenance:\n    uploadpurging:\n      enabled: false\n' +
     `http:\n  addr: ${JSON.stringify(host)}\n  secret: ${JSON.stringify(randomBytes(16).toString('hex'))}\n` +
     (remoteUrl ? `proxy:\n  remoteurl: ${JSON.stringify(remoteUrl)}\n` : '');
   const configPath = path.join(dir, 'config.yml');
   await fsp.writeFile(configPath, config);
-  const child = spawnLogged('docker-registry', ['serve', configPath], dir, accessLog ? 'access.log' : 'stdout.log');
+  // distribution's AWS SDK (Go, v1) panics at start when AWS_CA_BUNDLE is set, as some machines set it for
+  // their own TLS; radosgw on loopback is plain HTTP anyway.
+  const { AWS_CA_BUNDLE: _, ...env } = process.env;
+  const child = spawnLogged('docker-registry', ['serve', configPath], dir, accessLog ? 'access.log' : 'stdout.log', env);
   const url = `http://${host}`;
   await waitFor('docker-registry', child, path.join(dir, 'stderr.log'), async () => {
     const response = await send(`${url}/v2/`, { timeoutMs: 1000 });
