@@ -9,7 +9,7 @@ const fs = require('node:fs');
 const path = require('node:path');
 const base = require('./jest.config');
 
-const TOOL_HELPERS = ['upstream-registry', 'skopeo', 'podman', 'containerd', 'nginx', 'server-process', 'dockerd', 'docker-base-image'];
+const TOOL_HELPERS = ['upstream-registry', 'skopeo', 'podman', 'containerd', 'nginx', 'server-process', 'dockerd', 'docker-base-image', 'radosgw'];
 const usesTool = new RegExp(`from '(?:\\.\\./)+helpers/(?:${TOOL_HELPERS.join('|')})'`);
 
 function testFiles(dir) {

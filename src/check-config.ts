@@ -13,7 +13,7 @@ export interface ConfigCheck {
   notes: string[];
 }
 
-const SECRET_KEYS = new Set(['password', 'token']);
+const SECRET_KEYS = new Set(['password', 'token', 'secret_access_key']);
 
 /**
  * `config check`: what `serve` would run with, and what in it will not work, without starting anything
@@ -74,7 +74,7 @@ function accessProblem(file: string, mode: number): string | undefined {
   }
 }
 
-/** A copy with every password and token replaced, however deep (upstream credentials, [github] token). */
+/** A copy with every password, token and secret key replaced, however deep (upstream credentials, [github] token, [storage.s3]). */
 function censor(value: unknown): Record<string, unknown> {
   const walk = (node: unknown): unknown => {
     if (Array.isArray(node)) return node.map(walk);

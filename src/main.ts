@@ -153,8 +153,12 @@ function describeStart(config: Config, listeners: Listener[], metricsListener: M
     `oci-cache-registry ${version()} listening on http://${main.host}:${main.port}`,
     ...mirrors.map(({ host, port, endpoint }) => `  mirror of ${endpoint.kind === 'mirror' ? endpoint.upstream : '?'} on http://${host}:${port}`),
     ...hostMirrors.map((mirror) => `  mirror of ${mirror.upstream} for Host: ${mirror.host}`),
-    `  registry_storage: ${config.registry_storage}`,
-    `  proxy_storage: ${config.proxy_storage}`,
+    ...(config.storage.backend === 's3'
+      ? [
+          `  storage: s3://${config.storage.s3.bucket}/${config.storage.s3.prefix} at ${config.storage.s3.endpoint || `AWS S3 (${config.storage.s3.region})`}` +
+            `${config.storage.s3.redirect ? '; blob GETs redirected to presigned URLs' : ''} (staging in ${config.registry_storage}, ${config.proxy_storage})`,
+        ]
+      : [`  registry_storage: ${config.registry_storage}`, `  proxy_storage: ${config.proxy_storage}`]),
     `  database: ${config.database}`,
     config.proxy.enabled
       ? `  pull-through cache: /v2/proxy/<upstream>/…; configured upstreams: ${upstreams.length > 0 ? upstreams.join(', ') : 'none'}` +

@@ -84,7 +84,10 @@ export interface BlobStore {
   ): Promise<WrittenBlob>;
   /** Stores small content the caller has hashed already (a manifest whose digest it checked). */
   writeVerified(content: Buffer, digest: string): Promise<WrittenBlob>;
-  /** Takes a finished, verified local file (an upload's data, a transfer) into the store; the file is gone after. */
+  /**
+   * Takes a finished, verified local file (an upload's data, a transfer) into the store: the file is gone
+   * after, or still there when this throws (an upload session keeps it for the client's retry).
+   */
   adopt(file: string, digest: string, size: number): Promise<void>;
   delete(digest: string): Promise<void>;
 

@@ -6,7 +6,9 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import {
   AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
   CopyObjectCommand,
+  CreateMultipartUploadCommand,
   DeleteObjectCommand,
   GetObjectCommand,
   HeadObjectCommand,
@@ -15,8 +17,8 @@ import {
   PutObjectCommand,
   S3Client,
   S3ServiceException,
+  UploadPartCommand,
 } from '@aws-sdk/client-s3';
-import { Upload } from '@aws-sdk/lib-storage';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import pLimit from 'p-limit';
 import { DigestAlgorithm, createDigester, digestOf, parseDigest } from '../oci/digest';
@@ -25,13 +27,17 @@ import { BlobStore, ByteRange, CommitHook, StoredFile, WRITE_BUFFER, WrittenBlob
 import { attributeTo } from './disk-full';
 import { removeFilesOlderThan } from './filesystem-blob-store';
 import { blobRelativePath, incomingDirectory } from './paths';
+import { GatheringStream } from '../streams';
 
 /** Objects up to this size go up in one PUT; larger ones as a multipart upload of PART_SIZE parts. */
 const SINGLE_PUT_MAX = 64 * 1024 * 1024;
-/** S3's parts are 5 MiB at least and 10,000 at most: 16 MiB parts carry blobs up to 156 GiB. */
+/** S3's parts are 5 MiB at least (but the last) and 10,000 at most: 16 MiB parts carry blobs up to 156 GiB. */
 const PART_SIZE = 16 * 1024 * 1024;
+const MAX_PARTS = 10_000;
 /** Parts of one upload in flight at once. */
 const PART_CONCURRENCY = 4;
+/** Tries of one PUT or part: each with a fresh read of the file (the SDK cannot rewind a stream it sent). */
+const UPLOAD_ATTEMPTS = 3;
 /** Deletions of one sweep in flight at once. */
 const DELETE_CONCURRENCY = 8;
 /** How often a writer looks again whether a collection's removal of its digest is over, and for how long. */
@@ -142,7 +148,7 @@ export class S3BlobStore implements BlobStore {
           Range: range ? `bytes=${range.start}-${range.end}` : undefined,
         }),
       );
-      return answer.Body as Readable;
+      return new GatheringStream(answer.Body as Readable);
     } catch (error) {
       if (isMissingObject(error)) throw notFound(digest);
       throw storageError(error, this.location);
@@ -195,11 +201,11 @@ export class S3BlobStore implements BlobStore {
     const digest = `${algorithm}:${hash.digest('hex')}`;
     try {
       checkDigest(digest, options.expectedDigest);
+      await this.adopt(staged, digest, size);
     } catch (error) {
       await fsp.rm(staged, { force: true });
       throw error;
     }
-    await this.adopt(staged, digest, size);
     return { digest, size };
   }
 
@@ -209,26 +215,64 @@ export class S3BlobStore implements BlobStore {
     return { digest, size: content.length };
   }
 
+  /** Left in place when the upload fails: the caller decides (an upload session keeps it for a retried PUT). */
   async adopt(file: string, digest: string, size: number): Promise<void> {
+    await this.commit(digest, size);
+    if (size <= SINGLE_PUT_MAX) {
+      await withAttempts(() => this.put(digest, fs.createReadStream(file), size));
+    } else {
+      await this.putInParts(file, digest, size);
+    }
+    await fsp.rm(file, { force: true });
+  }
+
+  /**
+   * A multipart upload whose parts are read from the file as they go up, PART_CONCURRENCY at a time:
+   * memory holds a stream buffer per part, not the parts (lib-storage's Upload buffers each part whole, and
+   * a 256 MiB push took the process to 450 MiB). Aborted on failure, so no parts are left in the bucket.
+   */
+  private async putInParts(file: string, digest: string, size: number): Promise<void> {
+    const target = { Bucket: this.bucket, Key: this.key(digest) };
+    let uploadId: string | undefined;
     try {
-      await this.commit(digest, size);
-      if (size <= SINGLE_PUT_MAX) {
-        await this.put(digest, fs.createReadStream(file), size);
-      } else {
-        const upload = new Upload({
-          client: this.client,
-          params: { Bucket: this.bucket, Key: this.key(digest), Body: fs.createReadStream(file, { highWaterMark: PART_SIZE }) },
-          partSize: PART_SIZE,
-          queueSize: PART_CONCURRENCY,
-          // A failed upload aborts its multipart upload: no orphaned parts in the bucket.
-          leavePartsOnError: false,
-        });
-        await upload.done().catch((error: unknown) => {
-          throw storageError(error, this.location);
-        });
+      ({ UploadId: uploadId } = await this.client.send(new CreateMultipartUploadCommand(target)));
+      const limit = pLimit(PART_CONCURRENCY);
+      // Larger parts past 156 GiB: S3 takes 10,000 at most.
+      const partSize = Math.max(PART_SIZE, Math.ceil(size / MAX_PARTS));
+      let failed = false;
+      const parts = await Promise.all(
+        Array.from({ length: Math.ceil(size / partSize) }, (_, index) =>
+          limit(async () => {
+            // After one part failed, the rest are not sent: the upload is aborted anyway.
+            if (failed) throw new Error('an earlier part failed');
+            const start = index * partSize;
+            const end = Math.min(size, start + partSize) - 1;
+            try {
+              const { ETag } = await withAttempts(() =>
+                this.client.send(
+                  new UploadPartCommand({
+                    ...target,
+                    UploadId: uploadId,
+                    PartNumber: index + 1,
+                    Body: fs.createReadStream(file, { start, end }),
+                    ContentLength: end - start + 1,
+                  }),
+                ),
+              );
+              return { PartNumber: index + 1, ETag };
+            } catch (error) {
+              failed = true;
+              throw error;
+            }
+          }),
+        ),
+      );
+      await this.client.send(new CompleteMultipartUploadCommand({ ...target, UploadId: uploadId, MultipartUpload: { Parts: parts } }));
+    } catch (error) {
+      if (uploadId !== undefined) {
+        await this.client.send(new AbortMultipartUploadCommand({ ...target, UploadId: uploadId })).catch(() => undefined);
       }
-    } finally {
-      await fsp.rm(file, { force: true });
+      throw storageError(error, this.location);
     }
   }
 
@@ -341,6 +385,24 @@ export class S3BlobStore implements BlobStore {
       await new Promise((resolve) => setTimeout(resolve, REMOVAL_POLL_MS));
     }
   }
+}
+
+/** `operation` again after a failure, up to UPLOAD_ATTEMPTS in all; the last failure is thrown. */
+async function withAttempts<T>(operation: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await operation();
+    } catch (error) {
+      if (attempt >= UPLOAD_ATTEMPTS || !isRetryable(error)) throw error;
+    }
+  }
+}
+
+/** A failure another try may not meet: a server error, a throttle, a connection lost; not a refusal. */
+function isRetryable(error: unknown): boolean {
+  const service = error instanceof Error && error.cause instanceof S3ServiceException ? error.cause : error;
+  const status = (service as S3ServiceException).$metadata?.httpStatusCode;
+  return status === undefined || status >= 500 || status === 429 || status === 408;
 }
 
 function checkDigest(actual: string, expected: string | undefined): void {

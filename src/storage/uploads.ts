@@ -105,7 +105,8 @@ export class UploadSessions {
       await this.backgroundSyncs.get(id)?.settle().catch((error: unknown) => {
         throw attributeTo(error, file);
       });
-      await syncFile(file);
+      // A store that keeps the file itself needs it on disk before the rename; an object store reads it back now.
+      if (this.store.localPath(digest) !== null) await syncFile(file);
       await this.store.adopt(file, digest, upload.size);
       this.index.linkBlob(repository, digest, upload.size);
       this.index.deleteUpload(id);

@@ -73,15 +73,19 @@ describe('registry config check', () => {
     expect(stdout).toMatch(/\[gc\][^[]*grace = 600000\n/); // durations in force, in ms
   });
 
-  test('censors upstream passwords and the GitHub token', () => {
+  test('censors upstream passwords, the GitHub token and the object store secret', () => {
     fs.writeFileSync(
       path.join(cwd, 'configuration.toml'),
       '[github]\ntoken = "ghp_secret-github-token"\n\n[[proxy.upstreams]]\nhost = "upstream.test"\nurl = "https://upstream.test"\nusername = "bot"\npassword = "upstream-secret-password"\n',
     );
-    const { status, stdout } = registry(['config', 'check']);
+    const s3 = { REGISTRY_STORAGE_BACKEND: 's3', REGISTRY_STORAGE_S3_BUCKET: 'images', REGISTRY_STORAGE_S3_ACCESS_KEY_ID: 'AKIAKEY', REGISTRY_STORAGE_S3_SECRET_ACCESS_KEY: 's3-secret-key' };
+    const { status, stdout } = registry(['config', 'check'], s3);
     expect(status).toBe(0);
     expect(stdout).not.toContain('ghp_secret-github-token');
     expect(stdout).not.toContain('upstream-secret-password');
+    expect(stdout).not.toContain('s3-secret-key');
+    expect(stdout).toContain('secret_access_key = "[redacted]"');
+    expect(stdout).toContain('access_key_id = "AKIAKEY"');
     expect(stdout).toContain('password = "[redacted]"');
     expect(stdout).toContain('token = "[redacted]"');
     expect(stdout).toContain('username = "bot"');

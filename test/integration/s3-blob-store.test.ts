@@ -108,6 +108,17 @@ describe('S3BlobStore on radosgw', () => {
     expect(uploads.Uploads ?? []).toEqual([]);
   });
 
+  it('leaves the local file in place when the bucket refuses it, for the caller to retry or remove', async () => {
+    const store = new S3BlobStore({ client: gateway.client, bucket: 'no-such-bucket', prefix: '', stagingRoot: staging });
+    const file = path.join(staging, 'kept');
+    fs.writeFileSync(file, 'kept');
+    await expect(store.adopt(file, sha256(Buffer.from('kept')), 4)).rejects.toThrow(/^object store s3:\/\/no-such-bucket\/: NoSuchBucket \(HTTP 404\)/);
+    expect(fs.readFileSync(file, 'utf8')).toBe('kept');
+    // A stream it staged itself is its own to remove.
+    await expect(store.write(Readable.from([Buffer.from('staged')]))).rejects.toThrow(/NoSuchBucket/);
+    expect(await readdir(store.stagingDirectory)).toEqual([]);
+  });
+
   it('lists every blob across pages, and nothing else under its prefix', async () => {
     const { store, bucket } = await freshStore({ listPageSize: 2 });
     const digests = [];
