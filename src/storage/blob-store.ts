@@ -97,9 +97,9 @@ export interface BlobStore {
    * Removes `selected` blobs safely against writers (steps 3–4 of gc.ts): `recheck` runs once, in one
    * index transaction, at the point after which a writer of one of the digests either was seen by it or
    * sees the removal (`CommitHook`); it returns the digests still garbage, which are removed. The rest stay.
-   * Returns what was removed.
+   * `removed` is told of each blob as soon as it is gone. Returns what was removed.
    */
-  removeGarbage(selected: StoredFile[], recheck: (digests: string[]) => Set<string>): Promise<StoredFile[]>;
+  removeGarbage(selected: StoredFile[], recheck: (digests: string[]) => Set<string>, removed?: (digest: string) => void): Promise<StoredFile[]>;
   /**
    * What an interrupted `removeGarbage` left half done (the filesystem's .trash): put back what is not
    * garbage, delete what is. Run at start and before every collection.

@@ -197,7 +197,11 @@ export class FilesystemBlobStore implements BlobStore {
    * index update precedes its rename, which precedes our move of that file, which precedes the re-check:
    * a blob re-pushed while this runs is put back, whether the writer is this process or another one.
    */
-  async removeGarbage(selected: StoredFile[], recheck: (digests: string[]) => Set<string>): Promise<StoredFile[]> {
+  async removeGarbage(
+    selected: StoredFile[],
+    recheck: (digests: string[]) => Set<string>,
+    removed: (digest: string) => void = () => undefined,
+  ): Promise<StoredFile[]> {
     const trash = trashDirectory(this.root);
     await fsp.mkdir(trash, { recursive: true });
     const moved: Array<StoredFile & { trashed: string }> = [];
@@ -219,7 +223,10 @@ export class FilesystemBlobStore implements BlobStore {
         if (!isNotFound(error)) throw error;
       });
     }
-    for (const file of doomed) await fsp.rm(file.trashed, { force: true });
+    for (const file of doomed) {
+      await fsp.rm(file.trashed, { force: true });
+      removed(file.digest);
+    }
     return doomed.map(({ digest, size, mtimeMs }) => ({ digest, size, mtimeMs }));
   }
 

@@ -268,12 +268,12 @@ export class GarbageCollector {
         for (const digest of doomed) record.run(digest, this.now());
         return doomed;
       })();
+    const finished = db.prepare('DELETE FROM blob_removals WHERE digest = ?');
     let removed: StoredFile[] = [];
     try {
-      removed = await store.removeGarbage(selected, recheck);
+      removed = await store.removeGarbage(selected, recheck, (digest) => finished.run(digest));
     } finally {
       // Also after a failure: every doomed digest is either removed or left (and judged again next time).
-      const finished = db.prepare('DELETE FROM blob_removals WHERE digest = ?');
       db.transaction(() => {
         for (const { digest } of selected) finished.run(digest);
       })();

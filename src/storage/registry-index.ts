@@ -45,6 +45,13 @@ export interface Page<T> {
  * The SQLite index: repositories, tags, manifests and what they reference, which blobs each
  * repository may read, and upload sessions. Every multi-row change is one transaction.
  */
+/**
+ * A removal recorded longer ago than this is one a crashed collection left (a sweep deletes each blob's row
+ * as soon as the blob is gone, within seconds): writers stop waiting for it, and the next collection
+ * finishes it (gc.ts recoverRemovals).
+ */
+const STALE_REMOVAL_MS = 10 * 60_000;
+
 export class RegistryIndex {
   readonly db: Database.Database;
   private readonly statements: ReturnType<typeof prepareStatements>;
@@ -104,7 +111,7 @@ export class RegistryIndex {
   recordBlobWrite(digest: string, size: number, now = Date.now()): boolean {
     return this.db.transaction(() => {
       this.statements.recordBlobWrite.run({ digest, size, now });
-      return this.statements.removalUnderWay.get(digest) !== undefined;
+      return this.statements.removalUnderWay.get(digest, now - STALE_REMOVAL_MS) !== undefined;
     })();
   }
 
@@ -367,7 +374,7 @@ function prepareStatements(db: Database.Database) {
       `INSERT INTO blobs (digest, size, created_at, last_accessed_at, written_at) VALUES (@digest, @size, @now, @now, @now)
        ON CONFLICT (digest) DO NOTHING`,
     ),
-    removalUnderWay: db.prepare('SELECT 1 FROM blob_removals WHERE digest = ?'),
+    removalUnderWay: db.prepare('SELECT 1 FROM blob_removals WHERE digest = ? AND started_at > ?'),
     recordBlobWrite: db.prepare(
       `INSERT INTO blobs (digest, size, created_at, last_accessed_at, written_at) VALUES (@digest, @size, @now, @now, @now)
        ON CONFLICT (digest) DO UPDATE SET written_at = excluded.written_at`,

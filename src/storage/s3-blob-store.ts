@@ -27,7 +27,6 @@ import { BlobStore, ByteRange, CommitHook, StoredFile, WRITE_BUFFER, WrittenBlob
 import { attributeTo } from './disk-full';
 import { removeFilesOlderThan } from './filesystem-blob-store';
 import { blobRelativePath, incomingDirectory } from './paths';
-import { GatheringStream } from '../streams';
 
 /** Objects up to this size go up in one PUT; larger ones as a multipart upload of PART_SIZE parts. */
 const SINGLE_PUT_MAX = 64 * 1024 * 1024;
@@ -148,7 +147,7 @@ export class S3BlobStore implements BlobStore {
           Range: range ? `bytes=${range.start}-${range.end}` : undefined,
         }),
       );
-      return new GatheringStream(answer.Body as Readable);
+      return answer.Body as Readable;
     } catch (error) {
       if (isMissingObject(error)) throw notFound(digest);
       throw storageError(error, this.location);
@@ -311,11 +310,23 @@ export class S3BlobStore implements BlobStore {
    * recorded its write after the re-check finds the digest in `blob_removals` and waits before its PUT
    * (`commit`), so no DELETE can land after that PUT.
    */
-  async removeGarbage(selected: StoredFile[], recheck: (digests: string[]) => Set<string>): Promise<StoredFile[]> {
+  async removeGarbage(
+    selected: StoredFile[],
+    recheck: (digests: string[]) => Set<string>,
+    removed: (digest: string) => void = () => undefined,
+  ): Promise<StoredFile[]> {
     const garbage = recheck(selected.map((file) => file.digest));
     const doomed = selected.filter((file) => garbage.has(file.digest));
     const limit = pLimit(DELETE_CONCURRENCY);
-    await Promise.all(doomed.map((file) => limit(() => this.delete(file.digest))));
+    await Promise.all(
+      doomed.map((file) =>
+        limit(async () => {
+          await this.delete(file.digest);
+          // At once, not when the sweep ends: a writer waiting for this digest goes on now.
+          removed(file.digest);
+        }),
+      ),
+    );
     return doomed;
   }
 

@@ -10,6 +10,9 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { CreateMultipartUploadCommand, ListObjectsV2Command, ListMultipartUploadsCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { isNotFound } from '../../src/storage/blob-store';
+import { GarbageCollector } from '../../src/storage/gc';
+import { createLogger } from '../../src/log';
+import { RegistryIndex } from '../../src/storage/registry-index';
 import { S3BlobStore } from '../../src/storage/s3-blob-store';
 import { Radosgw, startRadosgw } from '../helpers/radosgw';
 
@@ -213,3 +216,59 @@ describe('S3BlobStore on radosgw', () => {
   });
 });
 
+
+describe('garbage collection on an S3 store', () => {
+  /** Its deletions wait for `release`: a collection held between its re-check and its DELETE. */
+  class HeldDeletes extends S3BlobStore {
+    // Field initializers run in order: each promise's executor sets the function declared before it.
+    startedDeleting!: () => void;
+    readonly deleting = new Promise<void>((resolve) => (this.startedDeleting = resolve));
+    release!: () => void;
+    private readonly gate = new Promise<void>((resolve) => (this.release = resolve));
+    override async delete(digest: string): Promise<void> {
+      this.startedDeleting();
+      await this.gate;
+      return super.delete(digest);
+    }
+  }
+
+  it('keeps a blob pushed again while a sweep is removing it: the push waits for the DELETE, then puts it back', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 's3-gc-'));
+    const index = new RegistryIndex(path.join(dir, 'index.db'));
+    try {
+      const bucket = `store-test-${++bucketCount}`;
+      await gateway.createBucket(bucket);
+      const beforeCommit = (digest: string, size: number) => index.recordBlobWrite(digest, size);
+      const hosted = new HeldDeletes({ client: gateway.client, bucket, prefix: 'registry/', stagingRoot: dir, beforeCommit });
+      const proxy = new S3BlobStore({ client: gateway.client, bucket, prefix: 'proxy/', stagingRoot: dir, beforeCommit });
+      const content = randomBytes(10_000);
+      const { digest } = await hosted.write(content);
+      // An hour from now with a grace of half an hour: the blob, pushed and never referenced, is garbage.
+      const collector = new GarbageCollector({
+        index,
+        stores: { hosted, proxy },
+        temporaryRoot: dir,
+        gc: { interval: 0, grace: 1_800_000, upload_ttl: 86_400_000, delete_untagged: false },
+        proxy: { max_age: 0, max_size: 0 },
+        log: createLogger('silent'),
+        now: () => Date.now() + 3_600_000,
+      });
+      const collection = collector.collect();
+      // A collection that ends (or fails) without deleting anything fails the test here, not by a timeout.
+      await Promise.race([hosted.deleting, collection.then((report) => Promise.reject(new Error(`collected without a DELETE: ${JSON.stringify(report)}`)))]);
+      let pushed = false;
+      const push = hosted.write(content).then(() => (pushed = true));
+      await new Promise((resolve) => setTimeout(resolve, 400));
+      expect(pushed).toBe(false);
+      hosted.release();
+      const report = await collection;
+      await push;
+      expect(report.blobs.map((blob) => blob.digest)).toEqual([digest]);
+      expect(await hosted.size(digest)).toBe(content.length);
+      expect(index.db.prepare('SELECT COUNT(*) FROM blob_removals').pluck().get()).toBe(0);
+    } finally {
+      index.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
