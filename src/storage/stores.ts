@@ -40,5 +40,8 @@ export function s3Client(s3: S3Config): S3Client {
     responseChecksumValidation: 'WHEN_REQUIRED',
     maxAttempts: 3,
     requestHandler: { connectionTimeout: S3_CONNECT_TIMEOUT_MS },
+    // The SDK writes to the console when a streamed upload fails (it does not retry those; the store does):
+    // the store's own error says what failed, in the registry's log.
+    logger: { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined },
   });
 }

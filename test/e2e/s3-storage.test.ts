@@ -115,6 +115,23 @@ describe('the registry storing in an S3 bucket, streaming blobs itself', () => {
     expect(filesUnder(app.config.temporary_registry_storage)).toEqual([]);
   });
 
+  test('a blob GET streams the object, whole or a range of it, with the spec\'s headers', async () => {
+    const layer = image.layerDigests[1];
+    const whole = await fetch(`${app.url}/v2/team/app/blobs/${layer}`, { redirect: 'manual' });
+    expect(whole.status).toBe(200);
+    expect(whole.headers.get('docker-content-digest')).toBe(layer);
+    expect(whole.headers.get('content-length')).toBe(String(image.layerSizes[1]));
+    const bytes = Buffer.from(await whole.arrayBuffer());
+    expect(digestOf(bytes)).toBe(layer);
+    const part = await fetch(`${app.url}/v2/team/app/blobs/${layer}`, { headers: { Range: 'bytes=1000-1999' } });
+    expect(part.status).toBe(206);
+    expect(part.headers.get('content-range')).toBe(`bytes 1000-1999/${image.layerSizes[1]}`);
+    expect(Buffer.from(await part.arrayBuffer()).equals(bytes.subarray(1000, 2000))).toBe(true);
+    const outside = await fetch(`${app.url}/v2/team/app/blobs/${layer}`, { headers: { Range: `bytes=${image.layerSizes[1]}-` } });
+    expect(outside.status).toBe(416);
+    expect(((await outside.json()) as { errors: Array<{ code: string }> }).errors[0].code).toBe('RANGE_INVALID');
+  });
+
   test('/readyz asks the bucket, and names it when the bucket does not answer', async () => {
     const ready = await fetch(`${app.url}/readyz`);
     expect(ready.status).toBe(200);

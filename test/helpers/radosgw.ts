@@ -4,6 +4,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
+import { s3Client } from '../../src/storage/stores';
 
 // Plain CommonJS, shared with the bench (bench/run.mjs cannot load TypeScript).
 const { startRadosgw: startGateway } = require('../../scripts/radosgw.cjs') as {
@@ -26,13 +27,16 @@ export interface Radosgw {
 
 export async function startRadosgw(): Promise<Radosgw> {
   const gateway = await startGateway();
-  const client = new S3Client({
+  const client = s3Client({
     endpoint: gateway.endpoint,
     region: 'us-east-1',
-    forcePathStyle: true,
-    credentials: { accessKeyId: gateway.accessKeyId, secretAccessKey: gateway.secretAccessKey },
-    requestChecksumCalculation: 'WHEN_REQUIRED',
-    responseChecksumValidation: 'WHEN_REQUIRED',
+    bucket: '',
+    prefix: '',
+    path_style: true,
+    access_key_id: gateway.accessKeyId,
+    secret_access_key: gateway.secretAccessKey,
+    redirect: false,
+    redirect_expiry: 0,
   });
   return {
     endpoint: gateway.endpoint,
