@@ -94,10 +94,10 @@ export interface BlobStore {
   /** Every blob in the store (a collection's and verify's view), page by page where the store pages. */
   list(): AsyncIterable<StoredFile>;
   /**
-   * Removes `selected` blobs safely against writers (steps 3–4 of gc.ts): `recheck` runs once, in one
-   * index transaction, at the point after which a writer of one of the digests either was seen by it or
-   * sees the removal (`CommitHook`); it returns the digests still garbage, which are removed. The rest stay.
-   * `removed` is told of each blob as soon as it is gone. Returns what was removed.
+   * Removes `selected` blobs safely against writers (steps 3–4 of gc.ts): `recheck` runs in one index
+   * transaction, once or per batch, at the point after which a writer of one of its digests either was
+   * seen by it or sees the removal (`CommitHook`); it returns the digests still garbage, which are removed.
+   * The rest stay. `removed` is told of each blob as soon as it is gone. Returns what was removed.
    */
   removeGarbage(selected: StoredFile[], recheck: (digests: string[]) => Set<string>, removed?: (digest: string) => void): Promise<StoredFile[]>;
   /**

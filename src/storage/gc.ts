@@ -6,7 +6,7 @@ import { Logger } from '../log';
 import { createDigester, parseDigest } from '../oci/digest';
 import { BlobStore, StoredFile, isNotFound } from './blob-store';
 import { pinnedBytes, refreshPinnedManifests, unpinnedManifest } from './pins';
-import { RegistryIndex } from './registry-index';
+import { RegistryIndex, STALE_REMOVAL_MS } from './registry-index';
 
 /** Which store a sweep works on: hosted content, or the pull-through cache. */
 export type StoreKind = 'hosted' | 'proxy';
@@ -284,16 +284,18 @@ export class GarbageCollector {
   }
 
   /**
-   * What a collection interrupted by a crash left half done: removals recorded in `blob_removals` are
-   * finished for what is still garbage and dropped for the rest, and each store puts back or deletes what
-   * it had moved aside (the filesystem's .trash). Runs at start and before every collection.
+   * What a collection interrupted by a crash left half done: removals recorded in `blob_removals` longer
+   * ago than STALE_REMOVAL_MS (a live sweep's rows go within seconds, and may belong to another process's
+   * collection running now) are finished for what is still garbage and dropped for the rest, and each store
+   * puts back or deletes what it had moved aside (the filesystem's .trash). Runs at start and before every
+   * collection.
    */
   async recoverRemovals(): Promise<{ restored: number; deleted: number }> {
     const cutoff = this.now() - this.options.gc.grace;
     const db = this.options.index.db;
     let restored = 0;
     let deleted = 0;
-    const interrupted = db.prepare('SELECT digest FROM blob_removals').pluck().all() as string[];
+    const interrupted = db.prepare('SELECT digest FROM blob_removals WHERE started_at < ?').pluck().all(this.now() - STALE_REMOVAL_MS) as string[];
     for (const kind of ['hosted', 'proxy'] as const) {
       const store = this.options.stores[kind];
       const isGarbage = this.isGarbage(kind, cutoff);

@@ -50,7 +50,7 @@ export interface Page<T> {
  * as soon as the blob is gone, within seconds): writers stop waiting for it, and the next collection
  * finishes it (gc.ts recoverRemovals).
  */
-const STALE_REMOVAL_MS = 10 * 60_000;
+export const STALE_REMOVAL_MS = 10 * 60_000;
 
 export class RegistryIndex {
   readonly db: Database.Database;

@@ -37,6 +37,8 @@ const MAX_PARTS = 10_000;
 const PART_CONCURRENCY = 4;
 /** Tries of one PUT or part: each with a fresh read of the file (the SDK cannot rewind a stream it sent). */
 const UPLOAD_ATTEMPTS = 3;
+/** Blobs re-checked together and then deleted, in a sweep. */
+const REMOVAL_BATCH = 500;
 /** Deletions of one sweep in flight at once. */
 const DELETE_CONCURRENCY = 8;
 /** How often a writer looks again whether a collection's removal of its digest is over, and for how long. */
@@ -315,18 +317,25 @@ export class S3BlobStore implements BlobStore {
     recheck: (digests: string[]) => Set<string>,
     removed: (digest: string) => void = () => undefined,
   ): Promise<StoredFile[]> {
-    const garbage = recheck(selected.map((file) => file.digest));
-    const doomed = selected.filter((file) => garbage.has(file.digest));
     const limit = pLimit(DELETE_CONCURRENCY);
-    await Promise.all(
-      doomed.map((file) =>
-        limit(async () => {
-          await this.delete(file.digest);
-          // At once, not when the sweep ends: a writer waiting for this digest goes on now.
-          removed(file.digest);
-        }),
-      ),
-    );
+    const doomed: StoredFile[] = [];
+    // Re-checked a batch at a time, right before its DELETEs: a removal's row lives seconds, not the whole
+    // sweep, so no live row gets as old as a crashed collection's (which writers stop waiting for).
+    for (let start = 0; start < selected.length; start += REMOVAL_BATCH) {
+      const batch = selected.slice(start, start + REMOVAL_BATCH);
+      const garbage = recheck(batch.map((file) => file.digest));
+      const batchDoomed = batch.filter((file) => garbage.has(file.digest));
+      await Promise.all(
+        batchDoomed.map((file) =>
+          limit(async () => {
+            await this.delete(file.digest);
+            // At once, not when the sweep ends: a writer waiting for this digest goes on now.
+            removed(file.digest);
+          }),
+        ),
+      );
+      doomed.push(...batchDoomed);
+    }
     return doomed;
   }
 

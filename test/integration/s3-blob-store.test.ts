@@ -271,4 +271,43 @@ describe('garbage collection on an S3 store', () => {
       await rm(dir, { recursive: true, force: true });
     }
   });
+
+  it('finishes the removals a crashed collection left (rows older than 10 min), and leaves a live one alone', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 's3-gc-'));
+    const index = new RegistryIndex(path.join(dir, 'index.db'));
+    try {
+      const bucket = `store-test-${++bucketCount}`;
+      await gateway.createBucket(bucket);
+      const beforeCommit = (digest: string, size: number) => index.recordBlobWrite(digest, size);
+      const hosted = new S3BlobStore({ client: gateway.client, bucket, prefix: 'registry/', stagingRoot: dir, beforeCommit });
+      const proxy = new S3BlobStore({ client: gateway.client, bucket, prefix: 'proxy/', stagingRoot: dir, beforeCommit });
+      const crashed = await hosted.write(Buffer.from('left by a crashed collection'));
+      const live = await hosted.write(Buffer.from('being removed by a collection running now'));
+      const now = Date.now();
+      // Both written two hours ago as far as the index knows (garbage), both objects new (so no sweep selects them).
+      for (const blob of [crashed, live]) index.recordBlobWrite(blob.digest, blob.size, now - 7_200_000);
+      const row = index.db.prepare('INSERT INTO blob_removals (digest, started_at) VALUES (?, ?)');
+      row.run(crashed.digest, now - 11 * 60_000);
+      row.run(live.digest, now - 5_000);
+      const collector = new GarbageCollector({
+        index,
+        stores: { hosted, proxy },
+        temporaryRoot: dir,
+        gc: { interval: 0, grace: 1_800_000, upload_ttl: 86_400_000, delete_untagged: false },
+        proxy: { max_age: 0, max_size: 0 },
+        log: createLogger('silent'),
+      });
+      await collector.recoverRemovals();
+      expect(await hosted.size(crashed.digest)).toBeNull();
+      expect(await hosted.size(live.digest)).toBe(live.size);
+      expect(index.db.prepare('SELECT digest FROM blob_removals').pluck().all()).toEqual([live.digest]);
+      // A writer waits for the live row, not for a stale one.
+      expect(index.recordBlobWrite(live.digest, live.size)).toBe(true);
+      row.run(crashed.digest, now - 11 * 60_000);
+      expect(index.recordBlobWrite(crashed.digest, crashed.size)).toBe(false);
+    } finally {
+      index.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
 });
