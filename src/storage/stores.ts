@@ -6,6 +6,13 @@ import { S3BlobStore } from './s3-blob-store';
 
 /** How long a connection to the object store may take to open. */
 const S3_CONNECT_TIMEOUT_MS = 10_000;
+/** A connection to the object store with nothing moving either way for this long is given up (a hung service). */
+const S3_IDLE_TIMEOUT_MS = 120_000;
+/**
+ * Connections to the object store at once. Every streamed blob GET holds one for as long as its client
+ * reads: at the SDK's 50, the 51st pull (and every HEAD behind it) would wait for a stream to end.
+ */
+const S3_MAX_SOCKETS = 512;
 
 /** The two stores of `[storage]`: hosted content and the pull-through cache's. */
 export function openBlobStores(
@@ -39,7 +46,12 @@ export function s3Client(s3: S3Config): S3Client {
     requestChecksumCalculation: 'WHEN_REQUIRED',
     responseChecksumValidation: 'WHEN_REQUIRED',
     maxAttempts: 3,
-    requestHandler: { connectionTimeout: S3_CONNECT_TIMEOUT_MS },
+    requestHandler: {
+      connectionTimeout: S3_CONNECT_TIMEOUT_MS,
+      socketTimeout: S3_IDLE_TIMEOUT_MS,
+      httpAgent: { keepAlive: true, maxSockets: S3_MAX_SOCKETS },
+      httpsAgent: { keepAlive: true, maxSockets: S3_MAX_SOCKETS },
+    },
     // The SDK writes to the console when a streamed upload fails (it does not retry those; the store does):
     // the store's own error says what failed, in the registry's log.
     logger: { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined },
