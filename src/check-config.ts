@@ -54,7 +54,26 @@ export function checkConfig(config: Config): ConfigCheck {
         'only nginx with deploy/nginx-accel.conf should reach this port, and it must be able to read registry_storage and proxy_storage',
     );
   }
+  if (config.storage.backend === 's3') notes.push(...objectStoreNotes(config));
   return { effective: stringify(censor(config)), problems, notes };
+}
+
+/** What an operator putting the registry on a bucket should know; `serve`'s /readyz checks the bucket itself. */
+function objectStoreNotes(config: Config): string[] {
+  const { s3 } = config.storage;
+  const where = s3.endpoint || `AWS S3 (${s3.region})`;
+  const notes = [
+    `storage: s3://${s3.bucket}/${s3.prefix} at ${where}; registry_storage and proxy_storage only stage content on its way in ` +
+      '(config check does not connect: /readyz checks the bucket)',
+    'storage: one registry per bucket prefix and index: another registry on the same prefix with an index of its own would collect these blobs as garbage',
+  ];
+  if (s3.redirect) {
+    notes.push(`storage.s3.redirect: blob GETs answer 307 to presigned URLs of ${where}: every client must be able to reach it`);
+  }
+  if (config.proxy.enabled && config.proxy.min_free.trim() !== '0') {
+    notes.push(`proxy.min_free = "${config.proxy.min_free}" does not apply with storage.backend = "s3" (a bucket's free space is not known): use proxy.max_size`);
+  }
+  return notes;
 }
 
 function writableDirectoryProblem(directory: string): string | undefined {

@@ -91,6 +91,23 @@ describe('registry config check', () => {
     expect(stdout).toContain('username = "bot"');
   });
 
+  test('notes what an s3 backend asks of the operator, without connecting to it', () => {
+    const s3 = {
+      REGISTRY_STORAGE_BACKEND: 's3',
+      REGISTRY_STORAGE_S3_ENDPOINT: 'http://127.0.0.1:9',
+      REGISTRY_STORAGE_S3_BUCKET: 'images',
+      REGISTRY_STORAGE_S3_PREFIX: 'team/',
+      REGISTRY_STORAGE_S3_REDIRECT: 'true',
+    };
+    const { status, stdout } = registry(['config', 'check'], s3);
+    expect(status).toBe(0);
+    expect(stdout).toContain('note: storage: s3://images/team/ at http://127.0.0.1:9;');
+    expect(stdout).toContain('note: storage: one registry per bucket prefix and index');
+    expect(stdout).toContain('note: storage.s3.redirect: blob GETs answer 307 to presigned URLs of http://127.0.0.1:9: every client must be able to reach it');
+    expect(stdout).toContain('note: proxy.min_free = "100MiB" does not apply with storage.backend = "s3"');
+    expect(stdout).toContain('configuration OK');
+  });
+
   test('a wrong value fails with exit 1 and one line naming the key and where it came from', () => {
     fs.writeFileSync(path.join(cwd, 'configuration.toml'), 'port = "five thousand"\n');
     const { status, stdout, stderr } = registry(['config', 'check']);
