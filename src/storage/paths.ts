@@ -16,6 +16,14 @@ import { parseDigest } from '../oci/digest';
  *   <temporary_registry_storage>/
  *     uploads/<uploadId>                 data of an open upload session (its state is in SQLite)
  *   <database>                           SQLite index: repositories, tags, manifests, references, uploads
+ *
+ * With `[storage] backend = "s3"` (s3-blob-store.ts), the same relative paths are object keys:
+ *
+ *   s3://<bucket>/<prefix>registry/blobs/sha256/ab/abcdef…   hosted content
+ *   s3://<bucket>/<prefix>proxy/blobs/…                      cached upstream content
+ *   s3://<bucket>/<prefix>{registry,proxy}/quarantine/…      corrupt objects found by verify
+ *   <registry_storage>/.incoming/, <proxy_storage>/.incoming/  content hashed locally before it goes up
+ *   (no .trash: a sweep re-checks, then deletes; see gc.ts and blob_removals)
  */
 
 export function blobPath(root: string, digest: string): string {
