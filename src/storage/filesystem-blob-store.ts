@@ -5,11 +5,11 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { DigestAlgorithm, createDigester, parseDigest } from '../oci/digest';
-import { RegistryError } from '../oci/errors';
 import { blobPath, incomingDirectory, quarantineDirectory, trashDirectory } from './paths';
 import { attributeTo } from './disk-full';
 import { FileRangeStream } from '../streams';
-import { BlobStore, ByteRange, CommitHook, IO_CHUNK, StoredFile, WRITE_BUFFER, WrittenBlob, algorithmOf, isNotFound } from './blob-store';
+import { BlobStore, ByteRange, CommitHook, IO_CHUNK, StoredFile, WrittenBlob, algorithmOf, isNotFound } from './blob-store';
+import { readDirectory, removeFilesOlderThan, requireDigest, writeHashed } from './staging';
 
 /**
  * Content-addressed files under one root. Writes are hashed on the way in, fsynced, and renamed into
@@ -95,30 +95,11 @@ export class FilesystemBlobStore implements BlobStore {
   ): Promise<WrittenBlob> {
     const algorithm = options.algorithm ?? algorithmOf(options.expectedDigest) ?? 'sha256';
     const temporary = await this.createIncomingPath();
-    const hash = createDigester(algorithm);
-    let size = 0;
     try {
       const input = Buffer.isBuffer(source) ? Readable.from([source]) : source;
-      await pipeline(
-        input,
-        async function* (chunks: AsyncIterable<Buffer>) {
-          for await (const chunk of chunks) {
-            size += chunk.length;
-            if (options.maxSize !== undefined && size > options.maxSize) {
-              throw new RegistryError('SIZE_INVALID', { message: `content exceeds ${options.maxSize} bytes` });
-            }
-            hash.update(chunk);
-            yield chunk;
-          }
-        },
-        // flush: fsync before close, so what gets renamed into place is on disk. A large buffer lets the
-        // next socket chunk be read while the last one is written.
-        fs.createWriteStream(temporary, { flush: true, highWaterMark: WRITE_BUFFER }),
-      );
-      const digest = `${algorithm}:${hash.digest('hex')}`;
-      if (options.expectedDigest !== undefined && digest !== options.expectedDigest) {
-        throw new RegistryError('DIGEST_INVALID', { detail: { expected: options.expectedDigest, actual: digest } });
-      }
+      // flush: fsync before close, so what gets renamed into place is on disk.
+      const { digest, size } = await writeHashed(input, temporary, { algorithm, maxSize: options.maxSize, flush: true });
+      requireDigest(digest, options.expectedDigest);
       await this.moveIntoPlace(temporary, digest, size);
       return { digest, size };
     } catch (error) {
@@ -300,29 +281,6 @@ async function withDirectory<T>(file: string, operation: () => Promise<T>): Prom
   }
 }
 
-
-/** Files in `directory` (not recursive) not modified since `before`, removed; how many. */
-export async function removeFilesOlderThan(directory: string, before: number): Promise<number> {
-  let removed = 0;
-  for (const entry of await readDirectory(directory)) {
-    const file = path.join(directory, entry);
-    const stat = await fsp.stat(file).catch(() => null);
-    if (stat?.isFile() && stat.mtimeMs < before) {
-      await fsp.rm(file, { force: true });
-      removed++;
-    }
-  }
-  return removed;
-}
-
-async function readDirectory(directory: string): Promise<string[]> {
-  try {
-    return await fsp.readdir(directory);
-  } catch (error) {
-    if (isNotFound(error)) return [];
-    throw error;
-  }
-}
 
 /** `<algorithm>-<hex>.<random id>`, as sweeps name what they move aside: [digest]; null for any other name. */
 function digestOfTrashName(name: string): string[] | null {

@@ -4,9 +4,10 @@ import { pipeline } from 'node:stream/promises';
 import { GcConfig, ProxyConfig } from '../config/config';
 import { Logger } from '../log';
 import { createDigester, parseDigest } from '../oci/digest';
-import { BlobStore, StoredFile, isNotFound } from './blob-store';
+import { BlobStore, StoredFile } from './blob-store';
 import { pinnedBytes, refreshPinnedManifests, unpinnedManifest } from './pins';
 import { RegistryIndex, STALE_REMOVAL_MS } from './registry-index';
+import { directoryBytes, readDirectory } from './staging';
 
 /** Which store a sweep works on: hosted content, or the pull-through cache. */
 export type StoreKind = 'hosted' | 'proxy';
@@ -542,25 +543,6 @@ async function listAll(store: BlobStore): Promise<StoredFile[]> {
   const files: StoredFile[] = [];
   for await (const file of store.list()) files.push(file);
   return files;
-}
-
-async function readDirectory(directory: string): Promise<string[]> {
-  try {
-    return await fsp.readdir(directory);
-  } catch (error) {
-    if (isNotFound(error)) return [];
-    throw error;
-  }
-}
-
-/** The bytes of the files in `directory` (not recursive); 0 if it does not exist. */
-async function directoryBytes(directory: string): Promise<number> {
-  let total = 0;
-  for (const entry of await readDirectory(directory)) {
-    const stat = await fsp.stat(path.join(directory, entry)).catch(() => null);
-    if (stat?.isFile()) total += stat.size;
-  }
-  return total;
 }
 
 /** What the stored bytes hash to, with the algorithm the digest names. */

@@ -3,7 +3,6 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import {
   AbortMultipartUploadCommand,
   CompleteMultipartUploadCommand,
@@ -21,11 +20,11 @@ import {
 } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import pLimit from 'p-limit';
-import { DigestAlgorithm, createDigester, digestOf, parseDigest } from '../oci/digest';
+import { DigestAlgorithm, digestOf, parseDigest } from '../oci/digest';
 import { RegistryError } from '../oci/errors';
-import { BlobStore, ByteRange, CommitHook, StoredFile, WRITE_BUFFER, WrittenBlob, algorithmOf, notFound } from './blob-store';
+import { BlobStore, ByteRange, CommitHook, StoredFile, WrittenBlob, algorithmOf, notFound } from './blob-store';
 import { attributeTo } from './disk-full';
-import { removeFilesOlderThan } from './filesystem-blob-store';
+import { removeFilesOlderThan, requireDigest, writeHashed } from './staging';
 import { blobRelativePath, incomingDirectory } from './paths';
 
 /** Objects up to this size go up in one PUT; larger ones as a multipart upload of PART_SIZE parts. */
@@ -172,36 +171,22 @@ export class S3BlobStore implements BlobStore {
         throw new RegistryError('SIZE_INVALID', { message: `content exceeds ${options.maxSize} bytes` });
       }
       const digest = digestOf(source, algorithm);
-      checkDigest(digest, options.expectedDigest);
+      requireDigest(digest, options.expectedDigest);
       return this.writeVerified(source, digest);
     }
     await fsp.mkdir(this.stagingDirectory, { recursive: true });
     const staged = path.join(this.stagingDirectory, randomUUID());
-    const hash = createDigester(algorithm);
-    let size = 0;
+    let written: WrittenBlob;
     try {
-      await pipeline(
-        source,
-        async function* (chunks: AsyncIterable<Buffer>) {
-          for await (const chunk of chunks) {
-            size += chunk.length;
-            if (options.maxSize !== undefined && size > options.maxSize) {
-              throw new RegistryError('SIZE_INVALID', { message: `content exceeds ${options.maxSize} bytes` });
-            }
-            hash.update(chunk);
-            yield chunk;
-          }
-        },
-        // No fsync: the file is read back right away and the object store is what keeps it.
-        fs.createWriteStream(staged, { highWaterMark: WRITE_BUFFER }),
-      );
+      // No fsync: the file is read back right away and the object store is what keeps it.
+      written = await writeHashed(source, staged, { algorithm, maxSize: options.maxSize, flush: false });
     } catch (error) {
       await fsp.rm(staged, { force: true });
       throw attributeTo(error, staged);
     }
-    const digest = `${algorithm}:${hash.digest('hex')}`;
+    const { digest, size } = written;
     try {
-      checkDigest(digest, options.expectedDigest);
+      requireDigest(digest, options.expectedDigest);
       await this.adopt(staged, digest, size);
     } catch (error) {
       await fsp.rm(staged, { force: true });
@@ -423,12 +408,6 @@ function isRetryable(error: unknown): boolean {
   const service = error instanceof Error && error.cause instanceof S3ServiceException ? error.cause : error;
   const status = (service as S3ServiceException).$metadata?.httpStatusCode;
   return status === undefined || status >= 500 || status === 429 || status === 408;
-}
-
-function checkDigest(actual: string, expected: string | undefined): void {
-  if (expected !== undefined && actual !== expected) {
-    throw new RegistryError('DIGEST_INVALID', { detail: { expected, actual } });
-  }
 }
 
 /** `<algorithm>/<xx>/<hex>` → digest, or null for a key no store writes. */

@@ -13,7 +13,7 @@ import { isNotFound } from '../../src/storage/blob-store';
 import { GarbageCollector } from '../../src/storage/gc';
 import { createLogger } from '../../src/log';
 import { RegistryIndex } from '../../src/storage/registry-index';
-import { S3BlobStore } from '../../src/storage/s3-blob-store';
+import { S3BlobStore, S3StoreOptions } from '../../src/storage/s3-blob-store';
 import { Radosgw, startRadosgw } from '../helpers/radosgw';
 
 jest.setTimeout(120_000);
@@ -232,18 +232,23 @@ describe('garbage collection on an S3 store', () => {
     }
   }
 
-  it('keeps a blob pushed again while a sweep is removing it: the push waits for the DELETE, then puts it back', async () => {
+  /**
+   * An index in a temp dir, a fresh bucket with a hosted store (of class `Hosted`) and a proxy store that
+   * record their writes in it, and a collector over them with a grace of half an hour and the clock `now`.
+   */
+  async function withCollector<T extends S3BlobStore>(
+    Hosted: new (options: S3StoreOptions) => T,
+    now: (() => number) | undefined,
+    test: (setup: { index: RegistryIndex; hosted: T; collector: GarbageCollector }) => Promise<void>,
+  ): Promise<void> {
     const dir = await mkdtemp(path.join(os.tmpdir(), 's3-gc-'));
     const index = new RegistryIndex(path.join(dir, 'index.db'));
     try {
       const bucket = `store-test-${++bucketCount}`;
       await gateway.createBucket(bucket);
       const beforeCommit = (digest: string, size: number) => index.recordBlobWrite(digest, size);
-      const hosted = new HeldDeletes({ client: gateway.client, bucket, prefix: 'registry/', stagingRoot: dir, beforeCommit });
+      const hosted = new Hosted({ client: gateway.client, bucket, prefix: 'registry/', stagingRoot: dir, beforeCommit });
       const proxy = new S3BlobStore({ client: gateway.client, bucket, prefix: 'proxy/', stagingRoot: dir, beforeCommit });
-      const content = randomBytes(10_000);
-      const { digest } = await hosted.write(content);
-      // An hour from now with a grace of half an hour: the blob, pushed and never referenced, is garbage.
       const collector = new GarbageCollector({
         index,
         stores: { hosted, proxy },
@@ -251,8 +256,20 @@ describe('garbage collection on an S3 store', () => {
         gc: { interval: 0, grace: 1_800_000, upload_ttl: 86_400_000, delete_untagged: false },
         proxy: { max_age: 0, max_size: 0 },
         log: createLogger('silent'),
-        now: () => Date.now() + 3_600_000,
+        now,
       });
+      await test({ index, hosted, collector });
+    } finally {
+      index.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  }
+
+  it('keeps a blob pushed again while a sweep is removing it: the push waits for the DELETE, then puts it back', async () => {
+    // An hour from now with a grace of half an hour: a blob pushed and never referenced is garbage.
+    await withCollector(HeldDeletes, () => Date.now() + 3_600_000, async ({ index, hosted, collector }) => {
+      const content = randomBytes(10_000);
+      const { digest } = await hosted.write(content);
       const collection = collector.collect();
       // A collection that ends (or fails) without deleting anything fails the test here, not by a timeout.
       await Promise.race([hosted.deleting, collection.then((report) => Promise.reject(new Error(`collected without a DELETE: ${JSON.stringify(report)}`)))]);
@@ -266,21 +283,11 @@ describe('garbage collection on an S3 store', () => {
       expect(report.blobs.map((blob) => blob.digest)).toEqual([digest]);
       expect(await hosted.size(digest)).toBe(content.length);
       expect(index.db.prepare('SELECT COUNT(*) FROM blob_removals').pluck().get()).toBe(0);
-    } finally {
-      index.close();
-      await rm(dir, { recursive: true, force: true });
-    }
+    });
   });
 
   it('finishes the removals a crashed collection left (rows older than 10 min), and leaves a live one alone', async () => {
-    const dir = await mkdtemp(path.join(os.tmpdir(), 's3-gc-'));
-    const index = new RegistryIndex(path.join(dir, 'index.db'));
-    try {
-      const bucket = `store-test-${++bucketCount}`;
-      await gateway.createBucket(bucket);
-      const beforeCommit = (digest: string, size: number) => index.recordBlobWrite(digest, size);
-      const hosted = new S3BlobStore({ client: gateway.client, bucket, prefix: 'registry/', stagingRoot: dir, beforeCommit });
-      const proxy = new S3BlobStore({ client: gateway.client, bucket, prefix: 'proxy/', stagingRoot: dir, beforeCommit });
+    await withCollector(S3BlobStore, undefined, async ({ index, hosted, collector }) => {
       const crashed = await hosted.write(Buffer.from('left by a crashed collection'));
       const live = await hosted.write(Buffer.from('being removed by a collection running now'));
       const now = Date.now();
@@ -289,14 +296,6 @@ describe('garbage collection on an S3 store', () => {
       const row = index.db.prepare('INSERT INTO blob_removals (digest, started_at) VALUES (?, ?)');
       row.run(crashed.digest, now - 11 * 60_000);
       row.run(live.digest, now - 5_000);
-      const collector = new GarbageCollector({
-        index,
-        stores: { hosted, proxy },
-        temporaryRoot: dir,
-        gc: { interval: 0, grace: 1_800_000, upload_ttl: 86_400_000, delete_untagged: false },
-        proxy: { max_age: 0, max_size: 0 },
-        log: createLogger('silent'),
-      });
       await collector.recoverRemovals();
       expect(await hosted.size(crashed.digest)).toBeNull();
       expect(await hosted.size(live.digest)).toBe(live.size);
@@ -305,9 +304,6 @@ describe('garbage collection on an S3 store', () => {
       expect(index.recordBlobWrite(live.digest, live.size)).toBe(true);
       row.run(crashed.digest, now - 11 * 60_000);
       expect(index.recordBlobWrite(crashed.digest, crashed.size)).toBe(false);
-    } finally {
-      index.close();
-      await rm(dir, { recursive: true, force: true });
-    }
+    });
   });
 });
