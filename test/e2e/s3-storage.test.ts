@@ -165,10 +165,10 @@ describe('the registry storing in an S3 bucket, streaming blobs itself', () => {
     await skopeoCopy(cached.reference, `docker://${upstream.host}/library/cached:1`);
     const through = `docker://${app.host}/proxy/docker.io/library/cached:1`;
     await skopeoCopy(through, `dir:${path.join(work, 'cold')}`);
-    const keys = await objectKeys(bucket);
-    for (const digest of [cached.manifestDigest, cached.configDigest, ...cached.layerDigests]) expect(keys).toContain(blobKey('proxy', digest));
     // The last byte reaches the client once verified, before the staging file has gone up and away.
     await waitFor(() => filesUnder(app.config.proxy_storage).length === 0);
+    const keys = await objectKeys(bucket);
+    for (const digest of [cached.manifestDigest, cached.configDigest, ...cached.layerDigests]) expect(keys).toContain(blobKey('proxy', digest));
 
     await upstream.stop();
     try {
