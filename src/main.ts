@@ -100,7 +100,7 @@ async function main(argv: string[]): Promise<void> {
   if (transfer) return runTransfer(transfer, config);
   if (command === 'migrate-storage') return runMigration(config);
   const log = createLogger(config.log_level, { format: config.log_format });
-  const registry = Registry.open(config, log);
+  const registry = await Registry.open(config, log);
   if (command === 'gc') {
     process.stdout.write(describeGc(await registry.collectGarbage({ dryRun })));
     return registry.close();
@@ -111,14 +111,14 @@ async function main(argv: string[]): Promise<void> {
     if (!registry.cacheSync) throw new UsageError('sync fills the pull-through cache, which [proxy] enabled = false turns off');
     const reports = await registry.cacheSync.runAll();
     process.stdout.write(describeSync(reports));
-    registry.close();
+    await registry.close();
     if (reports.some((report) => report.failed.length > 0)) process.exitCode = 1;
     return;
   }
   if (command === 'verify') {
     const report = await registry.verify();
     process.stdout.write(describeVerify(report));
-    registry.close();
+    await registry.close();
     if (report.corrupt.length > 0 || report.missing.length > 0) process.exitCode = 2;
     return;
   }
@@ -222,7 +222,7 @@ async function runMigration(config: Config): Promise<void> {
   if (config.storage.backend !== 's3') {
     throw new UsageError('migrate-storage copies into [storage.s3]: set storage.backend = "s3" (and the bucket) first');
   }
-  const index = new RegistryIndex(config.database);
+  const index = await RegistryIndex.open(config.database);
   try {
     const recordWrite = (digest: string, size: number) => index.recordBlobWrite(digest, size);
     const from = { hosted: new FilesystemBlobStore(config.registry_storage), proxy: new FilesystemBlobStore(config.proxy_storage) };
@@ -232,7 +232,7 @@ async function runMigration(config: Config): Promise<void> {
         `The files under ${config.registry_storage}/blobs and ${config.proxy_storage}/blobs can go once the registry serves from the bucket.\n`,
     );
   } finally {
-    index.close();
+    await index.close();
   }
 }
 
@@ -242,7 +242,7 @@ async function runTransfer(transfer: TransferArguments, config: Config): Promise
     throw new UsageError(`${transfer.command} works with storage.backend = "filesystem" only; this registry stores in ${config.storage.backend}`);
   }
   // The same index (SQLite in WAL mode: a second process beside a running server, as `gc` does) and stores.
-  const content = StoredContent.open(config);
+  const content = await StoredContent.open(config);
   try {
     if (transfer.command === 'import') {
       process.stdout.write(describeImport(await importImages(content, { source: transfer.source, to: transfer.to })));
@@ -255,7 +255,7 @@ async function runTransfer(transfer: TransferArguments, config: Config): Promise
       process.stdout.write(describeExport(await exportDockerArchive(content, options)));
     }
   } finally {
-    content.close();
+    await content.close();
   }
 }
 

@@ -58,6 +58,7 @@ export class Registry {
   private storageSampling: NodeJS.Timeout | undefined;
   /** Pins on cached content: `[[proxy.pin]]` and those set through /api/pins. */
   readonly pins: PinRegistry;
+  private readonly pinStore: PinStore;
   /** Where hosted and cached blobs and manifests are kept (`[storage]`). */
   private readonly stores: { hosted: BlobStore; proxy: BlobStore };
   /** The readiness probe under way, which concurrent callers share. */
@@ -99,7 +100,7 @@ export class Registry {
       manifests: new RecentManifests(),
       accessLog: new AccessLog(index),
     };
-    this.ghcr = GhcrCatalog.fromConfig(config, index.db, log);
+    this.ghcr = GhcrCatalog.fromConfig(config, index.sql, log);
     // [github] token is ghcr.io's upstream credential; its REST API stands in when ghcr.io's tags/list fails.
     const proxyConfig = { ...config, proxy: withGhcrToken(config.proxy, config.github) };
     this.pullThroughCache = config.proxy.enabled
@@ -124,30 +125,41 @@ export class Registry {
       proxy: config.proxy,
       log,
       uploadExpired: (uploadId) => this.hosted.uploads.forget(uploadId),
-      flushAccess: () => {
-        this.hosted.accessLog.flush();
-        this.pullThroughCache?.flushAccess();
+      flushAccess: async () => {
+        await this.hosted.accessLog.flush();
+        await this.pullThroughCache?.flushAccess();
       },
     });
     metrics.observeStorage(() => index.storedBytes());
-    this.storageHistory = new StorageHistory(index.db);
+    this.storageHistory = new StorageHistory(index.sql);
     metrics.observeRateLimits(() => this.upstreamRateLimits());
-    const pinStore = new PinStore(index.db);
-    const configured = configuredPins(config.proxy);
-    pinStore.replaceConfigured(configured.images, configured.prefixes);
+    this.pinStore = new PinStore(index.sql);
+    const pinStore = this.pinStore;
     metrics.observePins(() => pinStore.counts());
     this.pins = {
-      add: (target, createdBy) => ({
-        created: pinStore.add(target, createdBy),
-        cached: (index.resolveTag(target.repository, target.reference) ?? index.manifest(target.repository, target.reference)) !== null,
+      add: async (target, createdBy) => ({
+        created: await pinStore.add(target, createdBy),
+        cached:
+          ((await index.resolveTag(target.repository, target.reference)) ?? (await index.manifest(target.repository, target.reference))) !== null,
       }),
       remove: (target) => pinStore.remove(target),
       list: () => pinStore.list(),
     };
   }
 
-  static open(config: Config, log: Logger, metrics?: RegistryMetrics): Registry {
-    return new Registry(new RegistryIndex(config.database), config, log, metrics);
+  /** Opens the index (a SQLite file or PostgreSQL, migrated) and everything built on it. */
+  static async open(config: Config, log: Logger, metrics?: RegistryMetrics): Promise<Registry> {
+    const index = await RegistryIndex.open(config.database);
+    try {
+      const registry = new Registry(index, config, log, metrics);
+      // The configuration is what counts: its pins replace the configured ones of the last start.
+      const configured = configuredPins(config.proxy);
+      await registry.pinStore.replaceConfigured(configured.images, configured.prefixes);
+      return registry;
+    } catch (error) {
+      await index.close();
+      throw error;
+    }
   }
 
   /**
@@ -178,7 +190,7 @@ export class Registry {
     if (prefix === '') return this.index.listRepositories(page.n, page.last);
     // The names under a prefix are one run of the sorted list, right after the prefix itself. One more than
     // asked for tells whether that run goes on past this page (the index's own `next` may lie beyond it).
-    const listed = this.index.listRepositories(page.n === undefined ? undefined : page.n + 1, prefix + (page.last ?? ''));
+    const listed = await this.index.listRepositories(page.n === undefined ? undefined : page.n + 1, prefix + (page.last ?? ''));
     const names = listed.items.filter((name) => name.startsWith(prefix)).map((name) => name.slice(prefix.length));
     return pageOf(names, page.n);
   }
@@ -195,7 +207,7 @@ export class Registry {
   get uploadOwners(): UploadOwnerStore {
     return {
       save: (uploadId, owner) => this.index.setUploadOwner(uploadId, owner),
-      load: (uploadId) => this.index.upload(uploadId)?.owner,
+      load: async (uploadId) => (await this.index.upload(uploadId))?.owner,
     };
   }
 
@@ -227,8 +239,8 @@ export class Registry {
       const finishedAt = Date.now();
       this.lastGarbageCollection = { ...report, finishedAt };
       try {
-        this.storageHistory.recordGcRun(report, finishedAt);
-        this.sampleStorage(finishedAt);
+        await this.storageHistory.recordGcRun(report, finishedAt);
+        await this.sampleStorage(finishedAt);
       } catch (error) {
         // The collection itself is done; only its record is lost (a full disk, say).
         this.log.warn('cannot record the garbage collection in the index', { error: (error as Error).message });
@@ -246,19 +258,16 @@ export class Registry {
   }
 
   /** Records what each store holds now (storage_samples), for the storage chart. */
-  sampleStorage(now = Date.now()): void {
-    this.storageHistory.sample(this.index.storedBytes(), now);
+  async sampleStorage(now = Date.now()): Promise<void> {
+    await this.storageHistory.sample(await this.index.storedBytes(), now);
   }
 
   /** Samples storage now and every `intervalMs` while the server runs; `close` stops it. */
   sampleStorageEvery(intervalMs: number): void {
-    const sample = () => {
-      try {
-        this.sampleStorage();
-      } catch (error) {
+    const sample = () =>
+      void this.sampleStorage().catch((error: unknown) => {
         this.log.warn('cannot sample storage sizes', { error: (error as Error).message });
-      }
-    };
+      });
     sample();
     this.storageSampling = setInterval(sample, intervalMs);
     this.storageSampling.unref();
@@ -309,10 +318,11 @@ export class Registry {
     );
   }
 
-  close(): void {
+  async close(): Promise<void> {
     clearInterval(this.storageSampling);
-    this.pullThroughCache?.close();
-    this.hosted.accessLog.close();
-    this.index.close();
+    // The last access times are worth keeping; an index that refuses them (full) must not keep it open.
+    await this.pullThroughCache?.close().catch(() => undefined);
+    await this.hosted.accessLog.close().catch(() => undefined);
+    await this.index.close();
   }
 }

@@ -170,9 +170,9 @@ function challengeScheme(config: Pick<AuthConfig, 'challenge' | 'token' | 'anony
 
 /** Where upload owners are kept across restarts: the index's uploads table. */
 export interface UploadOwnerStore {
-  save(uploadId: string, owner: string): void;
+  save(uploadId: string, owner: string): Promise<void>;
   /** The owner; null when none was recorded, undefined when there is no such session. */
-  load(uploadId: string): string | null | undefined;
+  load(uploadId: string): Promise<string | null | undefined>;
 }
 
 /**
@@ -198,16 +198,16 @@ export class UploadOwners {
     return open < this.maxPerUser;
   }
 
-  opened(uploadId: string, owner: string, now = Date.now()): void {
+  async opened(uploadId: string, owner: string, now = Date.now()): Promise<void> {
     this.sessions.set(uploadId, { owner, touched: now, active: 0 });
-    this.store?.save(uploadId, owner);
+    await this.store?.save(uploadId, owner);
   }
 
   /** Whether `user` may use the session: they opened it, or no owner was ever recorded for it. */
-  mayUse(uploadId: string, user: string): boolean {
+  async mayUse(uploadId: string, user: string): Promise<boolean> {
     const session = this.sessions.get(uploadId);
     if (session) return session.owner === user;
-    const owner = this.store?.load(uploadId);
+    const owner = await this.store?.load(uploadId);
     return owner === undefined || owner === null || owner === user;
   }
 

@@ -1,4 +1,4 @@
-import type Database from 'better-sqlite3';
+import type { SqlQueries } from '../storage/database/sql-database';
 import type { Config, GithubConfig, ProxyConfig } from '../config/config';
 import type { Logger } from '../log';
 import { isValidName } from '../oci/names';
@@ -25,7 +25,7 @@ export const GHCR_FAILED_NAMES_MAX = 256;
 export interface GhcrCatalogOptions {
   github: GithubConfig;
   timeoutMs: number;
-  db: Database.Database;
+  sql: SqlQueries;
   log: Logger;
   now?: () => number;
 }
@@ -45,7 +45,7 @@ export class GhcrCatalog {
 
   constructor(private readonly options: GhcrCatalogOptions) {
     this.client = new GithubClient({ apiUrl: options.github.api_url, token: options.github.token, timeoutMs: options.timeoutMs });
-    this.cache = new GithubRestCache(options.db);
+    this.cache = new GithubRestCache(options.sql);
     this.now = options.now ?? Date.now;
   }
 
@@ -53,9 +53,9 @@ export class GhcrCatalog {
    * A catalog when `[github]` has a token (GitHub lists packages only to a token with read:packages, even
    * public ones) and the pull-through cache is on, which is what serves the names it lists; null otherwise.
    */
-  static fromConfig(config: Pick<Config, 'github' | 'proxy'>, db: Database.Database, log: Logger): GhcrCatalog | null {
+  static fromConfig(config: Pick<Config, 'github' | 'proxy'>, sql: SqlQueries, log: Logger): GhcrCatalog | null {
     if (!config.proxy.enabled || !config.github.token) return null;
-    return new GhcrCatalog({ github: config.github, timeoutMs: config.proxy.timeout, db, log });
+    return new GhcrCatalog({ github: config.github, timeoutMs: config.proxy.timeout, sql, log });
   }
 
   /** proxy/ghcr.io/<owner>/<package> for every container package of every configured owner, sorted. Never throws. */
@@ -133,18 +133,19 @@ export class GhcrCatalog {
    * A fresh cached answer, or a new one (concurrent askers share one request). When GitHub fails, the
    * failure is logged, the last answer (however old) is used, and GitHub is left alone for a while.
    */
-  private cached(key: string, fetch: () => Promise<string[]>): Promise<string[]> {
-    const stored = this.cache.get(key);
+  private async cached(key: string, fetch: () => Promise<string[]>): Promise<string[]> {
+    const stored = await this.cache.get(key);
     const now = this.now();
-    if (stored && now - stored.fetchedAt < this.options.github.cache_ttl) return Promise.resolve(stored.value);
+    if (stored && now - stored.fetchedAt < this.options.github.cache_ttl) return stored.value;
     if (now < (this.failedUntil.get(key) ?? 0)) {
-      return stored ? Promise.resolve(stored.value) : Promise.reject(new GithubApiError(`${key}: GitHub failed recently`, undefined));
+      if (stored) return stored.value;
+      throw new GithubApiError(`${key}: GitHub failed recently`, undefined);
     }
     const running = this.inflight.get(key);
     if (running) return running;
     const fetching = fetch()
-      .then((value) => {
-        this.cache.put(key, value, this.now());
+      .then(async (value) => {
+        await this.cache.put(key, value, this.now());
         this.failedUntil.delete(key);
         return value;
       })

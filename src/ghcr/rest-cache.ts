@@ -1,4 +1,4 @@
-import type Database from 'better-sqlite3';
+import type { SqlQueries } from '../storage/database/sql-database';
 
 export interface CachedAnswer {
   value: string[];
@@ -10,24 +10,21 @@ export interface CachedAnswer {
  * and whenever GitHub fails or rate-limits, so a restart does not cost a round of API calls.
  */
 export class GithubRestCache {
-  private readonly select: Database.Statement;
-  private readonly upsert: Database.Statement;
+  constructor(private readonly sql: SqlQueries) {}
 
-  constructor(db: Database.Database) {
-    this.select = db.prepare('SELECT value, fetched_at FROM github_rest_cache WHERE key = ?');
-    this.upsert = db.prepare(
+  async get(key: string): Promise<CachedAnswer | null> {
+    const row = await this.sql.get<{ value: string; fetchedAt: number }>(
+      'SELECT value, fetched_at AS "fetchedAt" FROM github_rest_cache WHERE key = @key',
+      { key },
+    );
+    return row ? { value: JSON.parse(row.value) as string[], fetchedAt: row.fetchedAt } : null;
+  }
+
+  async put(key: string, value: string[], fetchedAt: number): Promise<void> {
+    await this.sql.run(
       `INSERT INTO github_rest_cache (key, value, fetched_at) VALUES (@key, @value, @fetchedAt)
        ON CONFLICT (key) DO UPDATE SET value = excluded.value, fetched_at = excluded.fetched_at`,
+      { key, value: JSON.stringify(value), fetchedAt },
     );
   }
-
-  get(key: string): CachedAnswer | null {
-    const row = this.select.get(key) as { value: string; fetched_at: number } | undefined;
-    return row ? { value: JSON.parse(row.value) as string[], fetchedAt: row.fetched_at } : null;
-  }
-
-  put(key: string, value: string[], fetchedAt: number): void {
-    this.upsert.run({ key, value: JSON.stringify(value), fetchedAt });
-  }
-
 }

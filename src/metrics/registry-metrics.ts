@@ -169,7 +169,7 @@ export class RegistryMetrics {
     labelNames: ['image', 'result'] as const,
     registers: [this.prometheus],
   });
-  private readStorage: (() => Record<StoreKind, { bytes: number; blobs: number }>) | undefined;
+  private readStorage: (() => Promise<Record<StoreKind, { bytes: number; blobs: number }>>) | undefined;
   private readonly gcDeletedManifests = new Counter({
     name: `${PREFIX}gc_deleted_manifests_total`,
     help: 'Manifests garbage collection deleted, by reason (untagged, max_age, max_size).',
@@ -194,7 +194,7 @@ export class RegistryMetrics {
     labelNames: ['source'] as const,
     registers: [this.prometheus],
   });
-  private readPins: (() => Record<'api' | 'config', number>) | undefined;
+  private readPins: (() => Promise<Record<'api' | 'config', number>>) | undefined;
   private readonly rateLimitLimit = new Gauge({
     name: `${PREFIX}upstream_ratelimit_limit`,
     help: 'Pulls an upstream allows per window (its ratelimit-limit header, as Docker Hub sends it), by upstream and credential.',
@@ -228,12 +228,12 @@ export class RegistryMetrics {
   }
 
   /** The stored bytes and blob counts by store, read from the index at each scrape; set by the Registry they belong to. */
-  observeStorage(read: () => Record<StoreKind, { bytes: number; blobs: number }>): void {
+  observeStorage(read: () => Promise<Record<StoreKind, { bytes: number; blobs: number }>>): void {
     this.readStorage = read;
   }
 
   /** Pins by source, read from the index at each scrape; set by the Registry they belong to. */
-  observePins(read: () => Record<'api' | 'config', number>): void {
+  observePins(read: () => Promise<Record<'api' | 'config', number>>): void {
     this.readPins = read;
   }
 
@@ -338,12 +338,12 @@ export class RegistryMetrics {
 
   /** The exposition text: ours, then the process's (CPU, memory, event loop, Node's GC). */
   async metrics(): Promise<string> {
-    const stored = this.readStorage?.();
+    const stored = await this.readStorage?.();
     for (const store of ['hosted', 'proxy'] as const) {
       this.storageBytes.set({ store }, stored?.[store].bytes ?? 0);
       this.storageBlobs.set({ store }, stored?.[store].blobs ?? 0);
     }
-    const pins = this.readPins?.();
+    const pins = await this.readPins?.();
     for (const source of ['api', 'config'] as const) this.pins.set({ source }, pins?.[source] ?? 0);
     this.rateLimitLimit.reset();
     this.rateLimitRemaining.reset();

@@ -140,7 +140,7 @@ export class BlobDownload {
     bound: number | undefined,
     private readonly store: BlobStore,
     /** Called once the blob is in the store, before new requests stop joining this transfer. */
-    private readonly stored: (size: number) => void,
+    private readonly stored: (size: number) => Promise<void>,
     /** Called the moment the transfer is verified or has failed, before any cleanup is awaited. */
     private readonly settled: () => void,
   ) {
@@ -249,7 +249,7 @@ export class BlobDownload {
       await this.store.adopt(this.file, this.digest, this.written);
       this.state = 'complete';
       // Recorded before the transfer stops taking joiners, so that no request falls between the two.
-      this.stored(this.written);
+      await this.stored(this.written);
       this.settled();
     } catch (error) {
       attributeTo(error, this.file);
@@ -362,7 +362,7 @@ export class BlobDownloads {
     source: string,
     digest: string,
     fetchBody: () => Promise<UpstreamBlobBody>,
-    stored: (size: number) => void,
+    stored: (size: number) => Promise<void>,
   ): Promise<BlobDownload> {
     const key = `${source}@${digest}`;
     const running = this.inflight.get(key);
@@ -394,7 +394,7 @@ export class BlobDownloads {
   private async start(
     digest: string,
     fetchBody: () => Promise<UpstreamBlobBody>,
-    stored: (size: number) => void,
+    stored: (size: number) => Promise<void>,
     settled: () => void,
   ): Promise<BlobDownload> {
     const release = await this.slot();

@@ -183,7 +183,7 @@ export class CacheSync {
         if (this.stopping.signal.aborted) return;
         try {
           const reference = toDigest(digest);
-          const wasCached = repository.holdsManifest(reference);
+          const wasCached = await repository.holdsManifest(reference);
           manifest = await repository.getManifest(reference);
           this.countManifest(report, upstream, wasCached);
         } catch (error) {
@@ -208,8 +208,8 @@ export class CacheSync {
       await this.limit(async () => {
         if (this.stopping.signal.aborted) return;
         try {
-          const before = repository.cachedTagDigest(tag);
-          const heldBefore = before !== undefined && repository.holdsManifest(toDigest(before));
+          const before = await repository.cachedTagDigest(tag);
+          const heldBefore = before !== undefined && (await repository.holdsManifest(toDigest(before)));
           manifest = await repository.getManifest(toManifestReference(tag));
           this.countManifest(report, upstream, heldBefore && before === manifest.digest);
         } catch (error) {

@@ -52,7 +52,7 @@ export interface CachedContent {
    * (404): `pinned` when `isPinned` says a pin protects it, `all` always, `none` never.
    */
   serveDeleted: 'pinned' | 'all' | 'none';
-  isPinned: (repository: string, digest: string) => boolean;
+  isPinned: (repository: string, digest: string) => Promise<boolean>;
   /** Upstream pull budgets (Docker Hub's ratelimit-* headers, 429): while one is low, cached tags are not revalidated. */
   rateLimits?: RateLimits;
   /** `[proxy] min_free`: whether a fill of so many bytes fits, once eviction has made what room it can. */
@@ -207,13 +207,13 @@ export class ProxyRepository implements Repository {
   }
 
   /** Whether the manifest is cached in this repository (its index record; the file is checked when read). */
-  holdsManifest(digest: Digest): boolean {
-    return this.content.index.manifest(this.name, digest) !== null;
+  async holdsManifest(digest: Digest): Promise<boolean> {
+    return (await this.content.index.manifest(this.name, digest)) !== null;
   }
 
   /** The digest this cache holds for `tag`, whether or not it is still fresh; undefined when none. */
-  cachedTagDigest(tag: string): string | undefined {
-    return this.content.index.checkedTag(this.name, tag)?.digest;
+  async cachedTagDigest(tag: string): Promise<string | undefined> {
+    return (await this.content.index.checkedTag(this.name, tag))?.digest;
   }
 
   /** The upstream transfer of `digest`: the one under way for this repository, or a new one. */
@@ -250,7 +250,7 @@ export class ProxyRepository implements Repository {
 
   /** The blob's size as a cached manifest of this repository declares it, if one does. */
   private async declaredSize(digest: string): Promise<number | undefined> {
-    for (const manifestDigest of this.content.index.manifestsReferencingBlob(this.name, digest)) {
+    for (const manifestDigest of await this.content.index.manifestsReferencingBlob(this.name, digest)) {
       const content = await readManifest(this.content.manifests, this.content.store, manifestDigest);
       if (!content) continue;
       try {
@@ -280,7 +280,7 @@ export class ProxyRepository implements Repository {
 
   /** The size if this repository has the blob cached. */
   private async cachedBlobSize(digest: string): Promise<number | null> {
-    const linked = this.content.index.linkedBlobSize(this.name, digest);
+    const linked = await this.content.index.linkedBlobSize(this.name, digest);
     if (linked !== null && (await this.content.store.holds(digest, linked))) return linked;
     return null;
   }
@@ -299,7 +299,7 @@ export class ProxyRepository implements Repository {
       return this.served('manifest', 'miss', await this.fetchManifestOnce(reference, undefined));
     }
 
-    const tag = this.content.index.checkedTag(this.name, reference);
+    const tag = await this.content.index.checkedTag(this.name, reference);
     const cached = tag ? await this.readCached(tag.digest) : null;
     if (tag && cached && (this.content.now() - tag.checkedAt < this.content.tagTtlMs || this.rateLimited())) {
       return this.served('manifest', 'hit', cached);
@@ -310,7 +310,7 @@ export class ProxyRepository implements Repository {
         // Revalidate with a HEAD: Docker Hub does not count it against the pull limit.
         const head = await this.upstream('HEAD', `manifests/${reference}`, { Accept: MANIFEST_ACCEPT });
         if (head.status === 200 && head.headers.get('docker-content-digest') === tag.digest) {
-          this.content.index.markTagChecked(this.name, reference, this.content.now());
+          await this.content.index.markTagChecked(this.name, reference, this.content.now());
           return this.served('manifest', 'hit', cached);
         }
         if (head.status !== 200) throw this.upstreamFailure(head, 'MANIFEST_UNKNOWN', { reference });
@@ -325,7 +325,7 @@ export class ProxyRepository implements Repository {
         });
         return this.served('manifest', 'stale', cached);
       }
-      if (tag && cached && isUpstreamDeletion(error) && this.keepsDeleted(tag.digest)) {
+      if (tag && cached && isUpstreamDeletion(error) && (await this.keepsDeleted(tag.digest))) {
         this.content.log.warn('upstream no longer has this tag; serving the cached manifest (serve_deleted)', {
           repository: this.name,
           reference,
@@ -333,7 +333,7 @@ export class ProxyRepository implements Repository {
           serveDeleted: this.content.serveDeleted,
         });
         // Asked just now: the next pulls within tag_ttl are served without asking again (and logging again).
-        this.content.index.markTagChecked(this.name, reference, this.content.now());
+        await this.content.index.markTagChecked(this.name, reference, this.content.now());
         return this.served('manifest', 'stale', cached);
       }
       throw error;
@@ -341,9 +341,9 @@ export class ProxyRepository implements Repository {
   }
 
   /** `[proxy] serve_deleted`: whether a cached manifest the upstream deleted is still served. */
-  private keepsDeleted(digest: string): boolean {
+  private async keepsDeleted(digest: string): Promise<boolean> {
     const policy = this.content.serveDeleted;
-    return policy === 'all' || (policy === 'pinned' && this.content.isPinned(this.name, digest));
+    return policy === 'all' || (policy === 'pinned' && (await this.content.isPinned(this.name, digest)));
   }
 
   /** MANIFEST_UNKNOWN, without asking, for a manifest nothing of which is cached and the upstream just answered 404 for. */
@@ -360,7 +360,7 @@ export class ProxyRepository implements Repository {
   }
 
   private async readCached(digest: string): Promise<StoredManifest | null> {
-    const record = this.content.index.manifest(this.name, digest);
+    const record = await this.content.index.manifest(this.name, digest);
     if (!record) return null;
     // Gone or corrupt on disk: fetched again from the upstream, as if never cached.
     const content = await readManifest(this.content.manifests, this.content.store, digest);
@@ -410,7 +410,7 @@ export class ProxyRepository implements Repository {
       throw error;
     }
     await this.content.store.write(content, { expectedDigest: digest });
-    this.content.index.putManifest(newManifest(this.name, digest, content, parsed, tag), this.content.now());
+    await this.content.index.putManifest(newManifest(this.name, digest, content, parsed, tag), this.content.now());
     this.content.accessLog.manifestPulled(this.name, digest);
     // Said only where there is a choice: the address of an upstream with one URL is nobody's business.
     const servedBy = this.target.upstream.clients.length > 1 ? new URL(url).origin : undefined;
@@ -423,7 +423,7 @@ export class ProxyRepository implements Repository {
     let tags: string[];
     try {
       tags = await this.fetchTagList();
-      this.content.index.storeUpstreamTagList(this.name, tags, this.content.now());
+      await this.content.index.storeUpstreamTagList(this.name, tags, this.content.now());
     } catch (error) {
       tags = await this.tagsWithoutUpstream(error);
     }
@@ -439,7 +439,7 @@ export class ProxyRepository implements Repository {
       this.content.log.info('upstream tag list unusable; serving the alternative list', { repository: this.name, error: reason });
       return alternative;
     }
-    const stored = this.content.index.upstreamTagList(this.name);
+    const stored = await this.content.index.upstreamTagList(this.name);
     if (!stored || !isUpstreamTrouble(error)) throw error;
     this.content.log.warn('upstream unusable; serving the cached tag list', { repository: this.name, error: reason });
     return stored.tags;
@@ -475,18 +475,18 @@ export class ProxyRepository implements Repository {
    * from there (or, never fetched, from the referrers cached here, if any) whenever the upstream fails.
    */
   async listReferrers(digest: Digest, artifactType?: string): Promise<Descriptor[]> {
-    const kept = this.content.index.upstreamReferrers(this.name, digest);
+    const kept = await this.content.index.upstreamReferrers(this.name, digest);
     if (kept && this.content.now() - kept.fetchedAt < this.content.tagTtlMs) {
       return this.served('referrers', 'hit', kept.descriptors as Descriptor[]);
     }
     try {
       const answer = await this.fetchReferrers(digest, artifactType);
       // Only the whole list is kept: a filtered one would answer the next, differently filtered, request wrongly.
-      if (!answer.filtered) this.content.index.storeUpstreamReferrers(this.name, digest, answer.descriptors, this.content.now());
+      if (!answer.filtered) await this.content.index.storeUpstreamReferrers(this.name, digest, answer.descriptors, this.content.now());
       return this.served('referrers', 'miss', answer.descriptors);
     } catch (error) {
       // Without a kept list, the referrers cached here are all we know; none at all is not "there are none".
-      const known = (kept?.descriptors as Descriptor[] | undefined) ?? this.content.index.referrers(this.name, digest).map(toDescriptor);
+      const known = (kept?.descriptors as Descriptor[] | undefined) ?? (await this.content.index.referrers(this.name, digest)).map(toDescriptor);
       if (!isUpstreamTrouble(error) || (!kept && known.length === 0)) throw error;
       this.content.log.warn('upstream unusable; serving the cached referrers', {
         repository: this.name,

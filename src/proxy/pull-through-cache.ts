@@ -31,7 +31,7 @@ export class PullThroughCache {
     makeRoom?: (bytes: number) => Promise<unknown>,
   ) {
     this.upstreams = new Upstreams(config.proxy, log, metrics);
-    const pins = new PinStore(index.db);
+    const pins = new PinStore(index.sql);
     this.rateLimits = new RateLimits(config.proxy.rate_limit_reserve, log);
     this.content = {
       index,
@@ -64,8 +64,8 @@ export class PullThroughCache {
     return this.rateLimits.list();
   }
 
-  flushAccess(): void {
-    this.content.accessLog.flush();
+  flushAccess(): Promise<void> {
+    return this.content.accessLog.flush();
   }
 
   purgeExpiredTokens(): void {
@@ -77,7 +77,7 @@ export class PullThroughCache {
     return this.content.downloads.abortAll();
   }
 
-  close(): void {
-    this.content.accessLog.close();
+  close(): Promise<void> {
+    return this.content.accessLog.close();
   }
 }

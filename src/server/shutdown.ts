@@ -72,7 +72,7 @@ export async function gracefulShutdown(options: ShutdownOptions): Promise<Shutdo
     log.warn('garbage collection still running at shutdown_timeout; closing the index under it');
   }
 
-  options.registry.close();
+  await options.registry.close();
   const report = { cut, durationMs: Date.now() - started };
   log.info('stopped', report);
   return report;

@@ -13,7 +13,8 @@ export class AccessLog {
     private readonly index: RegistryIndex,
     flushIntervalMs = 5000,
   ) {
-    this.timer = setInterval(() => this.flush(), flushIntervalMs);
+    // Access times are a hint for eviction: a batch the index refuses (full, unreachable) is dropped.
+    this.timer = setInterval(() => void this.flush().catch(() => undefined), flushIntervalMs);
     this.timer.unref();
   }
 
@@ -25,17 +26,17 @@ export class AccessLog {
     this.blobReads.set(digest, at);
   }
 
-  flush(): void {
+  async flush(): Promise<void> {
     if (this.manifestPulls.size === 0 && this.blobReads.size === 0) return;
     const pulls = this.manifestPulls.values();
     const reads = this.blobReads.entries();
     this.manifestPulls = new Map();
     this.blobReads = new Map();
-    this.index.recordAccess(pulls, reads);
+    await this.index.recordAccess(pulls, reads);
   }
 
-  close(): void {
+  async close(): Promise<void> {
     clearInterval(this.timer);
-    this.flush();
+    await this.flush();
   }
 }

@@ -37,7 +37,7 @@ export interface StoredFile {
  * Returns true while a collection is removing that digest (a row in `blob_removals`): a store whose
  * removal cannot be undone by the writer (an object DELETE racing a PUT) waits until it is over.
  */
-export type CommitHook = (digest: string, size: number) => boolean;
+export type CommitHook = (digest: string, size: number) => Promise<boolean>;
 
 export interface BlobStore {
   /** For logs and errors: the directory, or the bucket and prefix. */
@@ -99,12 +99,12 @@ export interface BlobStore {
    * seen by it or sees the removal (`CommitHook`); it returns the digests still garbage, which are removed.
    * The rest stay. `removed` is told of each blob as soon as it is gone. Returns what was removed.
    */
-  removeGarbage(selected: StoredFile[], recheck: (digests: string[]) => Set<string>, removed?: (digest: string) => void): Promise<StoredFile[]>;
+  removeGarbage(selected: StoredFile[], recheck: (digests: string[]) => Promise<Set<string>>, removed?: (digest: string) => Promise<void>): Promise<StoredFile[]>;
   /**
    * What an interrupted `removeGarbage` left half done (the filesystem's .trash): put back what is not
    * garbage, delete what is. Run at start and before every collection.
    */
-  recoverRemovals(isGarbage: (digest: string) => boolean): Promise<{ restored: number; deleted: number }>;
+  recoverRemovals(isGarbage: (digest: string) => Promise<boolean>): Promise<{ restored: number; deleted: number }>;
   /** A corrupt blob is never served again: moved out of the store, kept for inspection. */
   quarantine(digest: string): Promise<void>;
   /**

@@ -1,4 +1,3 @@
-import Database from 'better-sqlite3';
 import { readAtMost } from '../streams';
 import { BlobStore, isNotFound } from './blob-store';
 import { evict, StoreKind } from './gc';
@@ -39,18 +38,14 @@ const PROXY_PREFIX = 'proxy/';
  * config blobs that leave no trace (no pull is recorded, no upstream is asked), and evicting from the cache.
  */
 export class ContentInventory {
-  private readonly statements: ReturnType<typeof prepareStatements>;
-
   constructor(
     private readonly index: RegistryIndex,
     private readonly stores: Record<StoreKind, BlobStore>,
-  ) {
-    this.statements = prepareStatements(index.db);
-  }
+  ) {}
 
   /** Every repository holding a manifest or blob, sorted by name. One query: thousands of rows stay fast. */
-  repositories(): RepositorySummary[] {
-    return (this.statements.repositories.all() as RepositoryRow[]).map((row) => {
+  async repositories(): Promise<RepositorySummary[]> {
+    return (await this.index.sql.all<RepositoryRow>(SQL.repositories)).map((row) => {
       const cached = row.name.startsWith(PROXY_PREFIX);
       const summary: RepositorySummary = {
         name: row.name,
@@ -67,17 +62,17 @@ export class ContentInventory {
   }
 
   /** A repository's tags with what they point at, sorted by tag; empty when there is no such repository. */
-  tags(name: string): TagRecord[] {
-    return this.statements.tags.all({ repository: name }) as TagRecord[];
+  tags(name: string): Promise<TagRecord[]> {
+    return this.index.sql.all<TagRecord>(SQL.tags, { repository: name });
   }
 
   /** Manifests in `repository` whose subject is `digest` (signatures, SBOMs), oldest first. */
-  referrers(repository: string, digest: string): ManifestRecord[] {
+  referrers(repository: string, digest: string): Promise<ManifestRecord[]> {
     return this.index.referrers(repository, digest);
   }
 
   /** What each store holds (bytes and files used by repositories of its kind). */
-  storedBytes(): Record<StoreKind, { bytes: number; blobs: number }> {
+  storedBytes(): Promise<Record<StoreKind, { bytes: number; blobs: number }>> {
     return this.index.storedBytes();
   }
 
@@ -86,13 +81,13 @@ export class ContentInventory {
    * it does not, its file is gone, or it is larger than `maxBytes`.
    */
   async readManifest(repository: string, digest: string, maxBytes: number): Promise<Buffer | undefined> {
-    if (!this.index.manifest(repository, digest)) return undefined;
+    if (!(await this.index.manifest(repository, digest))) return undefined;
     return this.read(repository, digest, maxBytes);
   }
 
   /** A blob `repository` may read (a config), bounded by `maxBytes`, as readManifest. */
   async readBlob(repository: string, digest: string, maxBytes: number): Promise<Buffer | undefined> {
-    if (this.index.linkedBlobSize(repository, digest) === null) return undefined;
+    if ((await this.index.linkedBlobSize(repository, digest)) === null) return undefined;
     return this.read(repository, digest, maxBytes);
   }
 
@@ -100,15 +95,14 @@ export class ContentInventory {
    * Evicts cached manifests of a repository under proxy/ (all of them, or one digest and the tags on it) as
    * the cache's own eviction does; garbage collection frees their files. The number evicted; 0 for a hosted name.
    */
-  evict(repository: string, digest?: string): number {
+  async evict(repository: string, digest?: string): Promise<number> {
     if (!repository.startsWith(PROXY_PREFIX)) return 0;
-    const db = this.index.db;
-    return db.transaction(() => {
-      const rows = this.statements.cachedManifests.all({ repository }) as Array<{ repositoryId: number; digest: string }>;
+    return this.index.sql.transaction(async (q) => {
+      const rows = await q.all<{ repositoryId: number; digest: string }>(SQL.cachedManifests, { repository });
       const chosen = rows.filter((row) => digest === undefined || row.digest === digest);
-      for (const row of chosen) evict(db, row);
+      for (const row of chosen) await evict(q, row);
       return chosen.length;
-    })();
+    });
   }
 
   private async read(repository: string, digest: string, maxBytes: number): Promise<Buffer | undefined> {
@@ -131,33 +125,29 @@ interface RepositoryRow {
   lastPull: number | null;
 }
 
-function prepareStatements(db: Database.Database) {
-  return {
-    repositories: db.prepare(
-      `SELECT r.name,
-         (SELECT count(*) FROM tags t WHERE t.repository_id = r.id) AS tags,
-         (SELECT count(*) FROM manifests m WHERE m.repository_id = r.id) AS manifests,
-         (SELECT coalesce(sum(b.size), 0) FROM blobs b WHERE b.digest IN (
-            SELECT digest FROM manifests WHERE repository_id = r.id
-            UNION SELECT digest FROM repository_blobs WHERE repository_id = r.id)) AS size,
-         max(coalesce((SELECT max(updated_at) FROM tags t WHERE t.repository_id = r.id), 0),
-             coalesce((SELECT max(created_at) FROM manifests m WHERE m.repository_id = r.id), 0)) AS lastPush,
-         (SELECT max(last_pulled_at) FROM manifests m WHERE m.repository_id = r.id) AS lastPull
-       FROM repositories r
-       WHERE EXISTS (SELECT 1 FROM manifests m WHERE m.repository_id = r.id)
-          OR EXISTS (SELECT 1 FROM repository_blobs rb WHERE rb.repository_id = r.id)
-       ORDER BY r.name`,
-    ),
-    tags: db.prepare(
-      `SELECT t.name AS tag, t.manifest_digest AS digest, m.media_type AS mediaType, m.size AS manifestSize,
-              t.updated_at AS updatedAt, m.last_pulled_at AS lastPull
-       FROM tags t JOIN repositories r ON r.id = t.repository_id
-       JOIN manifests m ON m.repository_id = t.repository_id AND m.digest = t.manifest_digest
-       WHERE r.name = @repository ORDER BY t.name`,
-    ),
-    cachedManifests: db.prepare(
-      `SELECT m.repository_id AS repositoryId, m.digest FROM manifests m JOIN repositories r ON r.id = m.repository_id
-       WHERE r.name = @repository`,
-    ),
-  };
-}
+const LATEST = (a: string, b: string) => `CASE WHEN ${a} > ${b} THEN ${a} ELSE ${b} END`;
+
+const SQL = {
+  repositories: `SELECT r.name,
+       (SELECT count(*) FROM tags t WHERE t.repository_id = r.id) AS tags,
+       (SELECT count(*) FROM manifests m WHERE m.repository_id = r.id) AS manifests,
+       (SELECT coalesce(sum(b.size), 0) FROM blobs b WHERE b.digest IN (
+          SELECT digest FROM manifests WHERE repository_id = r.id
+          UNION SELECT digest FROM repository_blobs WHERE repository_id = r.id)) AS size,
+       ${LATEST(
+         'coalesce((SELECT max(updated_at) FROM tags t WHERE t.repository_id = r.id), 0)',
+         'coalesce((SELECT max(created_at) FROM manifests m WHERE m.repository_id = r.id), 0)',
+       )} AS "lastPush",
+       (SELECT max(last_pulled_at) FROM manifests m WHERE m.repository_id = r.id) AS "lastPull"
+     FROM repositories r
+     WHERE EXISTS (SELECT 1 FROM manifests m WHERE m.repository_id = r.id)
+        OR EXISTS (SELECT 1 FROM repository_blobs rb WHERE rb.repository_id = r.id)
+     ORDER BY r.name`,
+  tags: `SELECT t.name AS tag, t.manifest_digest AS digest, m.media_type AS "mediaType", m.size AS "manifestSize",
+            t.updated_at AS "updatedAt", m.last_pulled_at AS "lastPull"
+     FROM tags t JOIN repositories r ON r.id = t.repository_id
+     JOIN manifests m ON m.repository_id = t.repository_id AND m.digest = t.manifest_digest
+     WHERE r.name = @repository ORDER BY t.name`,
+  cachedManifests: `SELECT m.repository_id AS "repositoryId", m.digest FROM manifests m JOIN repositories r ON r.id = m.repository_id
+     WHERE r.name = @repository`,
+};

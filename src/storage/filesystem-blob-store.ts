@@ -22,7 +22,7 @@ export class FilesystemBlobStore implements BlobStore {
    */
   constructor(
     readonly root: string,
-    private readonly beforeCommit: CommitHook = () => false,
+    private readonly beforeCommit: CommitHook = async () => false,
   ) {}
 
   get location(): string {
@@ -180,8 +180,8 @@ export class FilesystemBlobStore implements BlobStore {
    */
   async removeGarbage(
     selected: StoredFile[],
-    recheck: (digests: string[]) => Set<string>,
-    removed: (digest: string) => void = () => undefined,
+    recheck: (digests: string[]) => Promise<Set<string>>,
+    removed: (digest: string) => Promise<void> = async () => undefined,
   ): Promise<StoredFile[]> {
     const trash = trashDirectory(this.root);
     await fsp.mkdir(trash, { recursive: true });
@@ -196,7 +196,7 @@ export class FilesystemBlobStore implements BlobStore {
         if (!isNotFound(error)) throw error;
       }
     }
-    const garbage = recheck(moved.map((file) => file.digest));
+    const garbage = await recheck(moved.map((file) => file.digest));
     const doomed = moved.filter((file) => garbage.has(file.digest));
     for (const file of moved.filter((file) => !garbage.has(file.digest))) {
       // Gone already when another process's recoverRemovals judged it first (the same way).
@@ -206,7 +206,7 @@ export class FilesystemBlobStore implements BlobStore {
     }
     for (const file of doomed) {
       await fsp.rm(file.trashed, { force: true });
-      removed(file.digest);
+      await removed(file.digest);
     }
     return doomed.map(({ digest, size, mtimeMs }) => ({ digest, size, mtimeMs }));
   }
@@ -215,7 +215,7 @@ export class FilesystemBlobStore implements BlobStore {
    * Files a collection moved to .trash and never re-checked, because the process died in between: each is
    * put back when it is not garbage (what the re-check would have decided), and deleted otherwise.
    */
-  async recoverRemovals(isGarbage: (digest: string) => boolean): Promise<{ restored: number; deleted: number }> {
+  async recoverRemovals(isGarbage: (digest: string) => Promise<boolean>): Promise<{ restored: number; deleted: number }> {
     let restored = 0;
     let deleted = 0;
     const trash = trashDirectory(this.root);
@@ -225,7 +225,13 @@ export class FilesystemBlobStore implements BlobStore {
       if (!stat?.isFile()) continue;
       // Older sweeps named files by a random id only: their content says what they are.
       const candidates = digestOfTrashName(entry) ?? (await Promise.all([hashFile(file, 'sha256'), hashFile(file, 'sha512')]));
-      const kept = candidates.find((digest) => !isGarbage(digest));
+      let kept: string | undefined;
+      for (const digest of candidates) {
+        if (!(await isGarbage(digest))) {
+          kept = digest;
+          break;
+        }
+      }
       if (kept === undefined) {
         await fsp.rm(file, { force: true });
         deleted++;
@@ -254,7 +260,7 @@ export class FilesystemBlobStore implements BlobStore {
 
   private async moveIntoPlace(file: string, digest: string, size: number): Promise<void> {
     const target = this.path(digest);
-    this.beforeCommit(digest, size);
+    await this.beforeCommit(digest, size);
     // Same digest means same bytes: an existing target is success, and rename replaces it atomically.
     await withDirectory(target, () => fsp.rename(file, target));
   }

@@ -6,6 +6,7 @@ import { Logger } from '../log';
 import { createDigester, parseDigest } from '../oci/digest';
 import { BlobStore, StoredFile } from './blob-store';
 import { pinnedBytes, refreshPinnedManifests, unpinnedManifest } from './pins';
+import { column, SqlQueries } from './database/sql-database';
 import { RegistryIndex, STALE_REMOVAL_MS } from './registry-index';
 import { directoryBytes, readDirectory } from './staging';
 
@@ -46,7 +47,7 @@ export interface GarbageCollectorOptions {
   /** An upload session was dropped (upload_ttl): what memory holds for it goes too. */
   uploadExpired?: (uploadId: string) => void;
   /** Writes batched access times to the index first, so eviction sees the latest pulls. */
-  flushAccess?: () => void;
+  flushAccess?: () => Promise<void>;
   now?: () => number;
 }
 
@@ -83,7 +84,7 @@ export class GarbageCollector {
   async collect({ dryRun = false } = {}): Promise<GcReport> {
     const started = this.now();
     const cutoff = started - this.options.gc.grace;
-    this.options.flushAccess?.();
+    await this.options.flushAccess?.();
     if (!dryRun) await this.recoverRemovals();
 
     // Blobs present now; what appears later is newer than the cutoff anyway.
@@ -91,12 +92,12 @@ export class GarbageCollector {
     // Transfers from upstreams under way take room too: max_size counts them (an upstream's blob is not
     // in the index until it is complete).
     const incomingBytes = await directoryBytes(this.options.stores.proxy.stagingDirectory);
-    const { manifests, selected, pinned } = this.plan(files, started, cutoff, dryRun, incomingBytes);
+    const { manifests, selected, pinned } = await this.plan(files, started, cutoff, dryRun, incomingBytes);
     const blobs: GcReport['blobs'] = [];
     for (const kind of ['hosted', 'proxy'] as const) {
       blobs.push(...(dryRun ? selected[kind].map((file) => ({ store: kind, ...file })) : await this.sweep(kind, selected[kind], cutoff)));
     }
-    if (!dryRun) this.removeEmptyRows(started, cutoff);
+    if (!dryRun) await this.removeEmptyRows(started, cutoff);
     const uploadsExpired = await this.expireUploads(started, dryRun);
     if (!dryRun) {
       for (const store of Object.values(this.options.stores)) await store.removeLeftovers(cutoff);
@@ -132,71 +133,68 @@ export class GarbageCollector {
    * cache eviction, stale links, then the files no repository uses any more. A dry run does the same
    * and rolls it back, so what it reports is what a real run would do.
    */
-  private plan(
+  private async plan(
     files: Record<StoreKind, StoredFile[]>,
     now: number,
     cutoff: number,
     dryRun: boolean,
     incomingBytes: number,
-  ): { manifests: GcReport['manifests']; selected: Record<StoreKind, StoredFile[]>; pinned?: GcReport['pinned'] } {
-    const db = this.options.index.db;
-    const manifests: GcReport['manifests'] = [];
-    let pinned: GcReport['pinned'];
-    const selected: Record<StoreKind, StoredFile[]> = { hosted: [], proxy: [] };
+  ): Promise<{ manifests: GcReport['manifests']; selected: Record<StoreKind, StoredFile[]>; pinned?: GcReport['pinned'] }> {
+    let outcome!: Awaited<ReturnType<GarbageCollector['plan']>>;
     const rollback = new Error('dry run');
-    const run = db.transaction(() => {
+    // The work may run more than once (PostgreSQL retries a transaction that lost a conflict): it starts afresh.
+    const run = this.options.index.sql.transaction(async (q) => {
+      const manifests: GcReport['manifests'] = [];
+      let pinned: GcReport['pinned'];
+      const selected: Record<StoreKind, StoredFile[]> = { hosted: [], proxy: [] };
       if (this.options.gc.delete_untagged) {
-        for (const row of db.prepare(UNKEPT_HOSTED_MANIFESTS).all({ cutoff }) as ManifestKey[]) {
-          deleteManifest(db, row);
+        for (const row of await q.all<ManifestKey>(UNKEPT_HOSTED_MANIFESTS, { cutoff })) {
+          await deleteManifest(q, row);
           manifests.push({ repository: row.repository, digest: row.digest, reason: 'untagged' });
         }
       }
       const { max_age: maxAge, max_size: maxSize } = this.options.proxy;
       // Pinned content is never evicted (src/storage/pins.ts); the queries below skip it.
-      if (maxAge > 0 || maxSize > 0) refreshPinnedManifests(db);
+      if (maxAge > 0 || maxSize > 0) await refreshPinnedManifests(q);
       if (maxAge > 0) {
-        for (const row of db.prepare(CACHED_MANIFESTS_PULLED_BEFORE).all({ before: now - maxAge }) as ManifestKey[]) {
-          evict(db, row);
+        for (const row of await q.all<ManifestKey>(CACHED_MANIFESTS_PULLED_BEFORE, { before: now - maxAge })) {
+          await evict(q, row);
           manifests.push({ repository: row.repository, digest: row.digest, reason: 'max_age' });
         }
       }
       if (maxSize > 0) {
-        const cacheSize = db.prepare(CACHE_SIZE).pluck();
-        const leastRecentlyUsed = db.prepare(LEAST_RECENTLY_USED_CACHED_CONTENT);
-        const unlink = db.prepare('DELETE FROM repository_blobs WHERE repository_id = ? AND digest = ?');
         // The cache's size counts blobs pulled by digest that no cached manifest references, too: they go in
         // the same least-recently-used order, or the loop would evict every image and still be over the limit.
-        while ((cacheSize.get() as number) + incomingBytes > maxSize) {
-          const row = leastRecentlyUsed.get() as (ManifestKey & { kind: 'manifest' | 'blob' }) | undefined;
+        while ((await cacheSize(q)) + incomingBytes > maxSize) {
+          const row = await q.get<ManifestKey & { kind: 'manifest' | 'blob' }>(LEAST_RECENTLY_USED_CACHED_CONTENT);
           // Nothing unpinned left: pins alone (with transfers under way) are over the limit.
           if (!row) break;
           if (row.kind === 'blob') {
-            unlink.run(row.repositoryId, row.digest);
+            await q.run(UNLINK_BLOB, row);
             continue;
           }
-          evict(db, row);
+          await evict(q, row);
           manifests.push({ repository: row.repository, digest: row.digest, reason: 'max_size' });
         }
-        const bytes = pinnedBytes(db);
+        const bytes = await pinnedBytes(q);
         // Still over with nothing unpinned left: pins (with the transfers under way) take the room.
-        pinned = { bytes, overMaxSize: bytes > 0 && (cacheSize.get() as number) + incomingBytes > maxSize };
+        pinned = { bytes, overMaxSize: bytes > 0 && (await cacheSize(q)) + incomingBytes > maxSize };
       }
       // Links nothing uses any more: blobs pushed (or cached) more than `grace` ago that no manifest of
       // their repository references.
-      db.prepare(DELETE_STALE_LINKS).run({ cutoff });
+      await q.run(DELETE_STALE_LINKS, { cutoff });
       for (const kind of ['hosted', 'proxy'] as const) {
-        const isGarbage = this.isGarbage(kind, cutoff);
-        selected[kind] = files[kind].filter((file) => file.mtimeMs < cutoff && isGarbage(file.digest));
-        for (const { digest } of selected[kind]) db.prepare(DELETE_UNUSED_BLOB_ROW).run({ digest });
+        const garbage = await this.garbage(q, kind, cutoff, files[kind].filter((file) => file.mtimeMs < cutoff));
+        selected[kind] = garbage;
+        for (const { digest } of garbage) await q.run(DELETE_UNUSED_BLOB_ROW, { digest });
       }
+      outcome = { manifests, selected, pinned };
       if (dryRun) throw rollback;
     });
-    try {
-      run();
-    } catch (error) {
+    await run.catch((error: unknown) => {
       if (error !== rollback) throw error;
-    }
-    return { manifests, selected, pinned };
+    });
+    return outcome;
   }
 
   /**
@@ -210,45 +208,48 @@ export class GarbageCollector {
   async makeRoomInCache(bytes: number): Promise<{ manifests: GcReport['manifests']; bytesFreed: number }> {
     const started = this.now();
     const cutoff = started - FILL_GRACE_MS;
-    this.options.flushAccess?.();
-    const db = this.options.index.db;
-    const manifests: GcReport['manifests'] = [];
-    db.transaction(() => {
-      refreshPinnedManifests(db);
-      const cacheSize = db.prepare(CACHE_SIZE).pluck();
-      const leastRecentlyUsed = db.prepare(LEAST_RECENTLY_USED_CACHED_CONTENT);
-      const unlink = db.prepare('DELETE FROM repository_blobs WHERE repository_id = ? AND digest = ?');
-      const before = cacheSize.get() as number;
-      while (before - (cacheSize.get() as number) < bytes) {
-        const row = leastRecentlyUsed.get() as (ManifestKey & { kind: 'manifest' | 'blob' }) | undefined;
+    await this.options.flushAccess?.();
+    const sql = this.options.index.sql;
+    const manifests = await sql.transaction(async (q) => {
+      const evicted: GcReport['manifests'] = [];
+      await refreshPinnedManifests(q);
+      const before = await cacheSize(q);
+      while (before - (await cacheSize(q)) < bytes) {
+        const row = await q.get<ManifestKey & { kind: 'manifest' | 'blob' }>(LEAST_RECENTLY_USED_CACHED_CONTENT);
         if (!row) break; // nothing unpinned left
         if (row.kind === 'blob') {
-          unlink.run(row.repositoryId, row.digest);
+          await q.run(UNLINK_BLOB, row);
           continue;
         }
-        evict(db, row);
-        manifests.push({ repository: row.repository, digest: row.digest, reason: 'min_free' });
+        await evict(q, row);
+        evicted.push({ repository: row.repository, digest: row.digest, reason: 'min_free' });
       }
-    })();
-    const isGarbage = this.isGarbage('proxy', cutoff);
+      return evicted;
+    });
     const files = await listAll(this.options.stores.proxy);
-    const selected = db.transaction(() => {
-      const garbage = files.filter((file) => file.mtimeMs < cutoff && isGarbage(file.digest));
-      for (const { digest } of garbage) db.prepare(DELETE_UNUSED_BLOB_ROW).run({ digest });
+    const selected = await sql.transaction(async (q) => {
+      const garbage = await this.garbage(q, 'proxy', cutoff, files.filter((file) => file.mtimeMs < cutoff));
+      for (const { digest } of garbage) await q.run(DELETE_UNUSED_BLOB_ROW, { digest });
       return garbage;
-    })();
+    });
     const blobs = await this.sweep('proxy', selected, cutoff);
     const bytesFreed = blobs.reduce((sum, blob) => sum + blob.size, 0);
     this.options.log.info('cache eviction for min_free', { wanted: bytes, manifests: manifests.length, blobs: blobs.length, bytesFreed });
     return { manifests, bytesFreed };
   }
 
-  /** No repository of the store's kind uses the digest, and it was not written since the cutoff. */
-  private isGarbage(kind: StoreKind, cutoff: number): (digest: string) => boolean {
-    const db = this.options.index.db;
-    const used = db.prepare(usedByKind(kind)).pluck();
-    const writtenAt = db.prepare('SELECT written_at FROM blobs WHERE digest = ?').pluck();
-    return (digest) => used.get({ digest }) === undefined && ((writtenAt.get(digest) as number | undefined) ?? 0) < cutoff;
+  /** Whether no repository of the store's kind uses the digest, and it was not written since the cutoff. */
+  private async isGarbage(q: SqlQueries, kind: StoreKind, cutoff: number, digest: string): Promise<boolean> {
+    if ((await q.get(USED_BY_KIND[kind], { digest })) !== undefined) return false;
+    const row = await q.get<{ writtenAt: number }>('SELECT written_at AS "writtenAt" FROM blobs WHERE digest = @digest', { digest });
+    return (row?.writtenAt ?? 0) < cutoff;
+  }
+
+  /** Those of `files` that are garbage (isGarbage). */
+  private async garbage<T extends { digest: string }>(q: SqlQueries, kind: StoreKind, cutoff: number, files: T[]): Promise<T[]> {
+    const garbage: T[] = [];
+    for (const file of files) if (await this.isGarbage(q, kind, cutoff, file.digest)) garbage.push(file);
+    return garbage;
   }
 
   /**
@@ -260,24 +261,23 @@ export class GarbageCollector {
    */
   private async sweep(kind: StoreKind, selected: StoredFile[], cutoff: number): Promise<GcReport['blobs']> {
     const store = this.options.stores[kind];
-    const db = this.options.index.db;
-    const isGarbage = this.isGarbage(kind, cutoff);
-    const record = db.prepare('INSERT INTO blob_removals (digest, started_at) VALUES (?, ?) ON CONFLICT DO NOTHING');
+    const sql = this.options.index.sql;
     const recheck = (digests: string[]) =>
-      db.transaction(() => {
-        const doomed = new Set(digests.filter(isGarbage));
-        for (const digest of doomed) record.run(digest, this.now());
+      sql.transaction(async (q) => {
+        const doomed = new Set(await this.garbage(q, kind, cutoff, digests.map((digest) => ({ digest }))).then((rows) => rows.map((row) => row.digest)));
+        for (const digest of doomed) await q.run(RECORD_REMOVAL, { digest, now: this.now() });
         return doomed;
-      })();
-    const finished = db.prepare('DELETE FROM blob_removals WHERE digest = ?');
+      });
     let removed: StoredFile[] = [];
     try {
-      removed = await store.removeGarbage(selected, recheck, (digest) => finished.run(digest));
+      removed = await store.removeGarbage(selected, recheck, async (digest) => {
+        await sql.run(REMOVAL_FINISHED, { digest });
+      });
     } finally {
       // Also after a failure: every doomed digest is either removed or left (and judged again next time).
-      db.transaction(() => {
-        for (const { digest } of selected) finished.run(digest);
-      })();
+      await sql.transaction(async (q) => {
+        for (const { digest } of selected) await q.run(REMOVAL_FINISHED, { digest });
+      });
     }
     const kept = selected.length - removed.length;
     if (kept > 0) this.options.log.info('garbage collection kept blobs written or used again during the sweep', { count: kept });
@@ -293,22 +293,23 @@ export class GarbageCollector {
    */
   async recoverRemovals(): Promise<{ restored: number; deleted: number }> {
     const cutoff = this.now() - this.options.gc.grace;
-    const db = this.options.index.db;
+    const sql = this.options.index.sql;
     let restored = 0;
     let deleted = 0;
-    const interrupted = db.prepare('SELECT digest FROM blob_removals WHERE started_at < ?').pluck().all(this.now() - STALE_REMOVAL_MS) as string[];
+    const interrupted = column<string>(
+      await sql.all('SELECT digest FROM blob_removals WHERE started_at < @before', { before: this.now() - STALE_REMOVAL_MS }),
+    );
     for (const kind of ['hosted', 'proxy'] as const) {
       const store = this.options.stores[kind];
-      const isGarbage = this.isGarbage(kind, cutoff);
-      for (const digest of interrupted) if (isGarbage(digest)) await store.delete(digest);
+      const isGarbage = (digest: string) => this.isGarbage(sql, kind, cutoff, digest);
+      for (const digest of interrupted) if (await isGarbage(digest)) await store.delete(digest);
       const recovered = await store.recoverRemovals(isGarbage);
       restored += recovered.restored;
       deleted += recovered.deleted;
     }
-    const finished = db.prepare('DELETE FROM blob_removals WHERE digest = ?');
-    db.transaction(() => {
-      for (const digest of interrupted) finished.run(digest);
-    })();
+    await sql.transaction(async (q) => {
+      for (const digest of interrupted) await q.run(REMOVAL_FINISHED, { digest });
+    });
     if (restored + deleted > 0) this.options.log.warn('blobs left half removed by an interrupted collection', { restored, deleted });
     return { restored, deleted };
   }
@@ -319,44 +320,44 @@ export class GarbageCollector {
    * and GitHub REST answers no catalog has refreshed for a week (owners no longer configured; live ones
    * refresh every `[github] cache_ttl` and stay, as the fallback while GitHub is down).
    */
-  private removeEmptyRows(now: number, cutoff: number): void {
-    const db = this.options.index.db;
-    db.transaction(() => {
+  private removeEmptyRows(now: number, cutoff: number): Promise<void> {
+    return this.options.index.sql.transaction(async (q) => {
       // Before the repositories: a name whose tags were listed but of which nothing is cached goes with them.
-      db.prepare(DELETE_UNUSED_UPSTREAM_TAG_LISTS).run({ cutoff });
-      db.prepare(DELETE_EMPTY_REPOSITORIES).run();
-      db.prepare(DELETE_UNUSED_BLOB_ROWS).run({ cutoff });
-      db.prepare('DELETE FROM github_rest_cache WHERE fetched_at < ?').run(now - GITHUB_ANSWER_MAX_AGE_MS);
-    })();
+      await q.run(DELETE_UNUSED_UPSTREAM_TAG_LISTS, { cutoff });
+      await q.run(DELETE_EMPTY_REPOSITORIES);
+      await q.run(DELETE_UNUSED_BLOB_ROWS, { cutoff });
+      await q.run('DELETE FROM github_rest_cache WHERE fetched_at < @before', { before: now - GITHUB_ANSWER_MAX_AGE_MS });
+    });
   }
 
   /** Upload sessions untouched for upload_ttl, and upload files no session owns. */
   private async expireUploads(now: number, dryRun: boolean): Promise<number> {
-    const db = this.options.index.db;
+    const sql = this.options.index.sql;
     const before = now - this.options.gc.upload_ttl;
     const directory = path.join(this.options.temporaryRoot, 'uploads');
-    const sessions = new Set((db.prepare('SELECT id FROM uploads').pluck().all() as string[]));
+    const sessions = new Set(column<string>(await sql.all('SELECT id FROM uploads')));
+    const updatedAt = async (id: string) =>
+      (await sql.get<{ updatedAt: number }>('SELECT updated_at AS "updatedAt" FROM uploads WHERE id = @id', { id }))?.updatedAt;
+    const remove = (id: string) => sql.run('DELETE FROM uploads WHERE id = @id', { id });
     let expired = 0;
     for (const entry of await readDirectory(directory)) {
       const file = path.join(directory, entry);
       const stat = await fsp.stat(file).catch(() => null);
-      const session = db.prepare('SELECT updated_at FROM uploads WHERE id = ?').pluck().get(entry) as number | undefined;
-      const lastTouched = Math.max(stat?.mtimeMs ?? 0, session ?? 0);
+      const lastTouched = Math.max(stat?.mtimeMs ?? 0, (await updatedAt(entry)) ?? 0);
       if (lastTouched >= before) continue;
       expired++;
       sessions.delete(entry);
       if (dryRun) continue;
-      db.prepare('DELETE FROM uploads WHERE id = ?').run(entry);
+      await remove(entry);
       this.options.uploadExpired?.(entry);
       await fsp.rm(file, { force: true });
     }
     // Sessions whose file is gone cannot be resumed.
     for (const id of sessions) {
-      const updatedAt = db.prepare('SELECT updated_at FROM uploads WHERE id = ?').pluck().get(id) as number;
-      if (updatedAt >= before) continue;
+      if (((await updatedAt(id)) ?? before) >= before) continue;
       expired++;
       if (dryRun) continue;
-      db.prepare('DELETE FROM uploads WHERE id = ?').run(id);
+      await remove(id);
       this.options.uploadExpired?.(id);
     }
     return expired;
@@ -369,18 +370,17 @@ export class GarbageCollector {
    */
   async verify(): Promise<VerifyReport> {
     const report: VerifyReport = { missing: [], corrupt: [], unindexed: [] };
-    const db = this.options.index.db;
+    const sql = this.options.index.sql;
     for (const kind of ['hosted', 'proxy'] as const) {
       const store = this.options.stores[kind];
-      const used = new Set(db.prepare(USED_DIGESTS[kind]).pluck().all() as string[]);
+      const used = new Set(column<string>(await sql.all(USED_DIGESTS[kind])));
       // A hosted image's layers must all be there; a cached image's are fetched when first pulled.
-      if (kind === 'hosted') for (const digest of db.prepare(REFERENCED_HOSTED_BLOBS).pluck().all() as string[]) used.add(digest);
-      const indexedSize = db.prepare('SELECT size FROM blobs WHERE digest = ?').pluck();
-      const unlink = db.prepare(unlinkByKind(kind));
+      if (kind === 'hosted') for (const digest of column<string>(await sql.all(REFERENCED_HOSTED_BLOBS))) used.add(digest);
+      const unlink = (digest: string) => sql.run(unlinkByKind(kind), { digest });
       const onDisk = new Set<string>();
       for (const file of await listAll(store)) {
         if (!used.has(file.digest)) report.unindexed.push({ store: kind, digest: file.digest });
-        const expectedSize = indexedSize.get(file.digest) as number | undefined;
+        const expectedSize = (await sql.get<{ size: number }>('SELECT size FROM blobs WHERE digest = @digest', { digest: file.digest }))?.size;
         const actual = await hashBlob(store, file.digest);
         const reason =
           actual !== file.digest
@@ -391,7 +391,7 @@ export class GarbageCollector {
         if (reason) {
           report.corrupt.push({ store: kind, digest: file.digest, reason });
           await store.quarantine(file.digest);
-          unlink.run({ digest: file.digest });
+          await unlink(file.digest);
         } else {
           onDisk.add(file.digest);
         }
@@ -399,7 +399,7 @@ export class GarbageCollector {
       for (const digest of used) {
         if (onDisk.has(digest) || report.corrupt.some((entry) => entry.store === kind && entry.digest === digest)) continue;
         report.missing.push({ store: kind, digest });
-        unlink.run({ digest });
+        await unlink(digest);
       }
     }
     this.options.log.info('verify', {
@@ -417,23 +417,29 @@ interface ManifestKey {
   digest: string;
 }
 
-function deleteManifest(db: RegistryIndex['db'], row: Pick<ManifestKey, 'repositoryId' | 'digest'>): void {
-  db.prepare('DELETE FROM manifests WHERE repository_id = ? AND digest = ?').run(row.repositoryId, row.digest);
+async function deleteManifest(q: SqlQueries, row: Pick<ManifestKey, 'repositoryId' | 'digest'>): Promise<void> {
+  await q.run('DELETE FROM manifests WHERE repository_id = @repositoryId AND digest = @digest', row);
 }
 
 /** Evicts a cached manifest and unlinks the blobs no other manifest of its repository needs (also the web UI's evict). */
-export function evict(db: RegistryIndex['db'], row: Pick<ManifestKey, 'repositoryId' | 'digest'>): void {
-  deleteManifest(db, row);
-  db.prepare(
+export async function evict(q: SqlQueries, row: Pick<ManifestKey, 'repositoryId' | 'digest'>): Promise<void> {
+  await deleteManifest(q, row);
+  await q.run(
     `DELETE FROM repository_blobs WHERE repository_id = @repositoryId AND digest NOT IN (
        SELECT child_digest FROM manifest_references WHERE repository_id = @repositoryId)`,
-  ).run({ repositoryId: row.repositoryId });
+    { repositoryId: row.repositoryId },
+  );
   // A repository with nothing cached left forgets its upstream tag list too.
-  db.prepare(
+  await q.run(
     `DELETE FROM upstream_tag_lists WHERE repository_id = @repositoryId
        AND NOT EXISTS (SELECT 1 FROM manifests WHERE repository_id = @repositoryId)`,
-  ).run({ repositoryId: row.repositoryId });
+    { repositoryId: row.repositoryId },
+  );
 }
+
+const UNLINK_BLOB = 'DELETE FROM repository_blobs WHERE repository_id = @repositoryId AND digest = @digest';
+const RECORD_REMOVAL = 'INSERT INTO blob_removals (digest, started_at) VALUES (@digest, @now) ON CONFLICT DO NOTHING';
+const REMOVAL_FINISHED = 'DELETE FROM blob_removals WHERE digest = @digest';
 
 /** Digests a repository of `kind` stores a file for: its manifests and the blobs it may read. */
 const USED_DIGESTS: Record<StoreKind, string> = {
@@ -458,26 +464,29 @@ const REFERENCED_HOSTED_BLOBS = `
   WHERE mr.child_kind = 'blob' AND NOT ${IS_PROXY}`;
 
 /** One digest at a time, through the digest indexes. */
+const USED_BY_KIND: Record<StoreKind, string> = { hosted: usedByKind('hosted'), proxy: usedByKind('proxy') };
+
 function usedByKind(kind: StoreKind): string {
-  return `SELECT 1 WHERE
+  return `SELECT 1 AS used WHERE
     EXISTS (SELECT 1 FROM manifests m JOIN repositories r ON r.id = m.repository_id WHERE m.digest = @digest AND ${OF_KIND[kind]})
     OR EXISTS (SELECT 1 FROM repository_blobs rb JOIN repositories r ON r.id = rb.repository_id
                WHERE rb.digest = @digest AND ${OF_KIND[kind]})`;
 }
 
-// Live hosted manifests: tagged ones, the children of live indexes and the referrers of live manifests.
+// Live hosted manifests: tagged ones, the children of live indexes and the referrers of live manifests
+// (one recursive term, as PostgreSQL requires: a step follows either kind of edge).
 const UNKEPT_HOSTED_MANIFESTS = `
   WITH RECURSIVE live(repository_id, digest) AS (
     SELECT repository_id, manifest_digest FROM tags
     UNION
-    SELECT mr.repository_id, mr.child_digest FROM manifest_references mr
-      JOIN live ON live.repository_id = mr.repository_id AND live.digest = mr.manifest_digest
-      WHERE mr.child_kind = 'manifest'
-    UNION
-    SELECT m.repository_id, m.digest FROM manifests m
-      JOIN live ON live.repository_id = m.repository_id AND live.digest = m.subject_digest
+    SELECT edge.repository_id, edge.child FROM live
+      JOIN (SELECT repository_id, manifest_digest AS parent, child_digest AS child FROM manifest_references
+              WHERE child_kind = 'manifest'
+            UNION ALL
+            SELECT repository_id, subject_digest, digest FROM manifests WHERE subject_digest IS NOT NULL) edge
+        ON edge.repository_id = live.repository_id AND edge.parent = live.digest
   )
-  SELECT r.name AS repository, m.repository_id AS repositoryId, m.digest FROM manifests m
+  SELECT r.name AS repository, m.repository_id AS "repositoryId", m.digest FROM manifests m
   JOIN repositories r ON r.id = m.repository_id
   WHERE NOT ${IS_PROXY} AND m.created_at < @cutoff
     AND NOT EXISTS (SELECT 1 FROM live WHERE live.repository_id = m.repository_id AND live.digest = m.digest)`;
@@ -485,7 +494,7 @@ const UNKEPT_HOSTED_MANIFESTS = `
 const LAST_PULLED = 'coalesce(m.last_pulled_at, m.created_at)';
 
 const CACHED_MANIFESTS_PULLED_BEFORE = `
-  SELECT r.name AS repository, m.repository_id AS repositoryId, m.digest FROM manifests m
+  SELECT r.name AS repository, m.repository_id AS "repositoryId", m.digest FROM manifests m
   JOIN repositories r ON r.id = m.repository_id
   WHERE ${IS_PROXY} AND ${LAST_PULLED} < @before AND ${unpinnedManifest('m')}`;
 
@@ -499,18 +508,23 @@ const CACHED_MANIFESTS_PULLED_BEFORE = `
 const FILL_GRACE_MS = 1000;
 
 const LEAST_RECENTLY_USED_CACHED_CONTENT = `
-  SELECT 'manifest' AS kind, r.name AS repository, m.repository_id AS repositoryId, m.digest, ${LAST_PULLED} AS usedAt
+  SELECT 'manifest' AS kind, r.name AS repository, m.repository_id AS "repositoryId", m.digest, ${LAST_PULLED} AS "usedAt"
   FROM manifests m JOIN repositories r ON r.id = m.repository_id
   WHERE ${IS_PROXY} AND ${unpinnedManifest('m')}
   UNION ALL
-  SELECT 'blob', r.name, rb.repository_id, rb.digest, max(b.last_accessed_at, rb.linked_at)
+  SELECT 'blob', r.name, rb.repository_id, rb.digest,
+         CASE WHEN b.last_accessed_at > rb.linked_at THEN b.last_accessed_at ELSE rb.linked_at END
   FROM repository_blobs rb JOIN repositories r ON r.id = rb.repository_id JOIN blobs b ON b.digest = rb.digest
   WHERE ${IS_PROXY} AND NOT EXISTS (SELECT 1 FROM manifest_references mr
                                     WHERE mr.repository_id = rb.repository_id AND mr.child_digest = rb.digest)
-  ORDER BY usedAt, digest LIMIT 1`;
+  ORDER BY "usedAt", digest LIMIT 1`;
 
 // A blob shared by several cached images counts once.
-const CACHE_SIZE = `SELECT coalesce(sum(size), 0) FROM blobs WHERE digest IN (${usedDigests('proxy')})`;
+const CACHE_SIZE = `SELECT coalesce(sum(size), 0) AS bytes FROM blobs WHERE digest IN (${usedDigests('proxy')})`;
+
+async function cacheSize(q: SqlQueries): Promise<number> {
+  return (await q.get<{ bytes: number }>(CACHE_SIZE))!.bytes;
+}
 
 const DELETE_STALE_LINKS = `
   DELETE FROM repository_blobs WHERE linked_at < @cutoff

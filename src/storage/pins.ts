@@ -1,5 +1,5 @@
-import type Database from 'better-sqlite3';
 import { wholeTagPattern } from '../config/pins';
+import type { SqlQueries } from './database/sql-database';
 
 /**
  * Pins: cached content that eviction never removes. A pin names
@@ -11,6 +11,7 @@ import { wholeTagPattern } from '../config/pins';
  *
  * Eviction asks `refreshPinnedManifests` once per transaction, then filters its candidates with
  * `unpinnedManifest(alias)`: one SQL fragment, so every eviction (max_age, max_size, min_free) agrees.
+ * `protects` (the web UI and API) computes the same table.
  */
 
 export interface Pin {
@@ -38,36 +39,44 @@ export interface PrefixPin {
   tagPattern: string | null;
 }
 
-const PINNED_TABLE = 'temp.pinned_manifests';
+/** Per connection (a temporary table), filled by `refreshPinnedManifests` inside the transaction that reads it. */
+const PINNED_TABLE = 'pinned_manifests';
 
 /**
- * Every cached manifest a pin protects, by (repository_id, digest): what pins name by digest or tag, the
- * children of pinned indexes and the referrers of pinned manifests, recursively.
+ * Every cached manifest a pin protects, by (repository_id, digest), from the roots in PINNED_TABLE (what
+ * pins name by digest or tag): the children of pinned indexes and the referrers of pinned manifests,
+ * recursively. One recursive term (PostgreSQL allows no more): a step follows either kind of edge.
  */
-const PINNED_MANIFESTS = `
+const PINNED_CLOSURE = `
   WITH RECURSIVE pinned(repository_id, digest) AS (
-    SELECT m.repository_id, m.digest FROM pins p
-      JOIN repositories r ON r.name = p.repository
-      JOIN manifests m ON m.repository_id = r.id AND m.digest = p.reference
-      WHERE p.is_prefix = 0
+    SELECT repository_id, digest FROM ${PINNED_TABLE}
     UNION
-    SELECT t.repository_id, t.manifest_digest FROM pins p
-      JOIN repositories r ON r.name = p.repository
-      JOIN tags t ON t.repository_id = r.id AND t.name = p.reference
-      WHERE p.is_prefix = 0
-    UNION
-    SELECT t.repository_id, t.manifest_digest FROM pins p
-      JOIN repositories r ON r.name = p.repository OR substr(r.name, 1, length(p.repository) + 1) = p.repository || '/'
-      JOIN tags t ON t.repository_id = r.id
-      WHERE p.is_prefix = 1 AND (p.tag_pattern IS NULL OR pin_tag_matches(p.tag_pattern, t.name))
-    UNION
-    SELECT mr.repository_id, mr.child_digest FROM manifest_references mr
-      JOIN pinned ON pinned.repository_id = mr.repository_id AND pinned.digest = mr.manifest_digest
-      WHERE mr.child_kind = 'manifest'
-    UNION
-    SELECT m.repository_id, m.digest FROM manifests m
-      JOIN pinned ON pinned.repository_id = m.repository_id AND pinned.digest = m.subject_digest
+    SELECT edge.repository_id, edge.child FROM pinned
+      JOIN (SELECT repository_id, manifest_digest AS parent, child_digest AS child FROM manifest_references
+              WHERE child_kind = 'manifest'
+            UNION ALL
+            SELECT repository_id, subject_digest, digest FROM manifests WHERE subject_digest IS NOT NULL) edge
+        ON edge.repository_id = pinned.repository_id AND edge.parent = pinned.digest
   )`;
+
+/** What image pins name: a manifest by digest, or what a tag points at. */
+const IMAGE_PIN_ROOTS = `
+  SELECT m.repository_id, m.digest FROM pins p
+    JOIN repositories r ON r.name = p.repository
+    JOIN manifests m ON m.repository_id = r.id AND m.digest = p.reference
+    WHERE p.is_prefix = 0
+  UNION
+  SELECT t.repository_id, t.manifest_digest FROM pins p
+    JOIN repositories r ON r.name = p.repository
+    JOIN tags t ON t.repository_id = r.id AND t.name = p.reference
+    WHERE p.is_prefix = 0`;
+
+/** Tags under a prefix pin's name prefix (whole components), for its pattern to pick from in JavaScript. */
+const PREFIX_PIN_CANDIDATES = `
+  SELECT p.tag_pattern AS pattern, t.repository_id AS "repositoryId", t.manifest_digest AS digest, t.name AS tag FROM pins p
+    JOIN repositories r ON r.name = p.repository OR substr(r.name, 1, length(p.repository) + 1) = p.repository || '/'
+    JOIN tags t ON t.repository_id = r.id
+    WHERE p.is_prefix = 1`;
 
 /**
  * SQL: true when the manifest row `alias` (with repository_id and digest columns) is not pinned. Valid after
@@ -77,93 +86,100 @@ export function unpinnedManifest(alias: string): string {
   return `NOT EXISTS (SELECT 1 FROM ${PINNED_TABLE} pm WHERE pm.repository_id = ${alias}.repository_id AND pm.digest = ${alias}.digest)`;
 }
 
-/**
- * Registers what the pin queries need on a connection: the tag pattern function, and the per-connection
- * table of pinned manifests. Called once per connection (RegistryIndex).
- */
-export function preparePinQueries(db: Database.Database): void {
-  const patterns = new Map<string, RegExp>();
-  db.function('pin_tag_matches', { deterministic: true }, (pattern: unknown, tag: unknown) => {
-    if (typeof pattern !== 'string' || typeof tag !== 'string') return 0;
-    let regex = patterns.get(pattern);
-    if (!regex) {
-      regex = wholeTagPattern(pattern);
-      patterns.set(pattern, regex);
-    }
-    return regex.test(tag) ? 1 : 0;
-  });
-  db.exec(`CREATE TEMP TABLE IF NOT EXISTS pinned_manifests (
-             repository_id INTEGER NOT NULL, digest TEXT NOT NULL, PRIMARY KEY (repository_id, digest)) WITHOUT ROWID`);
+const patterns = new Map<string, RegExp>();
+
+/** A prefix pin's tag pattern, compiled once (a whole-tag JavaScript regular expression, as configured). */
+function tagMatches(pattern: string, tag: string): boolean {
+  let regex = patterns.get(pattern);
+  if (!regex) {
+    regex = wholeTagPattern(pattern);
+    patterns.set(pattern, regex);
+  }
+  return regex.test(tag);
 }
 
-/** Recomputes which manifests are pinned, for `unpinnedManifest` in the statements that follow (same transaction). */
-export function refreshPinnedManifests(db: Database.Database): void {
-  db.prepare(`DELETE FROM ${PINNED_TABLE}`).run();
-  db.prepare(`${PINNED_MANIFESTS} INSERT INTO ${PINNED_TABLE} SELECT DISTINCT repository_id, digest FROM pinned`).run();
+/**
+ * Recomputes which manifests are pinned, for `unpinnedManifest` in the statements that follow (`q` is a
+ * transaction). Tag patterns are matched here rather than in SQL: they are JavaScript regular expressions,
+ * which neither database speaks.
+ */
+export async function refreshPinnedManifests(q: SqlQueries): Promise<void> {
+  // Text compared with the index's columns takes their collation (PostgreSQL: "C", see forPostgres).
+  const text = q.dialect === 'postgres' ? 'TEXT COLLATE "C"' : 'TEXT';
+  await q.run(
+    `CREATE TEMPORARY TABLE IF NOT EXISTS ${PINNED_TABLE} (
+       repository_id BIGINT NOT NULL, digest ${text} NOT NULL, PRIMARY KEY (repository_id, digest))`,
+  );
+  await q.run(`DELETE FROM ${PINNED_TABLE}`);
+  await q.run(`INSERT INTO ${PINNED_TABLE} (repository_id, digest) ${IMAGE_PIN_ROOTS}`);
+  const insertRoot = `INSERT INTO ${PINNED_TABLE} (repository_id, digest) VALUES (@repositoryId, @digest) ON CONFLICT DO NOTHING`;
+  for (const row of await q.all<{ pattern: string | null; repositoryId: number; digest: string; tag: string }>(PREFIX_PIN_CANDIDATES)) {
+    if (row.pattern === null || tagMatches(row.pattern, row.tag)) await q.run(insertRoot, row);
+  }
+  const closure = `${PINNED_CLOSURE} SELECT DISTINCT pinned.repository_id AS "repositoryId", pinned.digest FROM pinned
+     WHERE NOT EXISTS (SELECT 1 FROM ${PINNED_TABLE} pm WHERE pm.repository_id = pinned.repository_id AND pm.digest = pinned.digest)`;
+  for (const row of await q.all<{ repositoryId: number; digest: string }>(closure)) await q.run(insertRoot, row);
 }
 
 /** Bytes of the pinned manifests and the blobs they reference, each digest once (after `refreshPinnedManifests`). */
-export function pinnedBytes(db: Database.Database): number {
-  return db
-    .prepare(
-      `SELECT coalesce(sum(size), 0) FROM blobs WHERE digest IN (
-         SELECT digest FROM ${PINNED_TABLE}
-         UNION SELECT mr.child_digest FROM manifest_references mr
-           JOIN ${PINNED_TABLE} pm ON pm.repository_id = mr.repository_id AND pm.digest = mr.manifest_digest)`,
-    )
-    .pluck()
-    .get() as number;
+export async function pinnedBytes(q: SqlQueries): Promise<number> {
+  const row = await q.get<{ bytes: number }>(
+    `SELECT coalesce(sum(size), 0) AS bytes FROM blobs WHERE digest IN (
+       SELECT digest FROM ${PINNED_TABLE}
+       UNION SELECT mr.child_digest FROM manifest_references mr
+         JOIN ${PINNED_TABLE} pm ON pm.repository_id = mr.repository_id AND pm.digest = mr.manifest_digest)`,
+  );
+  return row!.bytes;
 }
 
 /** Pins in the index: those set through the API (kept until deleted) and the configured ones (replaced at start). */
 export class PinStore {
-  constructor(private readonly db: Database.Database) {}
+  constructor(private readonly sql: SqlQueries) {}
 
   /** Replaces the configured pins with `images` and `prefixes` (at start: the configuration is what counts). */
-  replaceConfigured(images: PinTarget[], prefixes: PrefixPin[], now = Date.now()): void {
-    const insert = this.db.prepare(
-      `INSERT INTO pins (source, repository, is_prefix, reference, tag_pattern, created_at)
-       VALUES ('config', @repository, @isPrefix, @reference, @tagPattern, @now)`,
-    );
-    this.db.transaction(() => {
-      this.db.prepare(`DELETE FROM pins WHERE source = 'config'`).run();
-      for (const { repository, reference } of images) insert.run({ repository, isPrefix: 0, reference, tagPattern: null, now });
-      for (const { prefix, tagPattern } of prefixes) insert.run({ repository: prefix, isPrefix: 1, reference: null, tagPattern, now });
-    })();
+  replaceConfigured(images: PinTarget[], prefixes: PrefixPin[], now = Date.now()): Promise<void> {
+    const insert = `INSERT INTO pins (source, repository, is_prefix, reference, tag_pattern, created_at)
+       VALUES ('config', @repository, @isPrefix, @reference, @tagPattern, @now)`;
+    return this.sql.transaction(async (q) => {
+      await q.run(`DELETE FROM pins WHERE source = 'config'`);
+      for (const { repository, reference } of images) await q.run(insert, { repository, isPrefix: 0, reference, tagPattern: null, now });
+      for (const { prefix, tagPattern } of prefixes) await q.run(insert, { repository: prefix, isPrefix: 1, reference: null, tagPattern, now });
+    });
   }
 
   /** Pins one image (API); true if it was not pinned through the API before. */
-  add(target: PinTarget, createdBy: string | null, now = Date.now()): boolean {
-    const result = this.db
-      .prepare(
-        `INSERT INTO pins (source, repository, is_prefix, reference, created_by, created_at)
-         VALUES ('api', @repository, 0, @reference, @createdBy, @now)
-         ON CONFLICT (repository, reference) WHERE source = 'api' DO NOTHING`,
-      )
-      .run({ ...target, createdBy, now });
+  async add(target: PinTarget, createdBy: string | null, now = Date.now()): Promise<boolean> {
+    const result = await this.sql.run(
+      `INSERT INTO pins (source, repository, is_prefix, reference, created_by, created_at)
+       VALUES ('api', @repository, 0, @reference, @createdBy, @now)
+       ON CONFLICT (repository, reference) WHERE source = 'api' DO NOTHING`,
+      { repository: target.repository, reference: target.reference, createdBy, now },
+    );
     return result.changes > 0;
   }
 
   /** Removes an API pin; false when there was none (a configured pin is removed from the configuration). */
-  remove(target: PinTarget): boolean {
-    return this.db.prepare(`DELETE FROM pins WHERE source = 'api' AND repository = @repository AND reference = @reference`).run(target).changes > 0;
+  async remove(target: PinTarget): Promise<boolean> {
+    const result = await this.sql.run(`DELETE FROM pins WHERE source = 'api' AND repository = @repository AND reference = @reference`, {
+      repository: target.repository,
+      reference: target.reference,
+    });
+    return result.changes > 0;
   }
 
   /** How many pins each source holds. */
-  counts(): Record<'api' | 'config', number> {
+  async counts(): Promise<Record<'api' | 'config', number>> {
     const counts = { api: 0, config: 0 };
-    const rows = this.db.prepare('SELECT source, count(*) AS count FROM pins GROUP BY source').all() as Array<{ source: 'api' | 'config'; count: number }>;
+    const rows = await this.sql.all<{ source: 'api' | 'config'; count: number }>('SELECT source, count(*) AS count FROM pins GROUP BY source');
     for (const row of rows) counts[row.source] = row.count;
     return counts;
   }
 
-  list(): Pin[] {
-    const rows = this.db
-      .prepare(
-        `SELECT source, repository, is_prefix AS isPrefix, reference, tag_pattern AS tagPattern, created_by AS createdBy,
-                created_at AS createdAt FROM pins ORDER BY repository, reference, source`,
-      )
-      .all() as Array<Omit<Pin, 'isPrefix'> & { isPrefix: number }>;
+  async list(): Promise<Pin[]> {
+    const rows = await this.sql.all<Omit<Pin, 'isPrefix'> & { isPrefix: number }>(
+      `SELECT source, repository, is_prefix AS "isPrefix", reference, tag_pattern AS "tagPattern", created_by AS "createdBy",
+              created_at AS "createdAt" FROM pins ORDER BY repository, reference, source`,
+    );
     return rows.map((row) => ({ ...row, isPrefix: row.isPrefix === 1 }));
   }
 
@@ -171,14 +187,15 @@ export class PinStore {
    * Whether a pin protects the cached manifest `digest` of `repository`, reached as `tag` (or by digest):
    * the pins that name it, an index that contains it or a manifest it refers to.
    */
-  protects(repository: string, digest: string): boolean {
-    return (
-      this.db
-        .prepare(
-          `${PINNED_MANIFESTS} SELECT 1 FROM pinned JOIN repositories r ON r.id = pinned.repository_id
-           WHERE r.name = @repository AND pinned.digest = @digest LIMIT 1`,
-        )
-        .get({ repository, digest }) !== undefined
-    );
+  protects(repository: string, digest: string): Promise<boolean> {
+    return this.sql.transaction(async (q) => {
+      await refreshPinnedManifests(q);
+      const row = await q.get(
+        `SELECT 1 AS pinned FROM ${PINNED_TABLE} pm JOIN repositories r ON r.id = pm.repository_id
+         WHERE r.name = @repository AND pm.digest = @digest`,
+        { repository, digest },
+      );
+      return row !== undefined;
+    });
   }
 }

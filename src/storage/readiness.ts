@@ -36,7 +36,7 @@ export async function checkReadiness(config: Config, index: RegistryIndex, store
   // An object store's bucket, once (both stores share it).
   const objectStore: ReadinessChecks = config.storage.backend === 's3' && stores ? { object_store: await stores.hosted.probe() } : {};
   // In a fixed order, whichever probe finished first.
-  const checks: ReadinessChecks = { ...Object.fromEntries(outcomes), ...objectStore, database: probeDatabase(index) };
+  const checks: ReadinessChecks = { ...Object.fromEntries(outcomes), ...objectStore, database: await probeDatabase(index) };
   return { ready: Object.values(checks).every((outcome) => outcome === 'ok'), checks };
 }
 
@@ -73,13 +73,7 @@ async function probeFreeSpace(directory: string, minimum: number): Promise<strin
   }
 }
 
-function probeDatabase(index: RegistryIndex): string {
-  if (!index.db.open) return 'closed';
-  if (index.db.readonly) return 'open read-only';
-  try {
-    index.db.prepare('SELECT 1').get();
-    return 'ok';
-  } catch (error) {
-    return `not answering: ${(error as Error).message}`;
-  }
+async function probeDatabase(index: RegistryIndex): Promise<string> {
+  const problem = await index.database.probe();
+  return problem === null ? 'ok' : problem === 'closed' || problem === 'open read-only' ? problem : `not answering: ${problem}`;
 }

@@ -121,7 +121,7 @@ export class HostedRepository implements Repository {
   ) {}
 
   async findBlob(digest: Digest): Promise<FoundBlob> {
-    const size = this.content.index.linkedBlobSize(this.name, digest);
+    const size = await this.content.index.linkedBlobSize(this.name, digest);
     // The index alone is not enough: after verify quarantined the file, or a crash lost it, a HEAD answering
     // 200 makes clients skip the upload that would repair the image.
     if (size === null || !(await this.content.store.holds(digest, size))) {
@@ -155,21 +155,21 @@ export class HostedRepository implements Repository {
 
   async deleteBlob(digest: Digest): Promise<void> {
     // The file stays until garbage collection: other repositories may share it.
-    if (!this.content.index.unlinkBlob(this.name, digest)) {
+    if (!(await this.content.index.unlinkBlob(this.name, digest))) {
       throw new RegistryError('BLOB_UNKNOWN', { detail: { digest } });
     }
   }
 
   async mountBlob(digest: Digest, from: string): Promise<boolean> {
-    const size = this.content.index.linkedBlobSize(from, digest);
+    const size = await this.content.index.linkedBlobSize(from, digest);
     if (size === null || !(await this.content.store.holds(digest, size))) return false;
-    this.content.index.linkBlob(this.name, digest, size);
+    await this.content.index.linkBlob(this.name, digest, size);
     return true;
   }
 
   async writeBlob(body: Readable, digest: Digest): Promise<WrittenBlob> {
     const written = await this.content.store.write(body, { expectedDigest: digest });
-    this.content.index.linkBlob(this.name, written.digest, written.size);
+    await this.content.index.linkBlob(this.name, written.digest, written.size);
     return written;
   }
 
@@ -194,8 +194,8 @@ export class HostedRepository implements Repository {
   }
 
   async getManifest(reference: ManifestReference): Promise<StoredManifest> {
-    const digest = this.resolve(reference);
-    const record = digest === null ? null : this.content.index.manifest(this.name, digest);
+    const digest = await this.resolve(reference);
+    const record = digest === null ? null : await this.content.index.manifest(this.name, digest);
     if (!record) throw new RegistryError('MANIFEST_UNKNOWN', { detail: { reference } });
     const content = await readManifest(this.content.manifests, this.content.store, record.digest);
     if (!content) throw new RegistryError('MANIFEST_UNKNOWN', { detail: { reference } });
@@ -222,10 +222,10 @@ export class HostedRepository implements Repository {
     const index = this.content.index;
     // Checked before the file is written, so a refused manifest stores nothing; and again by
     // putManifest in its transaction, so a collection in between cannot leave it incomplete.
-    index.requireChildren(record);
+    await index.requireChildren(record);
     await this.requireChildFiles(record);
     await this.content.store.writeVerified(content, digest);
-    index.putManifest(record, Date.now(), { requireChildren: true });
+    await index.putManifest(record, Date.now(), { requireChildren: true });
     this.content.manifests.remember(digest, content);
     return { digest, subject: parsed.subject?.digest };
   }
@@ -233,25 +233,25 @@ export class HostedRepository implements Repository {
   async deleteManifest(reference: ManifestReference): Promise<void> {
     const index = this.content.index;
     if (isDigestReference(reference)) {
-      if (!index.deleteManifest(this.name, reference)) {
+      if (!(await index.deleteManifest(this.name, reference))) {
         throw new RegistryError('MANIFEST_UNKNOWN', { detail: { reference } });
       }
       return;
     }
-    if (!isValidTag(reference) || !index.deleteTag(this.name, reference)) {
+    if (!isValidTag(reference) || !(await index.deleteTag(this.name, reference))) {
       throw new RegistryError('MANIFEST_UNKNOWN', { detail: { reference } });
     }
   }
 
   async listTags(page: Pagination): Promise<Page<string>> {
-    if (!this.content.index.repositoryExists(this.name)) {
+    if (!(await this.content.index.repositoryExists(this.name))) {
       throw new RegistryError('NAME_UNKNOWN', { detail: { name: this.name } });
     }
     return this.content.index.listTags(this.name, page.n, page.last);
   }
 
   async listReferrers(digest: Digest): Promise<Descriptor[]> {
-    return this.content.index.referrers(this.name, digest).map(toDescriptor);
+    return (await this.content.index.referrers(this.name, digest)).map(toDescriptor);
   }
 
   /**
@@ -266,7 +266,7 @@ export class HostedRepository implements Repository {
   }
 
   /** The digest a reference names, or null when a tag is not set. */
-  private resolve(reference: ManifestReference): string | null {
+  private async resolve(reference: ManifestReference): Promise<string | null> {
     if (isDigestReference(reference)) return reference;
     if (!isValidTag(reference)) return null;
     return this.content.index.resolveTag(this.name, reference);

@@ -83,7 +83,7 @@ export class S3BlobStore implements BlobStore {
     this.bucket = options.bucket;
     this.prefix = options.prefix;
     this.stagingRoot = options.stagingRoot;
-    this.beforeCommit = options.beforeCommit ?? (() => false);
+    this.beforeCommit = options.beforeCommit ?? (async () => false);
     this.redirectExpirySeconds = options.redirectExpirySeconds ?? 0;
     this.listPageSize = options.listPageSize ?? LIST_PAGE;
   }
@@ -299,8 +299,8 @@ export class S3BlobStore implements BlobStore {
    */
   async removeGarbage(
     selected: StoredFile[],
-    recheck: (digests: string[]) => Set<string>,
-    removed: (digest: string) => void = () => undefined,
+    recheck: (digests: string[]) => Promise<Set<string>>,
+    removed: (digest: string) => Promise<void> = async () => undefined,
   ): Promise<StoredFile[]> {
     const limit = pLimit(DELETE_CONCURRENCY);
     const doomed: StoredFile[] = [];
@@ -308,14 +308,14 @@ export class S3BlobStore implements BlobStore {
     // sweep, so no live row gets as old as a crashed collection's (which writers stop waiting for).
     for (let start = 0; start < selected.length; start += REMOVAL_BATCH) {
       const batch = selected.slice(start, start + REMOVAL_BATCH);
-      const garbage = recheck(batch.map((file) => file.digest));
+      const garbage = await recheck(batch.map((file) => file.digest));
       const batchDoomed = batch.filter((file) => garbage.has(file.digest));
       await Promise.all(
         batchDoomed.map((file) =>
           limit(async () => {
             await this.delete(file.digest);
             // At once, not when the sweep ends: a writer waiting for this digest goes on now.
-            removed(file.digest);
+            await removed(file.digest);
           }),
         ),
       );
@@ -381,7 +381,7 @@ export class S3BlobStore implements BlobStore {
   /** Records the write in the index; waits while a collection is removing the digest (see removeGarbage). */
   private async commit(digest: string, size: number): Promise<void> {
     const deadline = Date.now() + REMOVAL_WAIT_MS;
-    while (this.beforeCommit(digest, size)) {
+    while (await this.beforeCommit(digest, size)) {
       if (Date.now() > deadline) {
         throw new RegistryError('UNAVAILABLE', {
           message: `a garbage collection has been removing ${digest} for ${REMOVAL_WAIT_MS / 1000} s; try again later`,

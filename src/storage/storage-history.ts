@@ -1,4 +1,4 @@
-import Database from 'better-sqlite3';
+import type { SqlQueries } from './database/sql-database';
 import type { GcReport, StoreKind } from './gc';
 
 /** Samples older than this are dropped: a quarter of hourly samples is ~2,200 rows per store. */
@@ -31,43 +31,22 @@ export interface GcRunRecord {
  * and include the `gc` command's runs. Both tables are bounded (age and count), so they never grow with uptime.
  */
 export class StorageHistory {
-  private readonly statements;
-
-  constructor(private readonly db: Database.Database) {
-    this.statements = {
-      insertSample: db.prepare(
-        'INSERT INTO storage_samples (sampled_at, store, bytes, blobs) VALUES (@at, @store, @bytes, @blobs) ON CONFLICT DO UPDATE SET bytes = excluded.bytes, blobs = excluded.blobs',
-      ),
-      dropOldSamples: db.prepare('DELETE FROM storage_samples WHERE sampled_at < ?'),
-      dropExtraSamples: db.prepare(
-        'DELETE FROM storage_samples WHERE store = @store AND sampled_at <= (SELECT sampled_at FROM storage_samples WHERE store = @store ORDER BY sampled_at DESC LIMIT 1 OFFSET @keep)',
-      ),
-      samples: db.prepare('SELECT sampled_at AS at, store, bytes, blobs FROM storage_samples WHERE sampled_at >= ? ORDER BY sampled_at, store'),
-      insertGcRun: db.prepare(
-        'INSERT INTO gc_runs (finished_at, duration_ms, bytes_freed, blobs, manifests, uploads_expired) VALUES (@finishedAt, @durationMs, @bytesFreed, @blobs, @manifests, @uploadsExpired)',
-      ),
-      dropOldGcRuns: db.prepare('DELETE FROM gc_runs WHERE id <= (SELECT id FROM gc_runs ORDER BY id DESC LIMIT 1 OFFSET ?)'),
-      gcRuns: db.prepare(
-        `SELECT finished_at AS finishedAt, duration_ms AS durationMs, bytes_freed AS bytesFreed, blobs, manifests,
-                uploads_expired AS uploadsExpired FROM gc_runs ORDER BY id DESC LIMIT ?`,
-      ),
-    };
-  }
+  constructor(private readonly sql: SqlQueries) {}
 
   /** Records what each store holds now; drops samples past the retention. */
-  sample(stores: Record<StoreKind, { bytes: number; blobs: number }>, now = Date.now()): void {
-    this.db.transaction(() => {
+  sample(stores: Record<StoreKind, { bytes: number; blobs: number }>, now = Date.now()): Promise<void> {
+    return this.sql.transaction(async (q) => {
       for (const store of ['hosted', 'proxy'] as const) {
-        this.statements.insertSample.run({ at: now, store, ...stores[store] });
-        this.statements.dropExtraSamples.run({ store, keep: MAX_SAMPLES });
+        await q.run(SQL.insertSample, { at: now, store, ...stores[store] });
+        await q.run(SQL.dropExtraSamples, { store, keep: MAX_SAMPLES });
       }
-      this.statements.dropOldSamples.run(now - SAMPLE_RETENTION_MS);
-    })();
+      await q.run(SQL.dropOldSamples, { before: now - SAMPLE_RETENTION_MS });
+    });
   }
 
   /** Samples from `since` on, oldest first. */
-  samples(since = 0): StorageSample[] {
-    const rows = this.statements.samples.all(since) as Array<{ at: number; store: StoreKind; bytes: number; blobs: number }>;
+  async samples(since = 0): Promise<StorageSample[]> {
+    const rows = await this.sql.all<{ at: number; store: StoreKind; bytes: number; blobs: number }>(SQL.samples, { since });
     const byTime = new Map<number, StorageSample>();
     for (const row of rows) {
       let sample = byTime.get(row.at);
@@ -80,9 +59,9 @@ export class StorageHistory {
     return [...byTime.values()];
   }
 
-  recordGcRun(report: GcReport, finishedAt = Date.now()): void {
-    this.db.transaction(() => {
-      this.statements.insertGcRun.run({
+  recordGcRun(report: GcReport, finishedAt = Date.now()): Promise<void> {
+    return this.sql.transaction(async (q) => {
+      await q.run(SQL.insertGcRun, {
         finishedAt,
         durationMs: report.durationMs,
         bytesFreed: report.bytesFreed,
@@ -90,12 +69,26 @@ export class StorageHistory {
         manifests: report.manifests.length,
         uploadsExpired: report.uploadsExpired,
       });
-      this.statements.dropOldGcRuns.run(MAX_GC_RUNS);
-    })();
+      await q.run(SQL.dropOldGcRuns, { keep: MAX_GC_RUNS });
+    });
   }
 
   /** The last collections, newest first. */
-  gcRuns(limit = MAX_GC_RUNS): GcRunRecord[] {
-    return this.statements.gcRuns.all(limit) as GcRunRecord[];
+  gcRuns(limit = MAX_GC_RUNS): Promise<GcRunRecord[]> {
+    return this.sql.all<GcRunRecord>(SQL.gcRuns, { limit });
   }
 }
+
+const SQL = {
+  insertSample: `INSERT INTO storage_samples (sampled_at, store, bytes, blobs) VALUES (@at, @store, @bytes, @blobs)
+     ON CONFLICT (sampled_at, store) DO UPDATE SET bytes = excluded.bytes, blobs = excluded.blobs`,
+  dropOldSamples: 'DELETE FROM storage_samples WHERE sampled_at < @before',
+  dropExtraSamples: `DELETE FROM storage_samples WHERE store = @store AND sampled_at <= (
+     SELECT sampled_at FROM storage_samples WHERE store = @store ORDER BY sampled_at DESC LIMIT 1 OFFSET @keep)`,
+  samples: 'SELECT sampled_at AS at, store, bytes, blobs FROM storage_samples WHERE sampled_at >= @since ORDER BY sampled_at, store',
+  insertGcRun: `INSERT INTO gc_runs (finished_at, duration_ms, bytes_freed, blobs, manifests, uploads_expired)
+     VALUES (@finishedAt, @durationMs, @bytesFreed, @blobs, @manifests, @uploadsExpired)`,
+  dropOldGcRuns: 'DELETE FROM gc_runs WHERE id <= (SELECT id FROM gc_runs ORDER BY id DESC LIMIT 1 OFFSET @keep)',
+  gcRuns: `SELECT finished_at AS "finishedAt", duration_ms AS "durationMs", bytes_freed AS "bytesFreed", blobs, manifests,
+     uploads_expired AS "uploadsExpired" FROM gc_runs ORDER BY id DESC LIMIT @limit`,
+};

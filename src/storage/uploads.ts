@@ -44,13 +44,13 @@ export class UploadSessions {
   async start(repository: string): Promise<UploadRecord> {
     const id = randomUUID();
     const file = uploadDataPath(this.temporaryRoot, id);
-    // Counted and recorded in one step before any await, so parallel POSTs cannot slip past the cap.
-    this.index.createUpload(id, repository, this.maxSessions);
+    // Counted and recorded in one transaction, so parallel POSTs cannot slip past the cap.
+    await this.index.createUpload(id, repository, this.maxSessions);
     try {
       await fsp.mkdir(path.dirname(file), { recursive: true });
       await fsp.writeFile(file, '');
     } catch (error) {
-      this.index.deleteUpload(id);
+      await this.index.deleteUpload(id);
       throw error;
     }
     this.runningHashes.set(id, { hash: createDigester('sha256'), size: 0 });
@@ -59,7 +59,7 @@ export class UploadSessions {
 
   /** The session, with its size reconciled against the bytes actually on disk. */
   async status(repository: string, id: string): Promise<UploadRecord> {
-    const upload = isUploadId(id) ? this.index.upload(id) : null;
+    const upload = isUploadId(id) ? await this.index.upload(id) : null;
     if (!upload || upload.repository !== repository) {
       if (!upload) this.forget(id);
       throw new RegistryError('BLOB_UPLOAD_UNKNOWN', { detail: { uploadId: id } });
@@ -74,7 +74,7 @@ export class UploadSessions {
     }
     // Chunks are not fsynced one by one: after a crash the file may hold less than recorded.
     if (onDisk < upload.size) {
-      this.index.setUploadSize(id, onDisk);
+      await this.index.setUploadSize(id, onDisk);
       return { ...upload, size: onDisk };
     }
     return upload;
@@ -108,8 +108,8 @@ export class UploadSessions {
       // A store that keeps the file itself needs it on disk before the rename; an object store reads it back now.
       if (this.store.localPath(digest) !== null) await syncFile(file);
       await this.store.adopt(file, digest, upload.size);
-      this.index.linkBlob(repository, digest, upload.size);
-      this.index.deleteUpload(id);
+      await this.index.linkBlob(repository, digest, upload.size);
+      await this.index.deleteUpload(id);
       this.forget(id);
       return { digest, size: upload.size };
     });
@@ -183,7 +183,7 @@ export class UploadSessions {
     }
     const size = upload.size + written;
     try {
-      this.index.setUploadSize(id, size);
+      await this.index.setUploadSize(id, size);
     } catch (error) {
       // The index could not take the new size (full): the chunk is not acknowledged, so its bytes go.
       await fsp.truncate(file, upload.size).catch(() => undefined);
@@ -208,7 +208,7 @@ export class UploadSessions {
     );
     const size = Math.min(Math.max(onDisk, from), from + written);
     await fsp.truncate(file, size).catch(() => undefined);
-    this.index.setUploadSize(id, size);
+    await this.index.setUploadSize(id, size);
     // The hash copy saw every byte read from the socket; it only holds when all of them were kept.
     if (hash && size === from + written) this.runningHashes.set(id, { hash, size });
     else this.runningHashes.delete(id);
@@ -225,7 +225,7 @@ export class UploadSessions {
   }
 
   private async discard(id: string): Promise<void> {
-    this.index.deleteUpload(id);
+    await this.index.deleteUpload(id);
     this.forget(id);
     await fsp.rm(uploadDataPath(this.temporaryRoot, id), { force: true });
   }

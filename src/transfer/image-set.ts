@@ -38,7 +38,7 @@ export function tagMatcher(patterns: string[] | undefined): (tag: string) => boo
 
 /** Resolves a selection against the index and walks each tag's manifests, blobs and referrers. */
 export async function selectRepositories(content: StoredContent, selection: Selection): Promise<SelectedRepository[]> {
-  const stored = content.repositories();
+  const stored = await content.repositories();
   const names = selection.repositories && selection.repositories.length > 0 ? [...new Set(selection.repositories)].sort() : stored;
   for (const name of names) {
     if (!isValidName(name)) throw new TransferError(`not a repository name: ${JSON.stringify(name)}`);
@@ -47,7 +47,7 @@ export async function selectRepositories(content: StoredContent, selection: Sele
   const matches = tagMatcher(selection.tagPatterns);
   const selected: SelectedRepository[] = [];
   for (const name of names) {
-    const tags = new Map([...content.tags(name)].filter(([tag]) => matches(tag)));
+    const tags = new Map([...(await content.tags(name))].filter(([tag]) => matches(tag)));
     if (tags.size === 0 && selection.tagPatterns && selection.tagPatterns.length > 0) continue;
     selected.push(await walkRepository(content, name, tags));
   }
@@ -85,7 +85,7 @@ async function walkRepository(content: StoredContent, name: string, tags: Map<st
       if (size === null || size !== blob.size) repository.missing.push({ digest: blob.digest, neededBy: digest, what: 'blob' });
       else repository.blobs.set(blob.digest, { size, file: store.path(blob.digest) });
     }
-    const referrers = content.referrers(name, digest);
+    const referrers = await content.referrers(name, digest);
     if (referrers.length > 0) repository.referrers.set(digest, referrers);
     for (const referrer of referrers) pending.push({ digest: referrer.digest, neededBy: digest });
   }

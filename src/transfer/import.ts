@@ -88,7 +88,7 @@ export async function importImages(content: StoredContent, options: ImportOption
   const images: ImportReport['images'] = [];
   if (format === 'oci-layout') await planOciLayout(content, staged, target, plan, images);
   else await planDockerArchive(content, staged, target, plan, images);
-  return { format, images, changes: commit(content, plan) };
+  return { format, images, changes: await commit(content, plan) };
 }
 
 function parseTarget(to: string | undefined): { name: string; tag?: string } | undefined {
@@ -159,7 +159,7 @@ async function stageFile(content: StoredContent, name: string, body: AsyncIterab
       const actual = `${parseDigest(expected)!.algorithm}:${hash.digest('hex')}`;
       if (actual !== expected) throw new RegistryError('DIGEST_INVALID', { detail: { expected, actual } });
       // Tells a running garbage collection that this file is wanted again (gc.ts: written since the cutoff).
-      content.index.recordBlobWrite(expected, size);
+      await content.index.recordBlobWrite(expected, size);
       return { digest: expected, size };
     }
     return await store.write(Readable.from(body), { expectedDigest: expected });
@@ -412,33 +412,34 @@ const DOCKER_UNCOMPRESSED_LAYER = 'application/vnd.docker.image.rootfs.diff.tar'
 // --- phase 2: the commit ------------------------------------------------------------------------
 
 /** One transaction: blob links, manifests (children first), tags. Returns how many rows it changed. */
-function commit(content: StoredContent, plan: Map<string, PlannedRepository>): number {
-  const { index, hosted } = content;
-  let changes = 0;
+function commit(content: StoredContent, plan: Map<string, PlannedRepository>): Promise<number> {
+  const { hosted } = content;
   const now = Date.now();
-  index.db.transaction(() => {
+  // Counted inside: the work runs again when PostgreSQL retries the transaction.
+  return content.index.transaction(async (index) => {
+    let changes = 0;
     for (const [name, repository] of plan) {
       for (const [digest, size] of repository.blobs) {
         requireFile(hosted.path(digest), digest);
-        if (index.linkedBlobSize(name, digest) !== null) continue;
-        index.linkBlob(name, digest, size, now);
+        if ((await index.linkedBlobSize(name, digest)) !== null) continue;
+        await index.linkBlob(name, digest, size, now);
         changes++;
       }
       for (const manifest of repository.manifests.values()) {
         requireFile(hosted.path(manifest.digest), manifest.digest);
-        if (index.manifest(name, manifest.digest)) continue;
-        index.putManifest(newManifest(name, manifest.digest, manifest.content, manifest.parsed), now, { requireChildren: true });
+        if (await index.manifest(name, manifest.digest)) continue;
+        await index.putManifest(newManifest(name, manifest.digest, manifest.content, manifest.parsed), now, { requireChildren: true });
         changes++;
       }
       for (const [tag, digest] of repository.tags) {
-        if (index.resolveTag(name, tag) === digest) continue;
+        if ((await index.resolveTag(name, tag)) === digest) continue;
         const manifest = repository.manifests.get(digest)!;
-        index.putManifest(newManifest(name, digest, manifest.content, manifest.parsed, tag), now, { requireChildren: true });
+        await index.putManifest(newManifest(name, digest, manifest.content, manifest.parsed, tag), now, { requireChildren: true });
         changes++;
       }
     }
-  })();
-  return changes;
+    return changes;
+  });
 }
 
 /**

@@ -32,8 +32,8 @@ export class StoredContent {
     readonly maxManifestSize: number,
   ) {}
 
-  static open(config: Config): StoredContent {
-    const index = new RegistryIndex(config.database);
+  static async open(config: Config): Promise<StoredContent> {
+    const index = await RegistryIndex.open(config.database);
     // Every write records itself in the index before its rename, as the server's stores do (gc.ts relies on it).
     const recordWrite = (digest: string, size: number) => index.recordBlobWrite(digest, size);
     return new StoredContent(
@@ -49,15 +49,15 @@ export class StoredContent {
     return repository.startsWith(PROXY_PREFIX) ? this.proxy : this.hosted;
   }
 
-  repositories(): string[] {
-    return this.index.listRepositories(undefined, undefined).items;
+  async repositories(): Promise<string[]> {
+    return (await this.index.listRepositories(undefined, undefined)).items;
   }
 
   /** Tag → digest, sorted by tag. */
-  tags(repository: string): Map<string, string> {
+  async tags(repository: string): Promise<Map<string, string>> {
     const tags = new Map<string, string>();
-    for (const tag of this.index.listTags(repository, undefined, undefined).items) {
-      const digest = this.index.resolveTag(repository, tag);
+    for (const tag of (await this.index.listTags(repository, undefined, undefined)).items) {
+      const digest = await this.index.resolveTag(repository, tag);
       if (digest !== null) tags.set(tag, digest);
     }
     return tags;
@@ -65,7 +65,7 @@ export class StoredContent {
 
   /** The manifest as stored in `repository`, or null when the index or the store lacks it (or it is corrupt). */
   async manifest(repository: string, digest: string): Promise<ExportManifest | null> {
-    const record = this.index.manifest(repository, digest);
+    const record = await this.index.manifest(repository, digest);
     if (!record) return null;
     const store = this.storeFor(repository);
     const file = store.path(digest);
@@ -89,11 +89,11 @@ export class StoredContent {
     return { digest, mediaType: record.mediaType, content, parsed, file };
   }
 
-  referrers(repository: string, digest: string): Descriptor[] {
-    return this.index.referrers(repository, digest).map(toDescriptor);
+  async referrers(repository: string, digest: string): Promise<Descriptor[]> {
+    return (await this.index.referrers(repository, digest)).map(toDescriptor);
   }
 
-  close(): void {
-    this.index.close();
+  close(): Promise<void> {
+    return this.index.close();
   }
 }

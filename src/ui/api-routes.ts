@@ -55,12 +55,12 @@ export function apiRoutes(router: Router, { catalog, access, sessions, config }:
   });
 
   router.delete(`${API_PREFIX}/cache/*name`, async (ctx) => {
-    ctx.body = { evicted: catalog.evict(await action(ctx), ctx.params.name) };
+    ctx.body = { evicted: await catalog.evict(await action(ctx), ctx.params.name) };
   });
 
   router.get(`${API_PREFIX}/storage`, async (ctx) => {
     noStore(ctx);
-    ctx.body = catalog.storage(await viewerOf(ctx));
+    ctx.body = await catalog.storage(await viewerOf(ctx));
   });
 
   router.post(`${API_PREFIX}/gc/dry-run`, async (ctx) => {

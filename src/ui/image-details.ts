@@ -117,12 +117,12 @@ export class ImageReader {
 
   async tags(name: string): Promise<TagDetails[]> {
     const details: TagDetails[] = [];
-    for (const record of this.content.inventory.tags(name)) details.push({ ...(await this.summaryOf(name, record)), ...tagFields(record) });
+    for (const record of await this.content.inventory.tags(name)) details.push({ ...(await this.summaryOf(name, record)), ...tagFields(record) });
     return details;
   }
 
   async image(name: string, reference: string): Promise<ImageDetails> {
-    const digest = this.resolve(name, reference);
+    const digest = await this.resolve(name, reference);
     const manifest = await this.manifest(name, digest);
     if (!manifest) throw new RegistryError('MANIFEST_UNKNOWN', { detail: { name, reference } });
     const summary = await this.summarize(name, digest, manifest);
@@ -132,9 +132,7 @@ export class ImageReader {
       reference,
       annotations: manifest.annotations ?? {},
       layers: (manifest.layers ?? []).map(({ digest: layerDigest, mediaType, size }) => ({ digest: layerDigest, mediaType, size })),
-      referrers: this.content.inventory
-        .referrers(name, digest)
-        .map((r) => ({ digest: r.digest, mediaType: r.mediaType, artifactType: r.artifactType, size: r.size })),
+      referrers: (await this.content.inventory.referrers(name, digest)).map((r) => ({ digest: r.digest, mediaType: r.mediaType, artifactType: r.artifactType, size: r.size })),
     };
     if (manifest.config) {
       const config = IMAGE_CONFIG_TYPES.has(manifest.config.mediaType) ? await this.config(name, manifest.config.digest) : undefined;
@@ -161,9 +159,9 @@ export class ImageReader {
   }
 
   /** The digest a tag or digest names in the repository; MANIFEST_UNKNOWN when none. */
-  private resolve(name: string, reference: string): string {
+  private async resolve(name: string, reference: string): Promise<string> {
     if (looksLikeDigest(reference)) return reference;
-    const tag = isValidTag(reference) ? this.content.inventory.tags(name).find((record) => record.tag === reference) : undefined;
+    const tag = isValidTag(reference) ? (await this.content.inventory.tags(name)).find((record) => record.tag === reference) : undefined;
     if (!tag) throw new RegistryError('MANIFEST_UNKNOWN', { detail: { name, reference } });
     return tag.digest;
   }

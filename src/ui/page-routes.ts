@@ -192,7 +192,7 @@ export function pageRoutes(router: Router, dependencies: UiDependencies): void {
 
   router.get(
     `${base}storage`,
-    page(async (_ctx, pageContext) => storagePage(pageContext, catalog.storage(pageContext.viewer))),
+    page(async (_ctx, pageContext) => storagePage(pageContext, await catalog.storage(pageContext.viewer))),
   );
 
   router.post(
@@ -200,7 +200,7 @@ export function pageRoutes(router: Router, dependencies: UiDependencies): void {
     page(async (ctx, pageContext) => {
       await actionForm(ctx, pageContext);
       const report = await catalog.gcDryRun(pageContext.viewer);
-      return storagePage(pageContext, catalog.storage(pageContext.viewer), report);
+      return storagePage(pageContext, await catalog.storage(pageContext.viewer), report);
     }),
   );
 
@@ -255,7 +255,7 @@ export function pageRoutes(router: Router, dependencies: UiDependencies): void {
     page(async (ctx, pageContext) => {
       await actionForm(ctx, pageContext);
       const { name, tag } = ctx.params;
-      const { created } = catalog.pin(pageContext.viewer, name, tag);
+      const { created } = await catalog.pin(pageContext.viewer, name, tag);
       afterAction(ctx, repositoryHref(pageContext, name), created ? `Pinned ${tag}: eviction never removes it.` : `${tag} was pinned already.`);
     }),
   );
@@ -265,7 +265,7 @@ export function pageRoutes(router: Router, dependencies: UiDependencies): void {
     page(async (ctx, pageContext) => {
       const form = await actionForm(ctx, pageContext);
       const { name, reference } = ctx.params;
-      catalog.unpin(pageContext.viewer, name, reference);
+      await catalog.unpin(pageContext.viewer, name, reference);
       afterAction(ctx, form?.get('next') === 'cache' ? `${base}cache` : repositoryHref(pageContext, name), `Unpinned ${reference}.`);
     }),
   );
@@ -274,7 +274,7 @@ export function pageRoutes(router: Router, dependencies: UiDependencies): void {
     `${base}r/*name/-/evict`,
     page(async (ctx, pageContext) => {
       await actionForm(ctx, pageContext);
-      const evicted = catalog.evict(pageContext.viewer, ctx.params.name);
+      const evicted = await catalog.evict(pageContext.viewer, ctx.params.name);
       afterAction(ctx, `${base}cache`, `Evicted ${evicted} manifest${evicted === 1 ? '' : 's'} of ${ctx.params.name}.`);
     }),
   );

@@ -18,7 +18,7 @@ const PROXY_PREFIX = 'proxy/';
 const GC_RUNS_SHOWN = 10;
 
 export interface StorageView {
-  stores: ReturnType<UiContent['inventory']['storedBytes']>;
+  stores: Awaited<ReturnType<UiContent['inventory']['storedBytes']>>;
   /** Samples of the stores' sizes, oldest first: hourly while the server runs, and after each collection. */
   history: StorageSample[];
   /** The last collections that ran (the server's and the gc command's), newest first. */
@@ -82,7 +82,7 @@ export class UiCatalog {
   /** Repositories the viewer may pull, hosted, cached and GHCR's; with `query`, those whose name contains it. */
   async repositories(viewer: Viewer, query = ''): Promise<RepositoryListing[]> {
     requireLogin(viewer);
-    const stored = this.content.inventory.repositories();
+    const stored = await this.content.inventory.repositories();
     const storedNames = new Set(stored.map((repository) => repository.name));
     // GHCR packages come from `[github]` through the catalog; the rest of the catalog is what the index holds.
     const listed: RepositoryListing[] = [...stored];
@@ -103,13 +103,13 @@ export class UiCatalog {
     this.require(viewer, 'pull', name);
     const repository = (await this.repositories(viewer)).find((listed) => listed.name === name);
     if (!repository) throw new RegistryError('NAME_UNKNOWN', { detail: { name } });
-    const pins = repository.kind === 'cached' ? this.content.pins.list() : [];
+    const pins = repository.kind === 'cached' ? await this.content.pins.list() : [];
     const tags = (await this.images.tags(name)).map((tag) => ({ ...tag, pin: pins.find((pin) => pinNames(pin, name, tag.tag, tag.digest)) ?? null }));
     return { repository, tags, mayDelete: viewer.may('delete', name) };
   }
 
   /** Pins a cached tag, as PUT /api/pins/<name>:<tag> does (the delete right on the name). */
-  pin(viewer: Viewer, name: string, tag: string): { created: boolean } {
+  async pin(viewer: Viewer, name: string, tag: string): Promise<{ created: boolean }> {
     this.require(viewer, 'delete', name);
     if (!name.startsWith(PROXY_PREFIX)) throw new RegistryError('UNSUPPORTED', { status: 400, message: `${name} is not a cached repository: only cached content is pinned` });
     if (!isValidTag(tag)) throw new RegistryError('TAG_INVALID', { detail: { tag } });
@@ -117,9 +117,9 @@ export class UiCatalog {
   }
 
   /** Removes a pin set through the API or the UI; configured pins stay (they are the configuration's). */
-  unpin(viewer: Viewer, name: string, reference: string): void {
+  async unpin(viewer: Viewer, name: string, reference: string): Promise<void> {
     this.require(viewer, 'delete', name);
-    if (!this.content.pins.remove({ repository: name, reference })) {
+    if (!(await this.content.pins.remove({ repository: name, reference }))) {
       throw new RegistryError('MANIFEST_UNKNOWN', {
         message: `${name}:${reference} is not pinned through the API (configured pins are removed from the configuration)`,
         detail: { name, reference },
@@ -140,19 +140,19 @@ export class UiCatalog {
     this.require(viewer, 'delete', name);
     const parsed = toManifestReference(reference);
     if (!name.startsWith(PROXY_PREFIX)) return this.content.repository(name).deleteManifest(parsed);
-    const digest = isDigestReference(parsed) ? parsed : this.content.inventory.tags(name).find((tag) => tag.tag === reference)?.digest;
-    if (digest === undefined || this.content.inventory.evict(name, digest) === 0) {
+    const digest = isDigestReference(parsed) ? parsed : (await this.content.inventory.tags(name)).find((tag) => tag.tag === reference)?.digest;
+    if (digest === undefined || (await this.content.inventory.evict(name, digest)) === 0) {
       throw new RegistryError('MANIFEST_UNKNOWN', { detail: { name, reference } });
     }
   }
 
   /** Evicts everything cached of a repository under proxy/; its files go at the next garbage collection. */
-  evict(viewer: Viewer, name: string): number {
+  async evict(viewer: Viewer, name: string): Promise<number> {
     this.require(viewer, 'delete', name);
     if (!name.startsWith(PROXY_PREFIX)) {
       throw new RegistryError('UNSUPPORTED', { status: 400, message: `${name} is not a cached repository; delete its tags instead` });
     }
-    const evicted = this.content.inventory.evict(name);
+    const evicted = await this.content.inventory.evict(name);
     if (evicted === 0) throw new RegistryError('NAME_UNKNOWN', { detail: { name } });
     return evicted;
   }
@@ -187,7 +187,7 @@ export class UiCatalog {
       if (repository.lastPull !== null && (view.lastPull === null || repository.lastPull > view.lastPull)) view.lastPull = repository.lastPull;
     }
     const rateLimits = this.content.upstreamRateLimits();
-    const pins = this.content.pins.list().filter((pin) => viewer.may('pull', pin.repository));
+    const pins = (await this.content.pins.list()).filter((pin) => viewer.may('pull', pin.repository));
     for (const view of byUpstream.values()) {
       if (viewer.mayCollect || view.repositories.length > 0) {
         view.activity = activity[view.upstream] ?? null;
@@ -203,12 +203,12 @@ export class UiCatalog {
    * Bytes and files per store now and over time (the retained samples, oldest first), the last collection
    * this process ran (its whole report), and the last collections that ran at all (the index keeps them).
    */
-  storage(viewer: Viewer): StorageView {
+  async storage(viewer: Viewer): Promise<StorageView> {
     requireLogin(viewer);
     return {
-      stores: this.content.inventory.storedBytes(),
-      history: this.content.storageHistory.samples(),
-      garbageCollections: this.content.storageHistory.gcRuns(GC_RUNS_SHOWN),
+      stores: await this.content.inventory.storedBytes(),
+      history: await this.content.storageHistory.samples(),
+      garbageCollections: await this.content.storageHistory.gcRuns(GC_RUNS_SHOWN),
       lastGarbageCollection: this.content.lastGarbageCollection ?? null,
     };
   }

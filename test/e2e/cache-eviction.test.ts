@@ -91,13 +91,13 @@ describe('cache eviction by size and age', () => {
 
       const dryRun = await app.registry.collectGarbage({ dryRun: true });
       expect(dryRun.manifests.map((m) => m.repository)).toEqual(['proxy/upstream.test/team/three']);
-      expect(app.registry.index.manifest('proxy/upstream.test/team/three', images[2].manifestDigest)).not.toBeNull();
+      expect(await app.registry.index.manifest('proxy/upstream.test/team/three', images[2].manifestDigest)).not.toBeNull();
 
       const report = await app.registry.collectGarbage();
       expect(report.manifests.map((m) => m.repository)).toEqual(['proxy/upstream.test/team/three']);
       expect(report.blobs.map((b) => b.digest).sort()).toEqual(dryRun.blobs.map((b) => b.digest).sort());
-      expect(app.registry.index.manifest('proxy/upstream.test/team/three', images[2].manifestDigest)).toBeNull();
-      expect(app.registry.index.manifest('proxy/upstream.test/team/four', images[3].manifestDigest)).not.toBeNull();
+      expect(await app.registry.index.manifest('proxy/upstream.test/team/three', images[2].manifestDigest)).toBeNull();
+      expect(await app.registry.index.manifest('proxy/upstream.test/team/four', images[3].manifestDigest)).not.toBeNull();
     } finally {
       await app.close();
     }

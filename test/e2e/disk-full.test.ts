@@ -292,7 +292,7 @@ describe('garbage collection on a full disk (tmpfs of 8 MiB)', () => {
     const client = new RegistryClient(app);
     const loose = await client.pushBlob('team/loose', randomBytes(2 * MiB));
     // The WAL emptied, so that the collection's first write needs new space.
-    app.registry.index.db.pragma('wal_checkpoint(TRUNCATE)');
+    await app.registry.index.sql.run('PRAGMA wal_checkpoint(TRUNCATE)');
     const filler = path.join(mountPoint, 'filler');
     const handle = fs.openSync(filler, 'w');
     try {

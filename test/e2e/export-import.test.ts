@@ -24,8 +24,8 @@ describe('export and import across an air gap', () => {
 
   const cli = (app: TestApp, ...args: string[]) =>
     execFileAsync(process.execPath, [MAIN, ...args, '--log_level', 'silent'], { cwd: app.storageDir });
-  const rows = (app: TestApp, table: string) =>
-    (app.registry.index.db.prepare(`SELECT count(*) FROM ${table}`).pluck().get() as number);
+  const rows = async (app: TestApp, table: string) =>
+    (await app.registry.index.sql.get<{ count: number }>(`SELECT count(*) AS count FROM ${table}`))!.count;
 
   beforeAll(async () => {
     work = fs.mkdtempSync(path.join(os.tmpdir(), 'export-import-'));
@@ -81,18 +81,18 @@ describe('export and import across an air gap', () => {
     const referrers = await fetch(`${destination.url}/v2/team/app/referrers/${multiArch.manifestDigest}`);
     expect(((await referrers.json()) as { manifests: Array<{ digest: string }> }).manifests.map((entry) => entry.digest)).toEqual([signatureDigest]);
 
-    const counts = ['manifests', 'tags', 'repository_blobs', 'manifest_references'].map((table) => rows(destination, table));
+    const counts = await Promise.all(['manifests', 'tags', 'repository_blobs', 'manifest_references'].map((table) => rows(destination, table)));
     const blobFile = path.join(destination.config.registry_storage, 'blobs/sha256', arm.layerDigests[0].slice(7, 9), arm.layerDigests[0].slice(7));
     const before = fs.statSync(blobFile);
     const second = await cli(destination, 'import', archive);
     expect(second.stdout).toContain('nothing changed');
-    expect(['manifests', 'tags', 'repository_blobs', 'manifest_references'].map((table) => rows(destination, table))).toEqual(counts);
+    expect(await Promise.all(['manifests', 'tags', 'repository_blobs', 'manifest_references'].map((table) => rows(destination, table)))).toEqual(counts);
     expect(fs.statSync(blobFile)).toMatchObject({ ino: before.ino, mtimeMs: before.mtimeMs });
 
     // What was imported is in use: a garbage collection with no grace period keeps all of it.
     await cli(destination, 'gc', '--gc.grace', '0');
     expect(await skopeoInspect(`docker://${destination.host}/team/app@${arm.manifestDigest}`, { raw: true })).toBe(arm.manifest.toString());
-    expect(['manifests', 'tags', 'repository_blobs', 'manifest_references'].map((table) => rows(destination, table))).toEqual(counts);
+    expect(await Promise.all(['manifests', 'tags', 'repository_blobs', 'manifest_references'].map((table) => rows(destination, table)))).toEqual(counts);
   });
 
   test('export --oci DIR is an OCI layout; import --to NAME:TAG of a skopeo oci-archive', async () => {

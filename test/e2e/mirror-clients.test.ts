@@ -157,7 +157,7 @@ describe('real clients pulling docker.io/library/app:1 through mirror endpoints'
       await expect(skopeoCopy(image.reference, `docker://${app.mirrorHost(0)}/library/app:1`)).rejects.toThrow(
         /read-only mirror of docker\.io; push to 127\.0\.0\.1:\d+\/library\/app/,
       );
-      expect(app.registry.index.listRepositories(undefined, undefined).items).toEqual([]);
+      expect((await app.registry.index.listRepositories(undefined, undefined)).items).toEqual([]);
     });
 
     test('POST /v2/<name>/blobs/uploads/ answers 405 UNSUPPORTED', async () => {

@@ -210,7 +210,7 @@ url = "${upstream.url}"
 
   test('alice runs a garbage collection from the storage page: a confirmation, the outcome, the run listed, the sizes drawn over time', async () => {
     // An older sample, as the hourly one would have left; the collection adds the next.
-    app.registry.sampleStorage(Date.now() - 3_600_000);
+    await app.registry.sampleStorage(Date.now() - 3_600_000);
     const loose = randomBytes(4000);
     const { digest } = await alice.pushBlob('team/loose', loose);
     const context = await browser.createBrowserContext();

@@ -58,13 +58,13 @@ export async function createTestApp(options: TestAppOptions = {}): Promise<TestA
   );
   const start = async () => {
     const log = options.log ?? createLogger(config.log_level);
-    registry = Registry.open(config, log);
+    registry = await Registry.open(config, log);
     listeners = await startListeners({ config, registry, log }, addresses);
     addresses = listeners.map(({ host, port, endpoint }) => ({ host, port, endpoint }));
   };
   const stop = async () => {
     await stopListeners(listeners, { force: true });
-    registry.close();
+    await registry.close();
   };
   const mirror = (index = 0) => {
     const listener = listeners[index + 1];

@@ -79,10 +79,10 @@ describe('garbage collection of hosted content', () => {
     await client.fetch(`/v2/gc/lonely/manifests/${image.manifest.digest}`, { method: 'DELETE' });
     await app.registry.collectGarbage();
 
-    const db = app.registry.index.db;
-    expect(db.prepare("SELECT count(*) FROM repositories WHERE name = 'gc/lonely'").pluck().get()).toBe(0);
-    expect(db.prepare('SELECT count(*) FROM blobs').pluck().get()).toBe(0);
-    expect(db.prepare('SELECT count(*) FROM manifest_references').pluck().get()).toBe(0);
+    const count = async (sql: string) => (await app.registry.index.sql.get<{ count: number }>(sql))!.count;
+    expect(await count("SELECT count(*) AS count FROM repositories WHERE name = 'gc/lonely'")).toBe(0);
+    expect(await count('SELECT count(*) AS count FROM blobs')).toBe(0);
+    expect(await count('SELECT count(*) AS count FROM manifest_references')).toBe(0);
     expect(storedBlobs(app).size).toBe(0);
     const catalog = (await (await client.fetch('/v2/_catalog')).json()) as { repositories: string[] };
     expect(catalog.repositories).not.toContain('gc/lonely');
@@ -124,12 +124,12 @@ describe('garbage collection of hosted content', () => {
   });
 
   test('GitHub REST answers not refreshed for a week are dropped; recent ones stay', async () => {
-    const db = app.registry.index.db;
-    const insert = db.prepare('INSERT INTO github_rest_cache (key, value, fetched_at) VALUES (?, ?, ?)');
-    insert.run('packages:user:gone', '[]', Date.now() - 8 * 24 * 3_600_000);
-    insert.run('packages:user:live', '[]', Date.now() - 3_600_000);
+    const sql = app.registry.index.sql;
+    const insert = 'INSERT INTO github_rest_cache (key, value, fetched_at) VALUES (@key, @value, @at)';
+    await sql.run(insert, { key: 'packages:user:gone', value: '[]', at: Date.now() - 8 * 24 * 3_600_000 });
+    await sql.run(insert, { key: 'packages:user:live', value: '[]', at: Date.now() - 3_600_000 });
     await app.registry.collectGarbage();
-    expect(db.prepare('SELECT key FROM github_rest_cache').pluck().all()).toEqual(['packages:user:live']);
+    expect(await sql.all('SELECT key FROM github_rest_cache')).toEqual([{ key: 'packages:user:live' }]);
   });
 
   test('abandoned upload sessions expire with their data', async () => {

@@ -224,19 +224,19 @@ describe('GitHub failing: the catalog still lists', () => {
       new GhcrCatalog({
         github: { token: github.token, api_url: github.url, users: [], orgs: [], cache_ttl: 600_000, ...overrides },
         timeoutMs: 5000,
-        db: index.db,
+        sql: index.sql,
         log,
         now: () => now,
       });
 
-    beforeEach(() => {
+    beforeEach(async () => {
       dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ghcr-catalog-'));
-      index = new RegistryIndex(path.join(dir, 'index.db'));
+      index = await RegistryIndex.open(path.join(dir, 'index.db'));
       logged = [];
       now = 1_000_000;
     });
-    afterEach(() => {
-      index.close();
+    afterEach(async () => {
+      await index.close();
       fs.rmSync(dir, { recursive: true, force: true });
     });
 

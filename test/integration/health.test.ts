@@ -71,7 +71,7 @@ describe('GET /healthz and /readyz', () => {
   test('/readyz is 503 once the index is closed', async () => {
     const own = await createTestApp();
     try {
-      own.registry.index.close();
+      await own.registry.index.close();
       const response = await new RegistryClient(own).fetch('/readyz');
       const body = await expectErrorCode(response, 503, 'UNAVAILABLE');
       expect((body.errors[0].detail as { checks: Record<string, string> }).checks.database).toBe('closed');

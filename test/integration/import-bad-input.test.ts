@@ -16,31 +16,31 @@ describe('import of bad input', () => {
   let work: string;
   let content: StoredContent;
 
-  beforeEach(() => {
+  beforeEach(async () => {
     work = fs.mkdtempSync(path.join(os.tmpdir(), 'import-bad-'));
     const config = loadConfig({ cwd: work, env: {}, overrides: { log_level: 'silent' } });
     ensureStorageDirectories(config);
-    content = StoredContent.open(config);
+    content = await StoredContent.open(config);
   });
-  afterEach(() => {
-    content.close();
+  afterEach(async () => {
+    await content.close();
     fs.rmSync(work, { recursive: true, force: true });
   });
 
-  const indexRows = () =>
-    Object.fromEntries(
-      ['repositories', 'manifests', 'tags', 'repository_blobs', 'manifest_references'].map((table) => [
-        table,
-        content.index.db.prepare(`SELECT count(*) FROM ${table}`).pluck().get(),
-      ]),
-    );
+  const indexRows = async () => {
+    const rows: Record<string, number> = {};
+    for (const table of ['repositories', 'manifests', 'tags', 'repository_blobs', 'manifest_references']) {
+      rows[table] = (await content.index.sql.get<{ count: number }>(`SELECT count(*) AS count FROM ${table}`))!.count;
+    }
+    return rows;
+  };
   const empty = { repositories: 0, manifests: 0, tags: 0, repository_blobs: 0, manifest_references: 0 };
 
   async function expectRefused(source: string, message: RegExp, to?: string): Promise<void> {
     const attempt = importImages(content, { source, to });
     await expect(attempt).rejects.toBeInstanceOf(TransferError);
     await expect(importImages(content, { source, to })).rejects.toThrow(message);
-    expect(indexRows()).toEqual(empty);
+    expect(await indexRows()).toEqual(empty);
   }
 
   /** A tar written block by block, so it can hold what a careful writer would not: hostile names and links. */
@@ -113,6 +113,6 @@ describe('import of bad input', () => {
     await expectRefused(truncated, /truncated archive: .+ ends after \d+ of its \d+ bytes/, 'app');
     // The whole one imports: the refusal was the truncation.
     await importImages(content, { source: archive, to: 'app' });
-    expect(content.index.resolveTag('app', 'v1')).toBe(image.manifestDigest);
+    expect(await content.index.resolveTag('app', 'v1')).toBe(image.manifestDigest);
   });
 });

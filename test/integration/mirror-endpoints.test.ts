@@ -181,7 +181,7 @@ describe('mirror endpoints and ?ns= in front of a Docker Hub stand-in', () => {
     test('proxy/<another registry>/… and proxy/<image> are Docker Hub names there, rewritten like any other', async () => {
       const { response } = await mirror.getManifest('proxy/tool', '1');
       await expectStatus(response, 200);
-      expect(app.registry.index.listRepositories(undefined, undefined).items).toContain('proxy/docker.io/proxy/tool');
+      expect((await app.registry.index.listRepositories(undefined, undefined)).items).toContain('proxy/docker.io/proxy/tool');
       await expectErrorCode((await mirror.getManifest('proxy/other.test/team/tool', '1')).response, 404, 'MANIFEST_UNKNOWN');
     });
   });

@@ -58,7 +58,7 @@ describe('/api/pins: pins on cached content, behind [auth]', () => {
     expect(carol.status).toBe(403);
     expect(carol.headers.get('content-type')).toMatch(/^application\/json/);
     expect(((await carol.json()) as ErrorBody).errors[0]).toMatchObject({ code: 'DENIED', message: 'carol may not delete proxy/upstream.test/team/app' });
-    expect(app.registry.pins.list().filter((pin) => pin.source === 'api')).toEqual([]);
+    expect((await app.registry.pins.list()).filter((pin) => pin.source === 'api')).toEqual([]);
   });
 
   test('PUT as a user with the delete right pins (201, then 200); any spelling of the name is the stored one', async () => {
@@ -105,7 +105,7 @@ describe('/api/pins: pins on cached content, behind [auth]', () => {
   test('API pins survive a restart; configured ones are what the configuration says', async () => {
     expect((await request('/upstream.test/team/kept:2', 'PUT', ALICE)).status).toBe(201);
     await app.restart();
-    const pins = app.registry.pins.list();
+    const pins = await app.registry.pins.list();
     expect(pins).toContainEqual(expect.objectContaining({ source: 'api', repository: 'proxy/upstream.test/team/kept', reference: '2' }));
     expect(pins.filter((pin) => pin.source === 'config')).toHaveLength(1);
   });

@@ -141,7 +141,7 @@ describe('S3BlobStore on radosgw', () => {
     const [a, b] = await Promise.all(['a', 'b'].map((text) => store.writeVerified(Buffer.from(text), sha256(Buffer.from(text)))));
     const removed = await store.removeGarbage(
       [a, b].map((blob) => ({ ...blob, mtimeMs: 0 })),
-      (digests) => {
+      async (digests) => {
         expect(digests.sort()).toEqual([a.digest, b.digest].sort());
         return new Set([a.digest]);
       },
@@ -155,7 +155,7 @@ describe('S3BlobStore on radosgw', () => {
     let removing = true;
     const recorded: string[] = [];
     const { store } = await freshStore({
-      beforeCommit: (digest) => {
+      beforeCommit: async (digest) => {
         recorded.push(digest);
         return removing;
       },
@@ -242,7 +242,7 @@ describe('garbage collection on an S3 store', () => {
     test: (setup: { index: RegistryIndex; hosted: T; collector: GarbageCollector }) => Promise<void>,
   ): Promise<void> {
     const dir = await mkdtemp(path.join(os.tmpdir(), 's3-gc-'));
-    const index = new RegistryIndex(path.join(dir, 'index.db'));
+    const index = await RegistryIndex.open(path.join(dir, 'index.db'));
     try {
       const bucket = `store-test-${++bucketCount}`;
       await gateway.createBucket(bucket);
@@ -260,7 +260,7 @@ describe('garbage collection on an S3 store', () => {
       });
       await test({ index, hosted, collector });
     } finally {
-      index.close();
+      await index.close();
       await rm(dir, { recursive: true, force: true });
     }
   }
@@ -282,7 +282,7 @@ describe('garbage collection on an S3 store', () => {
       await push;
       expect(report.blobs.map((blob) => blob.digest)).toEqual([digest]);
       expect(await hosted.size(digest)).toBe(content.length);
-      expect(index.db.prepare('SELECT COUNT(*) FROM blob_removals').pluck().get()).toBe(0);
+      expect(await index.sql.all('SELECT digest FROM blob_removals')).toEqual([]);
     });
   });
 
@@ -292,18 +292,19 @@ describe('garbage collection on an S3 store', () => {
       const live = await hosted.write(Buffer.from('being removed by a collection running now'));
       const now = Date.now();
       // Both written two hours ago as far as the index knows (garbage), both objects new (so no sweep selects them).
-      for (const blob of [crashed, live]) index.recordBlobWrite(blob.digest, blob.size, now - 7_200_000);
-      const row = index.db.prepare('INSERT INTO blob_removals (digest, started_at) VALUES (?, ?)');
-      row.run(crashed.digest, now - 11 * 60_000);
-      row.run(live.digest, now - 5_000);
+      for (const blob of [crashed, live]) await index.recordBlobWrite(blob.digest, blob.size, now - 7_200_000);
+      const removal = (digest: string, startedAt: number) =>
+        index.sql.run('INSERT INTO blob_removals (digest, started_at) VALUES (@digest, @startedAt)', { digest, startedAt });
+      await removal(crashed.digest, now - 11 * 60_000);
+      await removal(live.digest, now - 5_000);
       await collector.recoverRemovals();
       expect(await hosted.size(crashed.digest)).toBeNull();
       expect(await hosted.size(live.digest)).toBe(live.size);
-      expect(index.db.prepare('SELECT digest FROM blob_removals').pluck().all()).toEqual([live.digest]);
+      expect(await index.sql.all('SELECT digest FROM blob_removals')).toEqual([{ digest: live.digest }]);
       // A writer waits for the live row, not for a stale one.
-      expect(index.recordBlobWrite(live.digest, live.size)).toBe(true);
-      row.run(crashed.digest, now - 11 * 60_000);
-      expect(index.recordBlobWrite(crashed.digest, crashed.size)).toBe(false);
+      expect(await index.recordBlobWrite(live.digest, live.size)).toBe(true);
+      await removal(crashed.digest, now - 11 * 60_000);
+      expect(await index.recordBlobWrite(crashed.digest, crashed.size)).toBe(false);
     });
   });
 });

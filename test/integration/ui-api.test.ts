@@ -421,11 +421,11 @@ describe('POST /api/gc and the storage history', () => {
         });
       expect((await post('wrong')).status).toBe(403);
       await expectErrorCode(await withCookie.fetch('/api/gc', { method: 'POST', headers: { Origin: app.url } }), 403, 'DENIED');
-      expect(app.registry.storageHistory.gcRuns()).toEqual([]);
+      expect(await app.registry.storageHistory.gcRuns()).toEqual([]);
       const done = await post(csrf);
       expect(done.status).toBe(302);
       expect(decodeURIComponent(done.headers.get('Location')!)).toMatch(/^\/ui\/storage\?notice=Garbage collection freed /);
-      expect(app.registry.storageHistory.gcRuns()).toHaveLength(1);
+      expect(await app.registry.storageHistory.gcRuns()).toHaveLength(1);
       // carol may pull only: no confirmation page for her.
       expect((await new RegistryClient(app, CAROL).fetch('/ui/storage/gc')).status).toBe(403);
     } finally {

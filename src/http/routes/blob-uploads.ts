@@ -18,7 +18,7 @@ export function blobUploadRoutes(router: RegistryRouter, { registry, access }: R
   const ownSession: Middleware = async (ctx, next) => {
     if (!owners) return next();
     const { uploadId } = ctx.params as { uploadId: string };
-    if (!owners.mayUse(uploadId, callerUser(ctx))) throw new RegistryError('BLOB_UPLOAD_UNKNOWN', { detail: { uploadId } });
+    if (!(await owners.mayUse(uploadId, callerUser(ctx)))) throw new RegistryError('BLOB_UPLOAD_UNKNOWN', { detail: { uploadId } });
     const end = owners.begin(uploadId);
     try {
       await next();
@@ -55,7 +55,7 @@ export function blobUploadRoutes(router: RegistryRouter, { registry, access }: R
       });
     }
     const upload = await repository.startUpload();
-    owners?.opened(upload.id, user);
+    await owners?.opened(upload.id, user);
     respondEmpty(ctx, 202, uploadHeaders(repository.name, upload.id, 0));
 
     async function tryMount(mountDigest: string, fromName: string): Promise<boolean> {

@@ -24,10 +24,10 @@ export interface RegistryContent {
 /** Pins as the API manages them. */
 export interface PinRegistry {
   /** Pins an image; `created` false when the API had pinned it already, `cached` whether it is cached now. */
-  add(target: PinTarget, createdBy: string | null): { created: boolean; cached: boolean };
+  add(target: PinTarget, createdBy: string | null): Promise<{ created: boolean; cached: boolean }>;
   /** Removes a pin the API set; false when there is none. */
-  remove(target: PinTarget): boolean;
-  list(): Pin[];
+  remove(target: PinTarget): Promise<boolean>;
+  list(): Promise<Pin[]>;
 }
 
 /** What every route module is given. */

@@ -36,17 +36,17 @@ export function pinRoutes(router: RegistryRouter, { registry, config, access }: 
     reference: (ctx.state as { pinReference: string }).pinReference,
   });
 
-  router.put(`${PINS_PATH}/*pin`, target, requireAccess('delete'), (ctx) => {
+  router.put(`${PINS_PATH}/*pin`, target, requireAccess('delete'), async (ctx) => {
     const pin = pinOf(ctx);
-    const { created, cached } = registry.pins.add(pin, callerUser(ctx) || null);
+    const { created, cached } = await registry.pins.add(pin, callerUser(ctx) || null);
     ctx.set('Cache-Control', 'no-store');
     ctx.body = { ...pin, cached };
     ctx.status = created ? 201 : 200;
   });
 
-  router.delete(`${PINS_PATH}/*pin`, target, requireAccess('delete'), (ctx) => {
+  router.delete(`${PINS_PATH}/*pin`, target, requireAccess('delete'), async (ctx) => {
     const pin = pinOf(ctx);
-    if (!registry.pins.remove(pin)) {
+    if (!(await registry.pins.remove(pin))) {
       throw new RegistryError('MANIFEST_UNKNOWN', {
         message: `${pin.repository}:${pin.reference} is not pinned through the API (configured pins are removed from the configuration)`,
         detail: pin,
@@ -55,10 +55,10 @@ export function pinRoutes(router: RegistryRouter, { registry, config, access }: 
     respondEmpty(ctx, 204);
   });
 
-  router.get(PINS_PATH, (ctx) => {
+  router.get(PINS_PATH, async (ctx) => {
     const mayPull = pullFilter(ctx, access ?? null) ?? (() => true);
     ctx.set('Cache-Control', 'no-store');
-    ctx.body = { pins: registry.pins.list().filter((pin) => mayPull(pin.repository)).map(shown) };
+    ctx.body = { pins: (await registry.pins.list()).filter((pin) => mayPull(pin.repository)).map(shown) };
   });
 }
 

@@ -72,7 +72,7 @@ describe('GET /v2/proxy/<upstream>/<name>/blobs/<digest> from a broken upstream'
     const gets = upstream.state.blobGets;
     const broken = await fetch(blobUrl(mode));
     await expect(bodyDigest(broken)).rejects.toThrow();
-    expect(app.registry.index.linkedBlobSize(`proxy/flaky.test/team/${mode}`, digest)).toBeNull();
+    expect(await app.registry.index.linkedBlobSize(`proxy/flaky.test/team/${mode}`, digest)).toBeNull();
 
     upstream.state.mode = 'healthy';
     const healthy = await fetch(blobUrl(mode));

@@ -64,6 +64,6 @@ describe('GET /v2/proxy/<upstream>/<name>/tags/list and manifests from a malform
       expect(response.status).toBe(503);
       expect(((await response.json()) as { errors: Array<{ code: string }> }).errors[0].code).toBe('UNAVAILABLE');
     }
-    expect(app.registry.index.repositoryExists('proxy/malformed.test/bad/app')).toBe(false);
+    expect(await app.registry.index.repositoryExists('proxy/malformed.test/bad/app')).toBe(false);
   });
 });

@@ -50,7 +50,7 @@ describe('GET /v2/<name>/blobs/<digest> while the file is removed under it', () 
     const name = 'proxy/upstream.test/team/app';
     expect(digestOf((await client.getBlob(name, digest)).body)).toBe(digest);
     // The transfer links the blob once it is complete, just after the body has been sent.
-    while (app.registry.index.linkedBlobSize(name, digest) === null) await new Promise((resolve) => setTimeout(resolve, 10));
+    while ((await app.registry.index.linkedBlobSize(name, digest)) === null) await new Promise((resolve) => setTimeout(resolve, 10));
 
     removeBeforeNextOpen(blobFile(app.config.proxy_storage, digest));
     const { response, body } = await client.getBlob(name, digest);

@@ -145,23 +145,23 @@ describe('the challenge scheme', () => {
 });
 
 describe('UploadOwners', () => {
-  test('only the owner uses a session; the cap counts open and recently used sessions', () => {
+  test('only the owner uses a session; the cap counts open and recently used sessions', async () => {
     const owners = new UploadOwners(2);
     const now = Date.now();
-    owners.opened('a', 'alice', now);
-    owners.opened('b', 'alice', now);
-    expect(owners.mayUse('a', 'alice')).toBe(true);
-    expect(owners.mayUse('a', 'bob')).toBe(false);
-    expect(owners.mayUse('unknown', 'bob')).toBe(true);
+    await owners.opened('a', 'alice', now);
+    await owners.opened('b', 'alice', now);
+    expect(await owners.mayUse('a', 'alice')).toBe(true);
+    expect(await owners.mayUse('a', 'bob')).toBe(false);
+    expect(await owners.mayUse('unknown', 'bob')).toBe(true);
     expect(owners.mayOpen('alice', now)).toBe(false);
     expect(owners.mayOpen('bob', now)).toBe(true);
     owners.closed('a');
     expect(owners.mayOpen('alice', now)).toBe(true);
     // A session idle for long no longer counts, unless a request on it is still running.
-    owners.opened('c', 'alice', now);
+    await owners.opened('c', 'alice', now);
     const end = owners.begin('c', now);
     const later = now + 60 * 60_000;
-    owners.opened('d', 'alice', later);
+    await owners.opened('d', 'alice', later);
     expect(owners.mayOpen('alice', later)).toBe(false); // c (running) and d; b has expired
     end();
     expect(owners.mayOpen('alice', Date.now() + 60 * 60_000)).toBe(true); // c has expired now

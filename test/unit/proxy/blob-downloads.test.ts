@@ -40,7 +40,7 @@ describe('BlobDownloads.abortAll (a shutdown)', () => {
 
   test('drops a transfer under way: no temporary file, nothing stored, readers see it fail', async () => {
     const downloads = new BlobDownloads(store);
-    const stored = jest.fn();
+    const stored = jest.fn(async () => undefined);
     const download = await downloads.join('library/app', digest, async () => ({ body: upstreamBody(true), size: content.length }), stored);
     const reader = download.read()[Symbol.asyncIterator]();
     expect((await reader.next()).done).toBe(false);
@@ -96,7 +96,7 @@ describe('BlobDownloads bounds: what an upstream may take', () => {
       downloads.join(name, digest, async () => {
         asked.push(name);
         return { body: upstreamBody(stall), size: content.length };
-      }, () => undefined);
+      }, async () => undefined);
     const first = await start('a/one', true);
     await start('a/two', true);
     const third = start('a/three', false);
@@ -116,7 +116,7 @@ describe('BlobDownloads bounds: what an upstream may take', () => {
     ['no Content-Length but a declared size', { size: undefined, bound: 1024 }],
   ])('an endless body with %s stops at that size: the transfer fails and its file is removed', async (_case, sizes) => {
     const downloads = new BlobDownloads(store);
-    const download = await downloads.join('a/b', digest, async () => ({ body: endlessBody(Buffer.alloc(4096)), ...sizes }), () => undefined);
+    const download = await downloads.join('a/b', digest, async () => ({ body: endlessBody(Buffer.alloc(4096)), ...sizes }), async () => undefined);
     await expect(download.done).rejects.toThrow(/upstream sent more than the 1024 bytes/);
     expect(fs.readdirSync(incomingDirectory(root))).toEqual([]);
     expect(await store.size(digest)).toBeNull();
@@ -145,7 +145,7 @@ describe('a transfer arriving in many small chunks', () => {
       },
     });
     const store = new FilesystemBlobStore(root);
-    const download = await new BlobDownloads(store).join('library/app', bigDigest, async () => ({ body, size: big.length }), () => undefined);
+    const download = await new BlobDownloads(store).join('library/app', bigDigest, async () => ({ body, size: big.length }), async () => undefined);
 
     const asReadable = (async () => {
       const chunks: Buffer[] = [];
@@ -186,7 +186,7 @@ describe('the last byte of a transfer', () => {
     const store = new SlowStore(root);
     const downloads = new BlobDownloads(store);
     const fetchBody = jest.fn(async () => ({ body: upstreamBody(false), size: content.length }));
-    const stored = jest.fn();
+    const stored = jest.fn(async () => undefined);
     const download = await downloads.join('library/app', digest, fetchBody, stored);
     // The whole blob reaches the client while the store cannot take it yet (held until `release`).
     const chunks: Buffer[] = [];
@@ -216,7 +216,7 @@ describe('the last byte of a transfer', () => {
     }
     const store = new FilelessStore(root);
     const downloads = new BlobDownloads(store);
-    const download = await downloads.join('library/app', digest, async () => ({ body: upstreamBody(false), size: content.length }), () => undefined);
+    const download = await downloads.join('library/app', digest, async () => ({ body: upstreamBody(false), size: content.length }), async () => undefined);
     // Joined while running, read only once the transfer's file has gone into the store.
     const whole = download.read();
     const part = download.read({ start: 10, end: 40_009 });
@@ -234,7 +234,7 @@ describe('the last byte of a transfer', () => {
   test('of content with another digest never goes out', async () => {
     const downloads = new BlobDownloads(new FilesystemBlobStore(root));
     const wrong = `sha256:${'0'.repeat(64)}`;
-    const download = await downloads.join('library/app', wrong, async () => ({ body: upstreamBody(false), size: content.length }), () => undefined);
+    const download = await downloads.join('library/app', wrong, async () => ({ body: upstreamBody(false), size: content.length }), async () => undefined);
     const chunks: Buffer[] = [];
     await expect(
       (async () => {

@@ -27,7 +27,7 @@ describe('gracefulShutdown', () => {
     work = fs.mkdtempSync(path.join(os.tmpdir(), 'shutdown-'));
     config = loadConfig({ cwd: work, env: {}, overrides: { port: '0', host: '127.0.0.1', log_level: 'silent' } });
     ensureStorageDirectories(config);
-    registry = Registry.open(config, createLogger('silent'));
+    registry = await Registry.open(config, createLogger('silent'));
     listeners = await startListeners({ config, registry, log: createLogger('silent') });
     url = `http://127.0.0.1:${listeners[0].port}`;
     events = [];
@@ -35,7 +35,7 @@ describe('gracefulShutdown', () => {
   });
   afterEach(async () => {
     await stopListeners(listeners, { force: true });
-    registry.close();
+    await registry.close();
     fs.rmSync(work, { recursive: true, force: true });
   });
 
@@ -47,8 +47,8 @@ describe('gracefulShutdown', () => {
           await registry.abortDownloads();
           events.push('downloads aborted');
         },
-        close: () => {
-          registry.close();
+        close: async () => {
+          await registry.close();
           events.push('index closed');
         },
       },
@@ -119,11 +119,11 @@ describe('gracefulShutdown', () => {
     expect(String(await patch.outcome)).toMatch(/ECONNRESET|socket hang up/);
     expect(lines.find((line) => line.level === 'warn')).toMatchObject({ msg: 'shutdown_timeout reached: cutting 1 requests still in flight' });
 
-    const index = new RegistryIndex(config.database);
+    const index = await RegistryIndex.open(config.database);
     try {
-      expect(index.upload(location.split('/').pop()!)?.size).toBe(3000);
+      expect((await index.upload(location.split('/').pop()!))?.size).toBe(3000);
     } finally {
-      index.close();
+      await index.close();
     }
   });
 
