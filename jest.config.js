@@ -1,12 +1,24 @@
-/** @type {import('jest').Config} */
+const base = require('./jest.base.config');
+
+/**
+ * `npm test`: every test on the embedded default (SQLite), and the in-process integration tests once more
+ * with the index in PostgreSQL (one server for the run, a database per test app: test/helpers/test-app.ts),
+ * so that both databases answer every route alike.
+ *
+ * @type {import('jest').Config}
+ */
 module.exports = {
-  testEnvironment: 'node',
-  roots: ['<rootDir>/test'],
-  testMatch: ['**/*.test.ts'],
-  transform: {
-    '^.+\\.(t|j)sx?$': ['@swc/jest', { jsc: { target: 'es2022' }, module: { type: 'commonjs' } }],
-  },
-  // p-limit and its dependency are ESM-only: let swc turn them into CommonJS for jest.
-  transformIgnorePatterns: ['/node_modules/(?!(p-limit|yocto-queue)/)'],
-  testTimeout: 60000,
+  projects: [
+    { ...base, displayName: 'sqlite' },
+    {
+      ...base,
+      displayName: 'postgres',
+      roots: ['<rootDir>/test/integration'],
+      // Tests of other parts that open a SQLite index of their own, or need radosgw: nothing more to learn twice.
+      testPathIgnorePatterns: ['/node_modules/', '/s3-blob-store\\.test\\.ts$', '/ghcr-catalog\\.test\\.ts$', '/import-bad-input\\.test\\.ts$'],
+      globals: { TEST_INDEX: 'postgres' },
+      globalSetup: '<rootDir>/test/helpers/postgres-global-setup.js',
+      globalTeardown: '<rootDir>/test/helpers/postgres-global-teardown.js',
+    },
+  ],
 };

@@ -7,9 +7,9 @@
  */
 const fs = require('node:fs');
 const path = require('node:path');
-const base = require('./jest.config');
+const base = require('./jest.base.config');
 
-const TOOL_HELPERS = ['upstream-registry', 'skopeo', 'podman', 'containerd', 'nginx', 'server-process', 'dockerd', 'docker-base-image', 'radosgw'];
+const TOOL_HELPERS = ['upstream-registry', 'skopeo', 'podman', 'containerd', 'nginx', 'server-process', 'dockerd', 'docker-base-image', 'radosgw', 'postgres'];
 const usesTool = new RegExp(`from '(?:\\.\\./)+helpers/(?:${TOOL_HELPERS.join('|')})'`);
 
 function testFiles(dir) {

@@ -10,10 +10,10 @@
 const { execFile } = require('node:child_process');
 const { randomUUID } = require('node:crypto');
 const fsp = require('node:fs/promises');
-const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
 const { promisify } = require('node:util');
+const { freePort } = require('./free-port.cjs');
 
 const execFileAsync = promisify(execFile);
 
@@ -126,17 +126,6 @@ async function run(command, args) {
   } catch (error) {
     throw new Error(`${command} ${args.join(' ')}: ${error.message}${error.stderr ? `\n${error.stderr}` : ''}`);
   }
-}
-
-async function freePort() {
-  const server = net.createServer();
-  await new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', resolve);
-  });
-  const { port } = server.address();
-  await new Promise((resolve) => server.close(resolve));
-  return port;
 }
 
 async function waitForHttp(url, timeoutMs) {

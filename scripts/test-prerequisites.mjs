@@ -35,6 +35,9 @@ const REQUIRED = {
   'ceph-authtool': 'ceph-common',
   'radosgw-admin': 'ceph-common',
   ceph: 'ceph-common',
+  // PostgreSQL as the shared index's database (test/helpers/postgres.ts; scripts/postgres.cjs finds initdb
+  // and pg_ctl in /usr/lib/postgresql/<version>/bin, which Debian keeps off PATH)
+  pg_ctlcluster: 'postgresql',
 };
 
 try {

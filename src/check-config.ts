@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { stringify } from 'smol-toml';
 import { parseHtpasswd } from './auth/htpasswd';
-import { Config } from './config/config';
+import { Config, describeDatabase, isPostgresUrl } from './config/config';
 
 export interface ConfigCheck {
   /** The configuration in force (file, environment and flags merged), as TOML, secrets censored. */
@@ -27,10 +27,17 @@ export function checkConfig(config: Config): ConfigCheck {
     const problem = writableDirectoryProblem(config[key]);
     if (problem) problems.push(`${key}: ${problem}`);
   }
-  const databaseProblem = fs.existsSync(config.database)
-    ? accessProblem(config.database, fs.constants.R_OK | fs.constants.W_OK)
-    : writableDirectoryProblem(path.dirname(config.database));
-  if (databaseProblem) problems.push(`database: ${databaseProblem}`);
+  if (isPostgresUrl(config.database)) {
+    notes.push(
+      `database: PostgreSQL at ${describeDatabase(config.database)} (not reached by this check); replicas share it, ` +
+        'and the first to start creates or migrates the schema',
+    );
+  } else {
+    const databaseProblem = fs.existsSync(config.database)
+      ? accessProblem(config.database, fs.constants.R_OK | fs.constants.W_OK)
+      : writableDirectoryProblem(path.dirname(config.database));
+    if (databaseProblem) problems.push(`database: ${databaseProblem}`);
+  }
 
   if (config.auth.htpasswd === '') {
     notes.push('no [auth] htpasswd: anyone who can reach the registry may pull, push and delete');
@@ -55,7 +62,7 @@ export function checkConfig(config: Config): ConfigCheck {
     );
   }
   if (config.storage.backend === 's3') notes.push(...objectStoreNotes(config));
-  return { effective: stringify(censor(config)), problems, notes };
+  return { effective: stringify(censor({ ...config, database: describeDatabase(config.database) })), problems, notes };
 }
 
 /** What an operator putting the registry on a bucket should know; `serve`'s /readyz checks the bucket itself. */

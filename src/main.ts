@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { checkConfig } from './check-config';
-import { Config } from './config/config';
+import { Config, describeDatabase } from './config/config';
 import { ConfigError, ensureStorageDirectories, loadConfig } from './config/load-config';
 import { probeReadiness } from './server/health-probe';
 import { createLogger } from './log';
@@ -159,7 +159,7 @@ function describeStart(config: Config, listeners: Listener[], metricsListener: M
             `${config.storage.s3.redirect ? '; blob GETs redirected to presigned URLs' : ''} (staging in ${config.registry_storage}, ${config.proxy_storage})`,
         ]
       : [`  registry_storage: ${config.registry_storage}`, `  proxy_storage: ${config.proxy_storage}`]),
-    `  database: ${config.database}`,
+    `  database: ${describeDatabase(config.database)}`,
     config.proxy.enabled
       ? `  pull-through cache: /v2/proxy/<upstream>/…; configured upstreams: ${upstreams.length > 0 ? upstreams.join(', ') : 'none'}` +
         `; other hosts: ${config.proxy.allowed_upstreams.length > 0 ? config.proxy.allowed_upstreams.join(', ') : 'any'} (public addresses only, over https)`

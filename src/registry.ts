@@ -1,5 +1,5 @@
 import type { UploadOwnerStore } from './auth/access-control';
-import { Config } from './config/config';
+import { Config, isPostgresUrl } from './config/config';
 import { RegistryError } from './oci/errors';
 import { GhcrCatalog, mergeRepositoryPages, withGhcrToken } from './ghcr/ghcr-catalog';
 import { Logger } from './log';
@@ -45,8 +45,8 @@ export class Registry {
   /** Sizes, counts and times for people (the web UI), and eviction from the cache. */
   readonly inventory: ContentInventory;
   private cacheRoomRun: Promise<unknown> | undefined;
-  /** Room for the index's journal on a full disk, given up so that a collection can free space. */
-  private readonly indexReserve: SpaceReserve;
+  /** Room for the index's journal on a full disk, given up so that a collection can free space (SQLite only). */
+  private readonly indexReserve: SpaceReserve | null;
   /** Names a write refused for lack of space (507, which store), counts it and logs it once a minute. */
   readonly diskFull: DiskFullReports;
   /** The last garbage collection this process ran (not a dry run), for the web UI's storage page. */
@@ -79,15 +79,16 @@ export class Registry {
         { name: 'hosted storage', path: config.registry_storage },
         { name: 'upload storage', path: config.temporary_registry_storage },
         { name: 'proxy cache', path: config.proxy_storage },
-        { name: INDEX_STORE, path: config.database },
+        ...(isPostgresUrl(config.database) ? [] : [{ name: INDEX_STORE, path: config.database }]),
       ].map((store) => ({ ...store, path: path.resolve(store.path) })),
       (store, first, error) => {
         metrics.storeFull(store);
         if (first) log.error('a store is full: writes to it are refused with 507 until space is freed (logged once a minute)', { store, error: error.message });
       },
     );
-    this.indexReserve = new SpaceReserve(`${config.database}-reserve`, INDEX_RESERVE_BYTES);
-    this.indexReserve.restore();
+    // Room for SQLite's journal on a full disk; PostgreSQL's disk is its own.
+    this.indexReserve = isPostgresUrl(config.database) ? null : new SpaceReserve(`${config.database}-reserve`, INDEX_RESERVE_BYTES);
+    this.indexReserve?.restore();
     const recordWrite = (digest: string, size: number) => index.recordBlobWrite(digest, size);
     // The cache's store exists even with the cache disabled: what it holds is still collected.
     this.stores = openBlobStores(config, recordWrite);
@@ -289,11 +290,11 @@ export class Registry {
    */
   private async withIndexReserve<T>(work: () => Promise<T>): Promise<T> {
     const result = await work().catch((error: unknown) => {
-      if (!isDiskFull(error) || !this.indexReserve.release()) throw error;
+      if (!isDiskFull(error) || !this.indexReserve?.release()) throw error;
       this.log.warn('the disk is full: the space set aside for the index is used to let this run', { reserve: this.indexReserve.path });
       return work();
     });
-    this.indexReserve.restore();
+    this.indexReserve?.restore();
     return result;
   }
 

@@ -252,3 +252,16 @@ export interface UiConfig {
   /** Where the pages are served, with a leading and a trailing slash; `/` redirects browsers there. */
   path: string;
 }
+
+/** Whether `database` names a PostgreSQL database (a postgres:// or postgresql:// URL) rather than a SQLite file. */
+export function isPostgresUrl(database: string): boolean {
+  return /^postgres(ql)?:\/\//i.test(database);
+}
+
+/** `database` fit to show: a PostgreSQL URL without its password. */
+export function describeDatabase(database: string): string {
+  if (!isPostgresUrl(database) || !URL.canParse(database)) return database;
+  const url = new URL(database);
+  if (url.password) url.password = '***';
+  return url.toString();
+}

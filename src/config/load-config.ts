@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { parse as parseToml, TomlError } from 'smol-toml';
-import type { Config } from './config';
+import { isPostgresUrl, type Config } from './config';
 import { CONFIG_SCHEMA, KeySpec, Schema, settableKeys } from './schema';
 import { accessRuleProblem } from './access-rules';
 import { mirrorProblem, parseListen } from './mirrors';
@@ -169,6 +169,7 @@ export function ensureStorageDirectories(config: Config): void {
   for (const key of settableKeys(CONFIG_SCHEMA)) {
     if (key.spec.type !== 'path' || key.spec.is === 'input') continue;
     const target = getAt(config, key.path) as string;
+    if (key.spec.is === 'database' && isPostgresUrl(target)) continue;
     const directory = key.spec.is === 'directory' ? target : path.dirname(target);
     try {
       fs.mkdirSync(directory, { recursive: true });
@@ -180,7 +181,7 @@ export function ensureStorageDirectories(config: Config): void {
     } catch (err) {
       throw new ConfigError(`${key.name}: directory "${directory}" is not writable: ${systemReason(err)}`);
     }
-    if (key.spec.is === 'file' && fs.statSync(target, { throwIfNoEntry: false })?.isDirectory()) {
+    if (key.spec.is !== 'directory' && fs.statSync(target, { throwIfNoEntry: false })?.isDirectory()) {
       throw new ConfigError(`${key.name}: "${target}" is a directory, expected a file`);
     }
   }
@@ -287,6 +288,10 @@ function coerce(spec: KeySpec, value: unknown, source: ValueSource): unknown {
     }
     case 'path':
       if (spec.is === 'input' && value === '') return value;
+      if (spec.is === 'database' && typeof value === 'string' && isPostgresUrl(value)) {
+        if (!URL.canParse(value)) throw fail('a SQLite file, or a postgres://user:password@host:port/database URL');
+        return value;
+      }
       if (typeof value !== 'string' || value === '' || value.includes('\0')) throw fail('a non-empty path');
       return path.resolve(source.cwd, value);
     case 'url':

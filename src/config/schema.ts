@@ -27,7 +27,7 @@ export type KeySpec = Described &
      * Resolved against the working directory; `is` tells ensureStorageDirectories what to create
      * (`input`: a file that is only read, never created, and may be "" for none).
      */
-    | { type: 'path'; default: string; is: 'directory' | 'file' | 'input' }
+    | { type: 'path'; default: string; is: 'directory' | 'file' | 'input' | 'database' }
     /** An http(s) URL stored without trailing slash, or "" for none. */
     | { type: 'url'; default: string; required?: boolean }
     | { type: 'enum'; default: string; values: readonly string[] }
@@ -95,7 +95,12 @@ export const CONFIG_SCHEMA = {
     default: 'storage/proxy',
     description: 'Directory for content cached from upstream registries',
   },
-  database: { type: 'path', is: 'file', default: 'storage/index.db', description: 'SQLite index file' },
+  database: {
+    type: 'path',
+    is: 'database',
+    default: 'storage/index.db',
+    description: 'The index: a SQLite file, or a postgres:// URL (PostgreSQL, shared by replicas)',
+  },
   accel_redirect: {
     type: 'string',
     default: '',

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import { Config } from '../config/config';
+import { Config, isPostgresUrl } from '../config/config';
 import { RegistryIndex } from './registry-index';
 import type { BlobStore } from './blob-store';
 import { formatBytes } from '../format-bytes';
@@ -25,7 +25,8 @@ export async function checkReadiness(config: Config, index: RegistryIndex, store
     registry_storage: config.registry_storage,
     temporary_registry_storage: config.temporary_registry_storage,
     proxy_storage: config.proxy_storage,
-    database_directory: path.dirname(config.database),
+    // A SQLite file's directory; PostgreSQL answers for itself (the database check).
+    ...(isPostgresUrl(config.database) ? {} : { database_directory: path.dirname(config.database) }),
   };
   const outcomes = await Promise.all(
     Object.entries(directories).map(async ([name, directory]) => {

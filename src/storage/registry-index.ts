@@ -1,3 +1,4 @@
+import { isPostgresUrl } from '../config/config';
 import { RegistryError } from '../oci/errors';
 import { PostgresDatabase } from './database/postgres-database';
 import { column, SqlDatabase, SqlQueries } from './database/sql-database';
@@ -48,11 +49,6 @@ export interface Page<T> {
  * finishes it (gc.ts recoverRemovals).
  */
 export const STALE_REMOVAL_MS = 10 * 60_000;
-
-/** `database` values that name a PostgreSQL database rather than a SQLite file. */
-export function isPostgresUrl(database: string): boolean {
-  return /^postgres(ql)?:\/\//i.test(database);
-}
 
 /**
  * The index: repositories, tags, manifests and what they reference, which blobs each repository may read,

@@ -1,6 +1,8 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
 import { Config } from '../../src/config/config';
 import { ensureStorageDirectories, loadConfig } from '../../src/config/load-config';
 import { Listener, ListenAddress, listenAddresses, startListeners, stopListeners } from '../../src/server/listeners';
@@ -35,10 +37,23 @@ export interface TestAppOptions {
   log?: Logger;
 }
 
-/** A real server on a free loopback port, with real files and SQLite in a temp dir. */
+/**
+ * The PostgreSQL server the suite's index goes to, when jest runs it as the `postgres` project
+ * (jest.config.js): its global setup starts one (test/helpers/postgres-global-setup.js).
+ */
+const indexServer = (globalThis as { TEST_INDEX?: string }).TEST_INDEX === 'postgres' ? process.env.TEST_POSTGRES_URL : undefined;
+/** One database per storage directory: an app started again on the same storage finds its index. */
+const databases = new Map<string, Promise<string>>();
+
+/**
+ * A real server on a free loopback port, with real files in a temp dir and the index in SQLite there
+ * (or, in the `postgres` project, in a fresh PostgreSQL database).
+ */
 export async function createTestApp(options: TestAppOptions = {}): Promise<TestApp> {
   const ownsStorage = options.storageDir === undefined;
   const storageDir = options.storageDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'registry-test-'));
+  if (indexServer && !databases.has(storageDir)) databases.set(storageDir, createDatabase(indexServer));
+  const database = indexServer ? { database: await databases.get(storageDir)! } : {};
   // cwd is the temp dir: relative default paths land there, and so does configuration.toml.
   if (options.configuration !== undefined) {
     fs.writeFileSync(path.join(storageDir, 'configuration.toml'), options.configuration);
@@ -46,7 +61,7 @@ export async function createTestApp(options: TestAppOptions = {}): Promise<TestA
   const config = loadConfig({
     cwd: storageDir,
     env: {},
-    overrides: { port: '0', log_level: process.env.TEST_LOG_LEVEL ?? 'silent', ...options.overrides },
+    overrides: { port: '0', log_level: process.env.TEST_LOG_LEVEL ?? 'silent', ...database, ...options.overrides },
   });
   ensureStorageDirectories(config);
 
@@ -100,4 +115,17 @@ export async function createTestApp(options: TestAppOptions = {}): Promise<TestA
     },
   };
   return testApp;
+}
+
+async function createDatabase(serverUrl: string): Promise<string> {
+  // Random: a jest worker runs several test files, each with its own copy of this module.
+  const name = `app_${randomBytes(8).toString('hex')}`;
+  const client = new pg.Client(serverUrl);
+  await client.connect();
+  try {
+    await client.query(`CREATE DATABASE ${name}`);
+  } finally {
+    await client.end();
+  }
+  return serverUrl.replace(/\/[^/]*$/, `/${name}`);
 }

@@ -23,10 +23,13 @@ import { createSign, randomBytes, X509Certificate } from 'node:crypto';
 import { closeSync, openSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
-import { AddressInfo, createServer } from 'node:net';
+import { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+
+/** A port free on 127.0.0.1 now (shared with the bench and the daemon fixtures, so plain CommonJS). */
+export const { freePort } = require('../../scripts/free-port.cjs') as { freePort(): Promise<number> };
 
 const execFileAsync = promisify(execFile);
 
@@ -352,16 +355,6 @@ function sleep(ms: number): Promise<void> {
 }
 
 /** A port nothing listens on right now: listen on 0, note it, close. */
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
-  });
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 function closeServer(server: http.Server): Promise<void> {
   server.closeAllConnections();

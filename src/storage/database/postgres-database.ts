@@ -1,4 +1,5 @@
 import pg from 'pg';
+import { describeDatabase } from '../../config/config';
 import { refuseNewer, SqlDatabase, SqlParams, SqlQueries } from './sql-database';
 
 /** int8 (counts, sums, millisecond times) and numeric (sum of int8) come back as numbers, as from SQLite. */
@@ -31,9 +32,10 @@ export class PostgresDatabase implements SqlDatabase {
   readonly dialect = 'postgres' as const;
   readonly description: string;
   private readonly pool: pg.Pool;
+  private closed = false;
 
   constructor(url: string, options: PostgresOptions = {}) {
-    this.description = withoutPassword(url);
+    this.description = describeDatabase(url);
     this.pool = new pg.Pool({
       connectionString: url,
       max: options.maxConnections ?? 20,
@@ -126,6 +128,7 @@ export class PostgresDatabase implements SqlDatabase {
   }
 
   async probe(): Promise<string | null> {
+    if (this.closed) return 'closed';
     try {
       await this.pool.query({ text: 'SELECT 1', query_timeout: 5_000 } as pg.QueryConfig);
       return null;
@@ -135,6 +138,8 @@ export class PostgresDatabase implements SqlDatabase {
   }
 
   async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
     await this.pool.end();
   }
 }
@@ -199,12 +204,3 @@ export function forPostgres(sql: string): string {
     .replace(/\)\s*WITHOUT ROWID/g, ')');
 }
 
-function withoutPassword(url: string): string {
-  try {
-    const parsed = new URL(url);
-    if (parsed.password) parsed.password = '***';
-    return parsed.toString();
-  } catch {
-    return 'postgres (unparsable URL)';
-  }
-}

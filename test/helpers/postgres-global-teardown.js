@@ -1,0 +1,3 @@
+module.exports = async () => {
+  await globalThis.__POSTGRES_SERVER__?.stop();
+};
