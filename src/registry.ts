@@ -21,6 +21,7 @@ import { checkReadiness, Readiness } from './storage/readiness';
 import { HostedContent, HostedRepository, Pagination, Repository } from './storage/repository';
 import { Page, pageOf, RegistryIndex } from './storage/registry-index';
 import { PinStore } from './storage/pins';
+import { Leases } from './storage/leases';
 import { configuredPins } from './config/pins';
 import type { PinRegistry } from './http/routes/context';
 import { UploadSessions } from './storage/uploads';
@@ -30,6 +31,10 @@ import path from 'node:path';
 /** The registry's content: hands out repositories by name and lists them. */
 /** Journal room for a collection on a full disk: about 500 pages of the index. */
 const INDEX_RESERVE_BYTES = 2 * 1024 * 1024;
+
+/** The lease a garbage collection holds (renewed while it runs): a dead holder's lapses within a minute. */
+const GC_LEASE = 'gc';
+const GC_LEASE_TTL_MS = 60_000;
 
 /** How often the index's WAL is checkpointed from the worker: at a few hundred commits a second, a few MiB. */
 const WAL_CHECKPOINT_INTERVAL_MS = 1000;
@@ -59,6 +64,8 @@ export class Registry {
   /** Pins on cached content: `[[proxy.pin]]` and those set through /api/pins. */
   readonly pins: PinRegistry;
   private readonly pinStore: PinStore;
+  /** Work at most one process sharing the index does at a time (garbage collection). */
+  private readonly leases: Leases;
   /** Where hosted and cached blobs and manifests are kept (`[storage]`). */
   private readonly stores: { hosted: BlobStore; proxy: BlobStore };
   /** The readiness probe under way, which concurrent callers share. */
@@ -133,6 +140,7 @@ export class Registry {
     });
     metrics.observeStorage(() => index.storedBytes());
     this.storageHistory = new StorageHistory(index.sql);
+    this.leases = new Leases(index.sql);
     metrics.observeRateLimits(() => this.upstreamRateLimits());
     this.pinStore = new PinStore(index.sql);
     const pinStore = this.pinStore;
@@ -226,7 +234,7 @@ export class Registry {
   private makeRoomInCache(bytes: number): Promise<unknown> {
     this.cacheRoomRun ??= (async () => {
       await this.garbageCollection?.catch(() => undefined);
-      return this.collector.makeRoomInCache(bytes);
+      return this.exclusively(() => this.collector.makeRoomInCache(bytes));
     })().finally(() => (this.cacheRoomRun = undefined));
     return this.cacheRoomRun;
   }
@@ -235,7 +243,7 @@ export class Registry {
     await this.cacheRoomRun?.catch(() => undefined);
     this.pullThroughCache?.purgeExpiredTokens();
     try {
-      const report = await this.withIndexReserve(() => this.collector.collect());
+      const report = await this.exclusively(() => this.withIndexReserve(() => this.collector.collect()));
       this.metrics.gcFinished(report);
       const finishedAt = Date.now();
       this.lastGarbageCollection = { ...report, finishedAt };
@@ -251,6 +259,21 @@ export class Registry {
       this.metrics.gcFailed();
       throw error;
     }
+  }
+
+  /**
+   * Runs a collection (or a min_free eviction) while no other process sharing the index runs one: the
+   * `gc` lease (leases.ts). UNAVAILABLE when another holds it; its sweep covers what this one would.
+   */
+  private async exclusively<T>(work: () => Promise<T>): Promise<T> {
+    const outcome = await this.leases.whileHeld(GC_LEASE, GC_LEASE_TTL_MS, work);
+    if (!outcome.held) {
+      throw new RegistryError('UNAVAILABLE', {
+        message: 'a garbage collection is running in another process sharing this index; try again later',
+        headers: { 'Retry-After': '60' },
+      });
+    }
+    return outcome.result;
   }
 
   /** Per upstream, since the server started: what the cache served and how the upstream answered (the web UI). */

@@ -1,4 +1,5 @@
 import { Logger } from '../log';
+import { RegistryError } from '../oci/errors';
 import { GcReport, VerifyReport } from './gc';
 import { formatBytes } from '../format-bytes';
 
@@ -20,7 +21,11 @@ export function scheduleGarbageCollection(
     running = registry
       .collectGarbage()
       .then(() => undefined)
-      .catch((error: Error) => log.error('garbage collection failed', { error: error.stack ?? error.message }))
+      .catch((error: Error) => {
+        // Another replica (or a `gc` command) is collecting: its sweep covers this one.
+        if (error instanceof RegistryError && error.code === 'UNAVAILABLE') log.info('garbage collection skipped', { reason: error.message });
+        else log.error('garbage collection failed', { error: error.stack ?? error.message });
+      })
       .finally(() => (running = null));
   }, intervalMs);
   timer.unref();

@@ -1,7 +1,8 @@
 /**
- * Versioned schema of the SQLite index. Each entry runs once, in order, inside a transaction;
- * `PRAGMA user_version` records how far a database has come. Append, never edit a shipped entry.
- * Times are milliseconds since the epoch.
+ * Versioned schema of the index, in SQLite's dialect (PostgreSQL runs the same, its types substituted:
+ * postgres-database.ts forPostgres). Each entry runs once, in order, inside a transaction; SQLite's
+ * `PRAGMA user_version` (PostgreSQL's schema_version table) records how far a database has come.
+ * Append, never edit a shipped entry. Times are milliseconds since the epoch.
  */
 export const MIGRATIONS: readonly string[] = [
   `
@@ -163,6 +164,15 @@ export const MIGRATIONS: readonly string[] = [
   CREATE TABLE blob_removals (
     digest TEXT PRIMARY KEY,
     started_at INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  `,
+  `
+  -- Named leases (leases.ts): work at most one process sharing this index does at a time (garbage
+  -- collection), held by a random id per process until expires_at unless renewed.
+  CREATE TABLE leases (
+    name TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    expires_at INTEGER NOT NULL
   ) WITHOUT ROWID;
   `,
 ];

@@ -2,6 +2,7 @@
  * PostgreSQL as a throwaway database server for a test suite (scripts/postgres.cjs starts it, the bench
  * uses the same): a fresh database per test keeps tests apart.
  */
+import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 
 // Plain CommonJS, shared with the bench (bench/run.mjs cannot load TypeScript).
@@ -17,23 +18,29 @@ export interface Postgres {
   close(): Promise<void>;
 }
 
-let databases = 0;
-
 export async function startPostgres(): Promise<Postgres> {
   const server = await startServer();
   return {
     url: server.url,
-    createDatabase: async () => {
-      const name = `registry_test_${process.pid}_${++databases}`;
-      const client = new pg.Client(server.url);
-      await client.connect();
-      try {
-        await client.query(`CREATE DATABASE ${name}`);
-      } finally {
-        await client.end();
-      }
-      return server.url.replace(/\/postgres$/, `/${name}`);
-    },
+    createDatabase: () => createDatabase(server.url),
     close: () => server.stop(),
   };
+}
+
+/**
+ * A new empty database on the server at `serverUrl`; its URL. Its default collation is ICU's en-US, as a
+ * production database's locale often is (linguistic order: "a_b" < "a-b" < "B"), so that a query relying
+ * on the database's collation for the spec's byte order fails here too.
+ */
+export async function createDatabase(serverUrl: string): Promise<string> {
+  // Random: a jest worker runs several test files, each with its own copy of this module.
+  const name = `registry_${randomBytes(8).toString('hex')}`;
+  const client = new pg.Client(serverUrl);
+  await client.connect();
+  try {
+    await client.query(`CREATE DATABASE ${name} TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'`);
+  } finally {
+    await client.end();
+  }
+  return serverUrl.replace(/\/[^/]*$/, `/${name}`);
 }

@@ -1,13 +1,12 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { randomBytes } from 'node:crypto';
-import pg from 'pg';
 import { Config } from '../../src/config/config';
 import { ensureStorageDirectories, loadConfig } from '../../src/config/load-config';
 import { Listener, ListenAddress, listenAddresses, startListeners, stopListeners } from '../../src/server/listeners';
 import { createLogger, Logger } from '../../src/log';
 import { Registry } from '../../src/registry';
+import { createDatabase } from './postgres';
 
 export interface TestApp {
   /** `http://127.0.0.1:<port>` */
@@ -53,7 +52,7 @@ export async function createTestApp(options: TestAppOptions = {}): Promise<TestA
   const ownsStorage = options.storageDir === undefined;
   const storageDir = options.storageDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'registry-test-'));
   if (indexServer && !databases.has(storageDir)) databases.set(storageDir, createDatabase(indexServer));
-  const database = indexServer ? { database: await databases.get(storageDir)! } : {};
+  const database: Record<string, string> = indexServer ? { database: await databases.get(storageDir)! } : {};
   // cwd is the temp dir: relative default paths land there, and so does configuration.toml.
   if (options.configuration !== undefined) {
     fs.writeFileSync(path.join(storageDir, 'configuration.toml'), options.configuration);
@@ -117,15 +116,3 @@ export async function createTestApp(options: TestAppOptions = {}): Promise<TestA
   return testApp;
 }
 
-async function createDatabase(serverUrl: string): Promise<string> {
-  // Random: a jest worker runs several test files, each with its own copy of this module.
-  const name = `app_${randomBytes(8).toString('hex')}`;
-  const client = new pg.Client(serverUrl);
-  await client.connect();
-  try {
-    await client.query(`CREATE DATABASE ${name}`);
-  } finally {
-    await client.end();
-  }
-  return serverUrl.replace(/\/[^/]*$/, `/${name}`);
-}

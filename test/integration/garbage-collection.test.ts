@@ -4,6 +4,7 @@ import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { Descriptor } from '../../src/oci/manifest';
+import { Leases } from '../../src/storage/leases';
 import { MediaType } from '../../src/oci/media-types';
 import { digestOf, OCI_CONFIG, OCI_LAYER, RegistryClient } from '../helpers/registry-client';
 import { skopeoCopy } from '../helpers/skopeo';
@@ -130,6 +131,18 @@ describe('garbage collection of hosted content', () => {
     await sql.run(insert, { key: 'packages:user:live', value: '[]', at: Date.now() - 3_600_000 });
     await app.registry.collectGarbage();
     expect(await sql.all('SELECT key FROM github_rest_cache')).toEqual([{ key: 'packages:user:live' }]);
+  });
+
+  test('while another process sharing the index collects (its gc lease), a collection is refused with UNAVAILABLE', async () => {
+    // Another replica on the same database, or a `gc` command beside the server, in the middle of its run.
+    const elsewhere = new Leases(app.registry.index.sql);
+    expect(await elsewhere.acquire('gc', 60_000)).toBe(true);
+    try {
+      await expect(app.registry.collectGarbage()).rejects.toMatchObject({ code: 'UNAVAILABLE', message: expect.stringMatching(/another process/) });
+    } finally {
+      await elsewhere.release('gc');
+    }
+    expect((await app.registry.collectGarbage()).dryRun).toBe(false);
   });
 
   test('abandoned upload sessions expire with their data', async () => {
