@@ -1,0 +1,169 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { digestOf } from '../../src/oci/digest';
+import { buildImageLayout, BuiltImage } from '../helpers/oci-image';
+import { createPodman } from '../helpers/podman';
+import { Postgres, startPostgres } from '../helpers/postgres';
+import { Radosgw, startRadosgw } from '../helpers/radosgw';
+import { RegistryClient } from '../helpers/registry-client';
+import { skopeoCopy, skopeoDelete, skopeoListTags } from '../helpers/skopeo';
+import { createTestApp, TestApp } from '../helpers/test-app';
+import { startUpstreamRegistry, UpstreamRegistry } from '../helpers/upstream-registry';
+
+/**
+ * Two replicas on one PostgreSQL database (`database = "postgres://…"`) and one S3 bucket (Ceph's RADOS
+ * Gateway), each with its own local staging directories, as two machines would have: what one stores the
+ * other serves, with real clients on each side; a collection on one while the other pushes loses nothing.
+ * (Each client here talks to one replica for the whole of an upload: uploads moving between replicas
+ * mid-session are not built yet; docs/scale-out.md says so.)
+ */
+jest.setTimeout(300_000);
+
+let postgres: Postgres;
+let gateway: Radosgw;
+let upstream: UpstreamRegistry;
+let work: string;
+let replicas: [TestApp, TestApp];
+let image: BuiltImage;
+
+const BUCKET = 'replicas';
+
+beforeAll(async () => {
+  work = fs.mkdtempSync(path.join(os.tmpdir(), 'shared-index-'));
+  [postgres, gateway, upstream] = await Promise.all([startPostgres(), startRadosgw(), startUpstreamRegistry({ auth: 'none' })]);
+  await gateway.createBucket(BUCKET);
+  const database = await postgres.createDatabase();
+  const settings = {
+    database,
+    'storage.backend': 's3',
+    'storage.s3.endpoint': gateway.endpoint,
+    'storage.s3.bucket': BUCKET,
+    'storage.s3.path_style': 'true',
+    'storage.s3.access_key_id': gateway.accessKeyId,
+    'storage.s3.secret_access_key': gateway.secretAccessKey,
+    // Old enough to collect what the test made garbage before the collection; new pushes stay protected.
+    'gc.grace': '3s',
+    'gc.interval': '0',
+  };
+  const configuration = `[[proxy.upstreams]]\nhost = "registry-1.docker.io"\nurl = "${upstream.url}"\n`;
+  // Started together: they migrate the empty database once between them.
+  replicas = (await Promise.all([createTestApp({ overrides: settings, configuration }), createTestApp({ overrides: settings, configuration })])) as [
+    TestApp,
+    TestApp,
+  ];
+  image = await buildImageLayout(path.join(work, 'image'), { tag: 'v1', layers: 3, layerSize: 300_000, seed: 'shared-index' });
+});
+afterAll(async () => {
+  await Promise.all((replicas ?? []).map((replica) => replica?.close()));
+  await Promise.all([postgres?.close(), gateway?.close(), upstream?.close()]);
+  fs.rmSync(work, { recursive: true, force: true });
+});
+
+/** Every file skopeo's dir: transport wrote, by name. */
+function readDirTransport(dir: string): Record<string, Buffer> {
+  const files: Record<string, Buffer> = {};
+  for (const name of fs.readdirSync(dir)) files[name] = fs.readFileSync(path.join(dir, name));
+  return files;
+}
+
+/** Files under a directory, recursively (what a replica has staged on its local disk). */
+function filesUnder(dir: string): string[] {
+  if (!fs.existsSync(dir)) return [];
+  return (fs.readdirSync(dir, { recursive: true }) as string[]).filter((entry) => fs.statSync(path.join(dir, entry)).isFile());
+}
+
+async function waitFor(condition: () => boolean, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`not so within ${timeoutMs} ms: ${condition.toString()}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+describe('two replicas sharing one PostgreSQL index and one bucket', () => {
+  test('skopeo pushes through one replica and pulls byte-identical through the other; tags and catalog agree', async () => {
+    const [a, b] = replicas;
+    await skopeoCopy(image.reference, `docker://${a.host}/team/app:v1`);
+    const pulled = path.join(work, 'pulled');
+    await skopeoCopy(`docker://${b.host}/team/app:v1`, `dir:${pulled}`);
+    const files = readDirTransport(pulled);
+    expect(files['manifest.json'].equals(image.manifest)).toBe(true);
+    for (const digest of image.layerDigests) expect(digestOf(files[digest.slice(7)])).toBe(digest);
+    expect(await skopeoListTags(`docker://${b.host}/team/app`)).toEqual(['v1']);
+    for (const replica of replicas) {
+      const catalog = (await (await fetch(`${replica.url}/v2/_catalog`)).json()) as { repositories: string[] };
+      expect(catalog.repositories).toEqual(['team/app']);
+    }
+  });
+
+  test('podman pulls through the other replica what skopeo pushed through one', async () => {
+    const podman = createPodman();
+    try {
+      await podman.run(['pull', '--tls-verify=false', `${replicas[1].host}/team/app:v1`]);
+      expect(await podman.run(['images', '--quiet', '--no-trunc', `${replicas[1].host}/team/app:v1`])).toBe(image.configDigest);
+    } finally {
+      await podman.cleanup();
+    }
+  });
+
+  test('a manifest deleted through one replica is gone through the other', async () => {
+    const [a, b] = replicas;
+    const other = await buildImageLayout(path.join(work, 'other'), { tag: 'v2', layers: 1, layerSize: 100_000, seed: 'shared-delete' });
+    await skopeoCopy(other.reference, `docker://${a.host}/team/app:v2`);
+    expect(await skopeoListTags(`docker://${b.host}/team/app`)).toEqual(['v1', 'v2']);
+    await skopeoDelete(`docker://${b.host}/team/app:v2`);
+    expect(await skopeoListTags(`docker://${a.host}/team/app`)).toEqual(['v1']);
+    expect((await fetch(`${a.url}/v2/team/app/manifests/${other.manifestDigest}`, { method: 'HEAD' })).status).toBe(404);
+  });
+
+  test('a blob cached from the upstream through one replica is served from the bucket by the other, fetched once', async () => {
+    const [a, b] = replicas;
+    const cached = await buildImageLayout(path.join(work, 'upstream'), { tag: '1', layers: 2, layerSize: 200_000, seed: 'shared-cache' });
+    await skopeoCopy(cached.reference, `docker://${upstream.host}/library/cached:1`);
+    const before = (await upstream.accessLog()).length;
+    await skopeoCopy(`docker://${a.host}/proxy/docker.io/library/cached@${cached.manifestDigest}`, `dir:${path.join(work, 'cold')}`);
+    // The client has its last byte once it is verified, before the blob has gone up into the bucket.
+    await waitFor(() => filesUnder(a.config.proxy_storage).length === 0);
+    const warm = path.join(work, 'warm');
+    await skopeoCopy(`docker://${b.host}/proxy/docker.io/library/cached@${cached.manifestDigest}`, `dir:${warm}`);
+    for (const digest of cached.layerDigests) expect(digestOf(readDirTransport(warm)[digest.slice(7)])).toBe(digest);
+    const blobGets = (await upstream.accessLog())
+      .slice(before)
+      .filter((entry) => entry.method === 'GET' && /\/blobs\/sha256:/.test(entry.uri));
+    expect(blobGets.map((entry) => entry.uri).sort()).toEqual(
+      [cached.configDigest, ...cached.layerDigests].map((digest) => `/v2/library/cached/blobs/${digest}`).sort(),
+    );
+  });
+
+  test('a collection on one replica while the other pushes removes only garbage; everything referenced still pulls', async () => {
+    const [a, b] = replicas;
+    // Garbage: blobs pushed and never referenced, older than the grace period by the time the collection runs.
+    const client = new RegistryClient(a);
+    const garbage = await Promise.all([1, 2, 3].map(() => client.pushBlob('team/garbage', randomBytes(50_000))));
+    await new Promise((resolve) => setTimeout(resolve, 3_500));
+    const pushes = (async () => {
+      const names: string[] = [];
+      for (let i = 0; i < 4; i++) {
+        const built = await buildImageLayout(path.join(work, `during-${i}`), { tag: `v${i}`, layers: 2, layerSize: 100_000, seed: `during-gc-${i}` });
+        await skopeoCopy(built.reference, `docker://${a.host}/team/during:v${i}`);
+        names.push(`team/during:v${i}`);
+      }
+      return names;
+    })();
+    const report = await b.registry.collectGarbage();
+    const pushed = await pushes;
+    const removed = report.blobs.map((blob) => blob.digest);
+    for (const blob of garbage) expect(removed).toContain(blob.digest);
+    // A second collection at the same time, from the other replica, is refused: one runs at a time.
+    const [first, second] = await Promise.allSettled([a.registry.collectGarbage(), b.registry.collectGarbage()]);
+    expect([first.status, second.status].sort()).toEqual(['fulfilled', 'rejected']);
+    const refused = (first.status === 'rejected' ? first.reason : (second as PromiseRejectedResult).reason) as { code: string };
+    expect(refused.code).toBe('UNAVAILABLE');
+    for (const name of ['team/app:v1', ...pushed]) {
+      await skopeoCopy(`docker://${b.host}/${name}`, `dir:${path.join(work, `after-${name.replace(/[/:]/g, '-')}`)}`);
+    }
+    expect(await a.registry.verify()).toMatchObject({ missing: [], corrupt: [] });
+  });
+});
