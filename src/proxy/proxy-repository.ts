@@ -7,6 +7,7 @@ import { Descriptor, ManifestParseError, parseManifest } from '../oci/manifest';
 import { isIndexMediaType, MANIFEST_MEDIA_TYPES, MediaType } from '../oci/media-types';
 import { isValidTag } from '../oci/names';
 import { AccessLog } from '../storage/access-log';
+import type { Leases } from '../storage/leases';
 import { blobRelativePath } from '../storage/paths';
 import { RecentManifests } from '../storage/recent-manifests';
 import { BlobStore, ByteRange, WrittenBlob, isNotFound } from '../storage/blob-store';
@@ -22,7 +23,7 @@ import {
   readManifest,
   toDescriptor,
 } from '../storage/repository';
-import { BlobDownloads } from './blob-downloads';
+import { BlobDownload, BlobDownloads, UpstreamBlobBody } from './blob-downloads';
 import { CacheRoom, NoRoomToCache, streamThrough } from './cache-room';
 import { NotFoundCache } from './not-found-cache';
 import type { RateLimits } from './rate-limits';
@@ -36,6 +37,8 @@ export interface CachedContent {
   manifests: RecentManifests;
   accessLog: AccessLog;
   downloads: BlobDownloads;
+  /** Who is fetching which blob, among the processes sharing the index (one upstream download each). */
+  leases: Leases;
   /** In-flight manifest fetches by `<name>@<reference>`, shared by concurrent pulls. */
   manifestFetches: Map<string, Promise<StoredManifest>>;
   tagTtlMs: number;
@@ -69,6 +72,17 @@ export interface CachedContent {
 
 // Everything a pull may get: indexes first, as docker and containerd ask.
 const MANIFEST_ACCEPT = MANIFEST_MEDIA_TYPES.join(', ');
+
+/**
+ * A blob download's lease (renewed while it runs): what a replica killed mid-transfer costs the clients
+ * that waited for it on other replicas, at most, before one of those fetches the blob itself.
+ */
+const DOWNLOAD_LEASE_TTL_MS = 30_000;
+/** How often a process waiting for another's download looks whether the blob is cached yet. */
+const DOWNLOAD_LEASE_POLL_MS = 250;
+
+/** Another process sharing the index fetched the blob while this one waited for its lease. */
+class CachedMeanwhile extends Error {}
 /** An upstream tags/list page is read up to this size (distribution answers all tags in one page). */
 export const MAX_TAG_PAGE_BYTES = 4 * 1024 * 1024;
 /** Link pages followed and tags gathered at most, whatever the upstream keeps sending. */
@@ -123,6 +137,8 @@ export class ProxyRepository implements Repository {
       if (!(error instanceof NoRoomToCache)) throw error;
       return { digest, size: error.size, open: (range) => this.passThrough(error, range) };
     }
+    // Another process sharing the index fetched it meanwhile: it is cached now.
+    if (download === null) return this.findBlob(digest, purpose);
     if (download.size === undefined) await download.done;
     const size = download.size ?? (await this.cachedBlobSize(digest));
     if (size === null) throw new RegistryError('BLOB_UNKNOWN', { detail: { digest } });
@@ -152,6 +168,7 @@ export class ProxyRepository implements Repository {
       if (!(error instanceof NoRoomToCache)) throw error;
       return this.passThrough(error, range);
     }
+    if (download === null) return this.openBlob(digest, range);
     // A client joining a transfer under way is a miss too: what it gets is coming from the upstream.
     this.served('blob', 'miss');
     download.done.catch((error: Error) =>
@@ -200,6 +217,7 @@ export class ProxyRepository implements Repository {
       await error.claim()?.cancel().catch(() => undefined);
       throw error;
     }
+    if (download === null) return { result: 'cached', size: (await this.cachedBlobSize(digest)) ?? 0 };
     await download.done;
     const size = await this.cachedBlobSize(digest);
     if (size === null) throw new RegistryError('BLOB_UNKNOWN', { detail: { digest } });
@@ -216,36 +234,90 @@ export class ProxyRepository implements Repository {
     return (await this.content.index.checkedTag(this.name, tag))?.digest;
   }
 
-  /** The upstream transfer of `digest`: the one under way for this repository, or a new one. */
-  private async joinDownload(digest: string) {
+  /**
+   * The upstream transfer of `digest`: the one under way for this repository in this process, or a new one
+   * once no other process sharing the index is fetching it (the download lease); null when another process
+   * fetched it meanwhile, so that it is cached now.
+   */
+  private async joinDownload(digest: string): Promise<BlobDownload | null> {
+    try {
+      return await this.startOrJoinDownload(digest);
+    } catch (error) {
+      if (error instanceof CachedMeanwhile) return null;
+      throw error;
+    }
+  }
+
+  private async startOrJoinDownload(digest: string): Promise<BlobDownload> {
     const download = await this.content.downloads.join(
       this.name,
       digest,
       async () => {
-        const response = await this.upstream('GET', `blobs/${digest}`);
-        if (response.status !== 200 || !response.body) throw this.upstreamFailure(response, 'BLOB_UNKNOWN', { digest });
-        const length = response.headers.get('content-length');
-        const size = length === null ? undefined : Number(length);
-        // A transfer is bounded by what was announced: its Content-Length, else what a manifest declares.
-        const declared = await this.declaredSize(digest);
-        if ((size === undefined && declared === undefined) || (size !== undefined && declared !== undefined && size !== declared)) {
-          void response.body.cancel().catch(() => undefined);
-          throw this.unusableAnswer(
-            size === undefined
-              ? `upstream ${this.target.upstream.name} sent a blob without Content-Length that no cached manifest declares`
-              : `upstream ${this.target.upstream.name} sent a blob of ${size} bytes that a manifest declares as ${declared}`,
-            { digest },
-          );
+        const releaseLease = await this.downloadLease(digest);
+        let response;
+        try {
+          response = await this.upstream('GET', `blobs/${digest}`);
+        } catch (error) {
+          await releaseLease();
+          throw error;
         }
-        // size or declared is known here (checked above): the fill must leave min_free.
-        const bytes = (size ?? declared)!;
-        const ended = this.content.room ? await this.content.room.reserve(bytes) : undefined;
-        if (ended === null) throw new NoRoomToCache(digest, bytes, response.body);
-        return { body: response.body, size, bound: declared, ended };
+        try {
+          return await this.upstreamBody(digest, response, releaseLease);
+        } catch (error) {
+          await releaseLease();
+          throw error;
+        }
       },
       (size) => this.content.index.linkBlob(this.name, digest, size),
     );
     return download;
+  }
+
+  /**
+   * Takes the lease on fetching `digest` for this repository, held (and renewed) until the transfer ends:
+   * while another process sharing the index holds it, waits for it to finish (CachedMeanwhile, the blob is
+   * cached) or to give up or die (its lease lapses within DOWNLOAD_LEASE_TTL_MS; then this one fetches).
+   */
+  private async downloadLease(digest: string): Promise<() => Promise<void>> {
+    const name = `download:${this.name}@${digest}`;
+    for (;;) {
+      const release = await this.content.leases.hold(name, DOWNLOAD_LEASE_TTL_MS);
+      if (release) {
+        // Fetched and released between our lookup and the lease: nothing to fetch.
+        if ((await this.cachedBlobSize(digest)) === null) return release;
+        await release();
+        throw new CachedMeanwhile();
+      }
+      await new Promise((resolve) => setTimeout(resolve, DOWNLOAD_LEASE_POLL_MS));
+      if ((await this.cachedBlobSize(digest)) !== null) throw new CachedMeanwhile();
+    }
+  }
+
+  /** The upstream's answer to a blob GET, checked against what was announced, as a transfer's body. */
+  private async upstreamBody(digest: string, response: Response, releaseLease: () => Promise<void>): Promise<UpstreamBlobBody> {
+    if (response.status !== 200 || !response.body) throw this.upstreamFailure(response, 'BLOB_UNKNOWN', { digest });
+    const length = response.headers.get('content-length');
+    const size = length === null ? undefined : Number(length);
+    // A transfer is bounded by what was announced: its Content-Length, else what a manifest declares.
+    const declared = await this.declaredSize(digest);
+    if ((size === undefined && declared === undefined) || (size !== undefined && declared !== undefined && size !== declared)) {
+      void response.body.cancel().catch(() => undefined);
+      throw this.unusableAnswer(
+        size === undefined
+          ? `upstream ${this.target.upstream.name} sent a blob without Content-Length that no cached manifest declares`
+          : `upstream ${this.target.upstream.name} sent a blob of ${size} bytes that a manifest declares as ${declared}`,
+        { digest },
+      );
+    }
+    // size or declared is known here (checked above): the fill must leave min_free.
+    const bytes = (size ?? declared)!;
+    const roomEnded = this.content.room ? await this.content.room.reserve(bytes) : undefined;
+    if (roomEnded === null) throw new NoRoomToCache(digest, bytes, response.body);
+    const ended = () => {
+      roomEnded?.();
+      void releaseLease();
+    };
+    return { body: response.body, size, bound: declared, ended };
   }
 
   /** The blob's size as a cached manifest of this repository declares it, if one does. */

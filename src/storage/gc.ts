@@ -317,8 +317,9 @@ export class GarbageCollector {
   /**
    * Rows nothing points at any more: upstream tag lists of names nothing is cached of (older than the
    * grace period), repositories left empty, blobs neither used nor recently written,
-   * and GitHub REST answers no catalog has refreshed for a week (owners no longer configured; live ones
-   * refresh every `[github] cache_ttl` and stay, as the fallback while GitHub is down).
+   * GitHub REST answers no catalog has refreshed for a week (owners no longer configured; live ones
+   * refresh every `[github] cache_ttl` and stay, as the fallback while GitHub is down), and leases of
+   * holders long dead.
    */
   private removeEmptyRows(now: number, cutoff: number): Promise<void> {
     return this.options.index.sql.transaction(async (q) => {
@@ -327,6 +328,8 @@ export class GarbageCollector {
       await q.run(DELETE_EMPTY_REPOSITORIES);
       await q.run(DELETE_UNUSED_BLOB_ROWS, { cutoff });
       await q.run('DELETE FROM github_rest_cache WHERE fetched_at < @before', { before: now - GITHUB_ANSWER_MAX_AGE_MS });
+      // Leases whose holder died (a live one is renewed every few seconds).
+      await q.run('DELETE FROM leases WHERE expires_at < @before', { before: now - 3_600_000 });
     });
   }
 

@@ -3,7 +3,7 @@ import type { SqlQueries } from './database/sql-database';
 
 /**
  * Named leases in the index: work that at most one process sharing the index may do at a time (a garbage
- * collection), whether the processes are a server and a `gc` command beside it on SQLite or replicas on
+ * collection, an upstream download of one blob), whether the processes are a server and a `gc` command beside it on SQLite or replicas on
  * PostgreSQL. A lease expires unless its holder renews it, so a holder that died (SIGKILL, a lost machine)
  * holds nothing for longer than `ttlMs`.
  */
@@ -33,19 +33,30 @@ export class Leases {
   }
 
   /**
-   * Runs `work` holding `name`, renewed every third of `ttlMs` until it ends; `{ held: false }` without
-   * running it when another process holds the lease.
+   * Takes `name` and keeps it, renewed every third of `ttlMs`, until the function returned is called; null
+   * when another process holds it.
    */
-  async whileHeld<T>(name: string, ttlMs: number, work: () => Promise<T>): Promise<{ held: true; result: T } | { held: false }> {
-    if (!(await this.acquire(name, ttlMs))) return { held: false };
+  async hold(name: string, ttlMs: number): Promise<(() => Promise<void>) | null> {
+    if (!(await this.acquire(name, ttlMs))) return null;
     // A renewal that fails (the database briefly away) is tried again at the next tick; the work goes on.
     const renewal = setInterval(() => void this.acquire(name, ttlMs).catch(() => undefined), ttlMs / 3);
     renewal.unref();
+    let released: Promise<void> | undefined;
+    return () => {
+      clearInterval(renewal);
+      released ??= this.release(name).catch(() => undefined);
+      return released;
+    };
+  }
+
+  /** Runs `work` holding `name` (see hold); `{ held: false }` without running it when another process holds it. */
+  async whileHeld<T>(name: string, ttlMs: number, work: () => Promise<T>): Promise<{ held: true; result: T } | { held: false }> {
+    const release = await this.hold(name, ttlMs);
+    if (!release) return { held: false };
     try {
       return { held: true, result: await work() };
     } finally {
-      clearInterval(renewal);
-      await this.release(name).catch(() => undefined);
+      await release();
     }
   }
 }

@@ -137,6 +137,24 @@ describe('two replicas sharing one PostgreSQL index and one bucket', () => {
     );
   });
 
+  test('16 concurrent cold pulls of one blob spread over both replicas make one upstream GET (the download lease)', async () => {
+    const blob = randomBytes(3 * 1024 * 1024);
+    const digest = digestOf(blob);
+    const pusher = new RegistryClient(upstream);
+    await pusher.finishUpload('library/shared', await pusher.startUpload('library/shared'), digest, blob);
+    const before = (await upstream.accessLog()).length;
+    const bodies = await Promise.all(
+      Array.from({ length: 16 }, async (_, i) => {
+        const response = await fetch(`${replicas[i % 2].url}/v2/proxy/docker.io/library/shared/blobs/${digest}`);
+        expect(response.status).toBe(200);
+        return Buffer.from(await response.arrayBuffer());
+      }),
+    );
+    for (const body of bodies) expect(digestOf(body)).toBe(digest);
+    const gets = (await upstream.accessLog()).slice(before).filter((entry) => entry.method === 'GET' && entry.uri.endsWith(`/blobs/${digest}`));
+    expect(gets).toHaveLength(1);
+  });
+
   test('a collection on one replica while the other pushes removes only garbage; everything referenced still pulls', async () => {
     const [a, b] = replicas;
     // Garbage: blobs pushed and never referenced, older than the grace period by the time the collection runs.
