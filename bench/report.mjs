@@ -78,6 +78,16 @@ export function tableRows(sizes) {
     ['catalog', `catalog of ${sizes.repositories + 2} repositories, n=100`, 'ms', 'ms'],
     ['catalog', '  pages', 'pages', ''],
   );
+  // The same with our index in PostgreSQL (the reference unchanged): reported, no targets.
+  for (const operation of ['put', 'get', 'head']) {
+    rows.push([`pg-manifest-${operation}`, `PostgreSQL index: ${sizes.manifests} manifests ${operation.toUpperCase()} by tag, c=${sizes.concurrency}`, 'opsPerSecond', 'ops/s']);
+    rows.push([`pg-manifest-${operation}`, '  p50', 'p50Ms', 'ms']);
+    rows.push([`pg-manifest-${operation}`, '  p99', 'p99Ms', 'ms']);
+  }
+  rows.push(
+    ['pg-tags-list', `PostgreSQL index: list ${sizes.manifests} tags, n=100`, 'ms', 'ms'],
+    ['pg-catalog', `PostgreSQL index: catalog of ${sizes.repositories + 2} repositories, n=100`, 'ms', 'ms'],
+  );
   const image = `${sizes.imageLayers} × ${formatSize(sizes.layer)}`;
   for (const [scenario, label, target, transfers] of [
     ['proxy-cold', `cache: cold pull ${image}`, atMost(0.5), exactly(1)],

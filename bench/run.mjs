@@ -1,4 +1,4 @@
-// `npm run bench [-- --quick] [--reps N] [--only blobs,metadata,proxy-image,proxy-dedupe,nginx,nginx-accel,s3,s3-redirect]
+// `npm run bench [-- --quick] [--reps N] [--only blobs,metadata,proxy-image,proxy-dedupe,nginx,nginx-accel,s3,s3-redirect,metadata-postgres]
 //                 [--cpu-prof] [--server path/to/main.js] [--out dir]`
 //
 // Our registry against the reference (Debian's docker-registry, CNCF distribution 2.8.2) on
@@ -27,6 +27,20 @@ import { ACCEL_PREFIX, killAllChildren, startNginx, startOurs, startReference } 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const require = createRequire(import.meta.url);
 const { startRadosgw } = require('../scripts/radosgw.cjs');
+const { startPostgres } = require('../scripts/postgres.cjs');
+
+/** An empty database of its own per server process on the bench's PostgreSQL; its URL. */
+async function createDatabase(server, name) {
+  const pg = require('pg');
+  const client = new pg.Client(server.url);
+  await client.connect();
+  try {
+    await client.query(`CREATE DATABASE ${name}`);
+  } finally {
+    await client.end();
+  }
+  return server.url.replace(/\/[^/]*$/, `/${name}`);
+}
 
 /** A bucket of its own per server process: neither sees the other's objects, nor an earlier run's. */
 async function createBucket(gateway, bucket) {
@@ -94,6 +108,9 @@ const GROUPS = {
   // Each server on a bucket of its own on one radosgw (scripts/radosgw.cjs), streaming or redirecting.
   s3: { run: s3Group, s3: true, redirect: false },
   's3-redirect': { run: s3Group, s3: true, redirect: true },
+  // The manifest operations again with our index in PostgreSQL (scripts/postgres.cjs, fsync on), beside the
+  // same reference: its scenarios are named pg-… so that both rows stand in the table.
+  'metadata-postgres': { run: metadataGroup, postgres: true, prefix: 'pg-' },
 };
 
 function parseArguments(argv) {
@@ -214,6 +231,8 @@ async function main() {
   let upstream;
   let gateway;
   let buckets = 0;
+  let postgres;
+  let databases = 0;
   try {
     log('machine limits, warm-up of the clients');
     record.limits = {
@@ -234,6 +253,10 @@ async function main() {
         log('radosgw (scripts/radosgw.cjs) for the s3 groups');
         gateway = await startRadosgw();
       }
+      if (group.postgres && !postgres) {
+        log('PostgreSQL (scripts/postgres.cjs) for the metadata-postgres group');
+        postgres = await startPostgres({ durable: true });
+      }
       for (let rep = 0; rep < sizes.reps; rep++) {
         const order = rep % 2 === 0 ? ['ours', 'reference'] : ['reference', 'ours'];
         for (const kind of order) {
@@ -246,6 +269,7 @@ async function main() {
                   main: options.server,
                   accelRedirect: group.accel ? ACCEL_PREFIX : '',
                   s3,
+                  database: group.postgres ? await createDatabase(postgres, `bench_${++databases}`) : undefined,
                 })
               : await startReference(work, { remoteUrl: group.proxy ? upstream.url : undefined, s3 });
           let front;
@@ -253,7 +277,8 @@ async function main() {
             front = group.nginx ? await startNginx(work, server) : undefined;
             const results = await group.run(server, { sizes, workers, upstream, content, front, accel: group.accel, scenario: group.scenario, redirect: group.redirect });
             const summary = [];
-            for (const [scenario, metrics] of Object.entries(results)) {
+            for (const [name, metrics] of Object.entries(results)) {
+              const scenario = `${group.prefix ?? ''}${name}`;
               ((record.results[scenario] ??= { ours: [], reference: [] })[kind]).push(metrics);
               summary.push(`${scenario} ${describe(metrics)}`);
             }
@@ -269,6 +294,7 @@ async function main() {
   } finally {
     await upstream?.close();
     await gateway?.stop();
+    await postgres?.stop();
     await workers.close();
   }
 

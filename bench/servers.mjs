@@ -148,7 +148,7 @@ const toml = (value) => JSON.stringify(value);
  * /v2/proxy/upstream.bench/<name>. Request logging is off (log_level warn), as for the reference.
  * `accelRedirect` sets accel_redirect (for nginx in front).
  */
-export async function startOurs(parent, { upstream, nodeOptions = [], main = MAIN, accelRedirect = '', s3 } = {}) {
+export async function startOurs(parent, { upstream, nodeOptions = [], main = MAIN, accelRedirect = '', s3, database } = {}) {
   const dir = await fsp.mkdtemp(path.join(parent, 'ours-'));
   const data = path.join(dir, 'data');
   const config =
@@ -156,7 +156,7 @@ export async function startOurs(parent, { upstream, nodeOptions = [], main = MAI
     `registry_storage = ${toml(path.join(data, 'registry'))}\n` +
     `temporary_registry_storage = ${toml(path.join(data, 'tmp'))}\n` +
     `proxy_storage = ${toml(path.join(data, 'proxy'))}\n` +
-    `database = ${toml(path.join(data, 'index.db'))}\n` +
+    `database = ${toml(database ?? path.join(data, 'index.db'))}\n` +
     `accel_redirect = ${toml(accelRedirect)}\n` +
     `[gc]\ninterval = "0"\n` +
     (upstream ? `[[proxy.upstreams]]\nhost = "upstream.bench"\nurl = ${toml(upstream)}\n` : '') +

@@ -8,6 +8,7 @@ import { createPodman } from '../helpers/podman';
 import { Postgres, startPostgres } from '../helpers/postgres';
 import { Radosgw, startRadosgw } from '../helpers/radosgw';
 import { RegistryClient } from '../helpers/registry-client';
+import { startStaticNginx, StaticNginx } from '../helpers/nginx';
 import { skopeoCopy, skopeoDelete, skopeoListTags } from '../helpers/skopeo';
 import { createTestApp, TestApp } from '../helpers/test-app';
 import { startUpstreamRegistry, UpstreamRegistry } from '../helpers/upstream-registry';
@@ -16,8 +17,8 @@ import { startUpstreamRegistry, UpstreamRegistry } from '../helpers/upstream-reg
  * Two replicas on one PostgreSQL database (`database = "postgres://…"`) and one S3 bucket (Ceph's RADOS
  * Gateway), each with its own local staging directories, as two machines would have: what one stores the
  * other serves, with real clients on each side; a collection on one while the other pushes loses nothing.
- * (Each client here talks to one replica for the whole of an upload: uploads moving between replicas
- * mid-session are not built yet; docs/scale-out.md says so.)
+ * Then three replicas behind nginx's round-robin, whose upload sessions move between replicas: with the
+ * upload directory on a volume they share (docs/scale-out.md).
  */
 jest.setTimeout(300_000);
 
@@ -30,23 +31,27 @@ let image: BuiltImage;
 
 const BUCKET = 'replicas';
 
+/** What puts a replica on the test's bucket and a database, as command-line overrides. */
+function replicaSettings(database: string, bucket: string): Record<string, string> {
+  return {
+    database,
+    'storage.backend': 's3',
+    'storage.s3.endpoint': gateway.endpoint,
+    'storage.s3.bucket': bucket,
+    'storage.s3.path_style': 'true',
+    'storage.s3.access_key_id': gateway.accessKeyId,
+    'storage.s3.secret_access_key': gateway.secretAccessKey,
+    // Old enough to collect what a test made garbage before its collection; new pushes stay protected.
+    'gc.grace': '3s',
+    'gc.interval': '0',
+  };
+}
+
 beforeAll(async () => {
   work = fs.mkdtempSync(path.join(os.tmpdir(), 'shared-index-'));
   [postgres, gateway, upstream] = await Promise.all([startPostgres(), startRadosgw(), startUpstreamRegistry({ auth: 'none' })]);
   await gateway.createBucket(BUCKET);
-  const database = await postgres.createDatabase();
-  const settings = {
-    database,
-    'storage.backend': 's3',
-    'storage.s3.endpoint': gateway.endpoint,
-    'storage.s3.bucket': BUCKET,
-    'storage.s3.path_style': 'true',
-    'storage.s3.access_key_id': gateway.accessKeyId,
-    'storage.s3.secret_access_key': gateway.secretAccessKey,
-    // Old enough to collect what the test made garbage before the collection; new pushes stay protected.
-    'gc.grace': '3s',
-    'gc.interval': '0',
-  };
+  const settings = replicaSettings(await postgres.createDatabase(), BUCKET);
   const configuration = `[[proxy.upstreams]]\nhost = "registry-1.docker.io"\nurl = "${upstream.url}"\n`;
   // Started together: they migrate the empty database once between them.
   replicas = (await Promise.all([createTestApp({ overrides: settings, configuration }), createTestApp({ overrides: settings, configuration })])) as [
@@ -183,5 +188,62 @@ describe('two replicas sharing one PostgreSQL index and one bucket', () => {
       await skopeoCopy(`docker://${b.host}/${name}`, `dir:${path.join(work, `after-${name.replace(/[/:]/g, '-')}`)}`);
     }
     expect(await a.registry.verify()).toMatchObject({ missing: [], corrupt: [] });
+  });
+});
+
+describe('three replicas behind nginx round-robin, the upload directory on a volume they share', () => {
+  let three: TestApp[];
+  let nginx: StaticNginx;
+  const balancedLog = () => path.join(work, 'balanced.log');
+
+  beforeAll(async () => {
+    await gateway.createBucket('round-robin');
+    const settings = { ...replicaSettings(await postgres.createDatabase(), 'round-robin'), temporary_registry_storage: path.join(work, 'shared-uploads') };
+    three = await Promise.all([1, 2, 3].map(() => createTestApp({ overrides: settings })));
+    // Round-robin per request (no keepalive to the replicas): an upload's POST, PATCH and PUT go to different ones.
+    const configuration = path.join(work, 'balancer.conf');
+    fs.writeFileSync(
+      configuration,
+      `log_format balanced '$request_method $uri $status $upstream_addr';\n` +
+        `upstream replicas {\n${three.map((app) => `  server ${app.host};\n`).join('')}}\n` +
+        'server {\n  listen 80;\n  client_max_body_size 0;\n' +
+        `  access_log ${balancedLog()} balanced;\n` +
+        '  location / {\n    proxy_pass http://replicas;\n    proxy_set_header Host $http_host;\n' +
+        '    proxy_request_buffering off;\n    proxy_buffering off;\n    proxy_read_timeout 300s;\n  }\n}\n',
+    );
+    nginx = await startStaticNginx(configuration);
+  });
+  afterAll(async () => {
+    await nginx?.close();
+    await Promise.all((three ?? []).map((app) => app.close()));
+  });
+
+  test('skopeo pushes with each upload spread over the replicas, and skopeo and podman pull it back', async () => {
+    const pushed = await buildImageLayout(path.join(work, 'balanced'), { tag: 'v1', layers: 4, layerSize: 500_000, seed: 'round-robin' });
+    await skopeoCopy(pushed.reference, `docker://${nginx.host}/team/balanced:v1`);
+    // Each upload session's requests, and the replicas that answered them.
+    const sessions = new Map<string, Set<string>>();
+    for (const line of fs.readFileSync(balancedLog(), 'utf8').split('\n')) {
+      const [method, uri, status, replica] = line.split(' ');
+      const session = /\/blobs\/uploads\/([0-9a-f-]{36})/.exec(uri ?? '')?.[1];
+      if (!session || !/^(PATCH|PUT)$/.test(method) || !status?.startsWith('2')) continue;
+      if (!sessions.has(session)) sessions.set(session, new Set());
+      sessions.get(session)!.add(replica);
+    }
+    expect(sessions.size).toBeGreaterThanOrEqual(pushed.layerDigests.length);
+    expect([...sessions.values()].some((replicasOfSession) => replicasOfSession.size > 1)).toBe(true);
+
+    const pulled = path.join(work, 'balanced-pulled');
+    await skopeoCopy(`docker://${nginx.host}/team/balanced:v1`, `dir:${pulled}`);
+    const files = readDirTransport(pulled);
+    expect(files['manifest.json'].equals(pushed.manifest)).toBe(true);
+    for (const digest of pushed.layerDigests) expect(digestOf(files[digest.slice(7)])).toBe(digest);
+    const podman = createPodman();
+    try {
+      await podman.run(['pull', '--tls-verify=false', `${nginx.host}/team/balanced:v1`]);
+      expect(await podman.run(['images', '--quiet', '--no-trunc', `${nginx.host}/team/balanced:v1`])).toBe(pushed.configDigest);
+    } finally {
+      await podman.cleanup();
+    }
   });
 });

@@ -46,7 +46,7 @@ describe('pull-through cache accounting in garbage collection', () => {
   const pullBlob = async (name: string, digest: string) => {
     const { response } = await client.getBlob(`proxy/${UPSTREAM}/${name}`, digest);
     await expectStatus(response, 200);
-    while (app.registry.index.linkedBlobSize(`proxy/${UPSTREAM}/${name}`, digest) === null) await pause();
+    while ((await app.registry.index.linkedBlobSize(`proxy/${UPSTREAM}/${name}`, digest)) === null) await pause();
     await pause();
   };
 
