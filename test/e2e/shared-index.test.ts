@@ -10,6 +10,7 @@ import { Radosgw, startRadosgw } from '../helpers/radosgw';
 import { RegistryClient } from '../helpers/registry-client';
 import { startStaticNginx, StaticNginx } from '../helpers/nginx';
 import { skopeoCopy, skopeoDelete, skopeoListTags } from '../helpers/skopeo';
+import { ServerProcess, startServerProcess } from '../helpers/server-process';
 import { createTestApp, TestApp } from '../helpers/test-app';
 import { startUpstreamRegistry, UpstreamRegistry } from '../helpers/upstream-registry';
 
@@ -201,17 +202,7 @@ describe('three replicas behind nginx round-robin, the upload directory on a vol
     const settings = { ...replicaSettings(await postgres.createDatabase(), 'round-robin'), temporary_registry_storage: path.join(work, 'shared-uploads') };
     three = await Promise.all([1, 2, 3].map(() => createTestApp({ overrides: settings })));
     // Round-robin per request (no keepalive to the replicas): an upload's POST, PATCH and PUT go to different ones.
-    const configuration = path.join(work, 'balancer.conf');
-    fs.writeFileSync(
-      configuration,
-      `log_format balanced '$request_method $uri $status $upstream_addr';\n` +
-        `upstream replicas {\n${three.map((app) => `  server ${app.host};\n`).join('')}}\n` +
-        'server {\n  listen 80;\n  client_max_body_size 0;\n' +
-        `  access_log ${balancedLog()} balanced;\n` +
-        '  location / {\n    proxy_pass http://replicas;\n    proxy_set_header Host $http_host;\n' +
-        '    proxy_request_buffering off;\n    proxy_buffering off;\n    proxy_read_timeout 300s;\n  }\n}\n',
-    );
-    nginx = await startStaticNginx(configuration);
+    nginx = await startStaticNginx(balancerConfiguration(path.join(work, 'balancer.conf'), three.map((app) => app.host), balancedLog()));
   });
   afterAll(async () => {
     await nginx?.close();
@@ -245,5 +236,89 @@ describe('three replicas behind nginx round-robin, the upload directory on a vol
     } finally {
       await podman.cleanup();
     }
+  });
+});
+
+/** The nginx configuration of a round-robin balancer over `hosts`, logging which one answered each request. */
+function balancerConfiguration(file: string, hosts: string[], log: string): string {
+  fs.writeFileSync(
+    file,
+    `log_format balanced '$request_method $uri $status $upstream_addr';\n` +
+      `upstream replicas {\n${hosts.map((host) => `  server ${host};\n`).join('')}}\n` +
+      'server {\n  listen 80;\n  client_max_body_size 0;\n' +
+      `  access_log ${log} balanced;\n` +
+      '  location / {\n    proxy_pass http://replicas;\n    proxy_set_header Host $http_host;\n' +
+      '    proxy_request_buffering off;\n    proxy_buffering off;\n    proxy_read_timeout 300s;\n  }\n}\n',
+  );
+  return file;
+}
+
+describe('a replica killed with SIGKILL in the middle of a push', () => {
+  let processes: ServerProcess[];
+  let nginx: StaticNginx;
+  const uploads = () => path.join(work, 'killed-uploads');
+
+  beforeAll(async () => {
+    await gateway.createBucket('killed');
+    const settings = { ...replicaSettings(await postgres.createDatabase(), 'killed'), temporary_registry_storage: uploads() };
+    const args = Object.entries(settings).flatMap(([key, value]) => [`--${key}`, value]);
+    processes = await Promise.all(
+      [1, 2, 3].map((n) => {
+        const cwd = path.join(work, `process-${n}`);
+        fs.mkdirSync(cwd, { recursive: true });
+        return startServerProcess(cwd, args);
+      }),
+    );
+    const hosts = processes.map((replica) => new URL(replica.url).host);
+    nginx = await startStaticNginx(balancerConfiguration(path.join(work, 'killed.conf'), hosts, path.join(work, 'killed.log')));
+  });
+  afterAll(async () => {
+    await nginx?.close();
+    await Promise.all((processes ?? []).map((replica) => replica.stop()));
+  });
+
+  /** The replica that has an upload session's file open now (it is receiving a PATCH or PUT body), if any. */
+  function receivingReplica(): ServerProcess | undefined {
+    return processes.find((replica) => {
+      try {
+        return fs.readdirSync(`/proc/${replica.pid}/fd`).some((fd) => {
+          try {
+            return fs.readlinkSync(`/proc/${replica.pid}/fd/${fd}`).startsWith(path.join(uploads(), 'uploads'));
+          } catch {
+            return false;
+          }
+        });
+      } catch {
+        return false;
+      }
+    });
+  }
+
+  test('the push fails where the kill cut it; pushed again, it completes through the other replicas and pulls whole', async () => {
+    const big = await buildImageLayout(path.join(work, 'killed-image'), { tag: 'v1', layers: 3, layerSize: 24 * 1024 * 1024, seed: 'sigkill' });
+    const target = `docker://${nginx.host}/team/killed:v1`;
+    const push = skopeoCopy(big.reference, target).then(
+      () => 'pushed',
+      (error: Error) => error.message,
+    );
+    let killed: ServerProcess | undefined;
+    const deadline = Date.now() + 60_000;
+    while (!killed && Date.now() < deadline) {
+      killed = receivingReplica();
+      if (!killed) await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    expect(killed).toBeDefined();
+    killed!.signal('SIGKILL');
+    expect(await killed!.exited).toMatchObject({ signal: 'SIGKILL' });
+    // The request the kill cut is a 502 from nginx (a body already sent is not replayed to another replica),
+    // which skopeo does not retry (not even with --retry-times); running the push again completes it.
+    expect(await push).toMatch(/502 Bad Gateway/);
+    await skopeoCopy(big.reference, target);
+
+    const pulled = path.join(work, 'killed-pulled');
+    await skopeoCopy(`docker://${nginx.host}/team/killed:v1`, `dir:${pulled}`);
+    const files = readDirTransport(pulled);
+    expect(files['manifest.json'].equals(big.manifest)).toBe(true);
+    for (const digest of big.layerDigests) expect(digestOf(files[digest.slice(7)])).toBe(digest);
   });
 });
