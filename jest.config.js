@@ -15,7 +15,7 @@ module.exports = {
       displayName: 'postgres',
       roots: ['<rootDir>/test/integration'],
       // Tests of other parts that open a SQLite index of their own, or need radosgw: nothing more to learn twice.
-      testPathIgnorePatterns: ['/node_modules/', '/index-databases\\.test\\.ts$', '/s3-blob-store\\.test\\.ts$', '/ghcr-catalog\\.test\\.ts$', '/import-bad-input\\.test\\.ts$'],
+      testPathIgnorePatterns: ['/node_modules/', '/migrate-index\\.test\\.ts$', '/index-databases\\.test\\.ts$', '/s3-blob-store\\.test\\.ts$', '/ghcr-catalog\\.test\\.ts$', '/import-bad-input\\.test\\.ts$'],
       globals: { TEST_INDEX: 'postgres' },
       globalSetup: '<rootDir>/test/helpers/postgres-global-setup.js',
       globalTeardown: '<rootDir>/test/helpers/postgres-global-teardown.js',

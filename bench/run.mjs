@@ -12,6 +12,7 @@
 // --cpu-prof runs our server under `node --cpu-prof` (profiles next to the results; read them with
 // bench/profile-summary.mjs); --server benchmarks another build of it, e.g. a patched copy of dist/.
 import fs from 'node:fs';
+import fsp from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
@@ -283,6 +284,11 @@ async function main() {
               summary.push(`${scenario} ${describe(metrics)}`);
             }
             log(`${groupName} ${rep + 1}/${sizes.reps} ${kind}: ${summary.join('; ')}`);
+          } catch (error) {
+            // What the server said about it, before its directory goes.
+            const said = await fsp.readFile(path.join(server.dir, 'stderr.log'), 'utf8').catch(() => '');
+            log(`${groupName} ${rep + 1}/${sizes.reps} ${kind} failed; the server's last words:\n${said.split('\n').slice(-20).join('\n')}`);
+            throw error;
           } finally {
             await front?.close();
             await server.close();

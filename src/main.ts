@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { checkConfig } from './check-config';
-import { Config, describeDatabase } from './config/config';
+import { Config, describeDatabase, isPostgresUrl } from './config/config';
 import { ConfigError, ensureStorageDirectories, loadConfig } from './config/load-config';
 import { probeReadiness } from './server/health-probe';
 import { createLogger } from './log';
@@ -22,6 +22,7 @@ import { RegistryIndex } from './storage/registry-index';
 import { FilesystemBlobStore } from './storage/filesystem-blob-store';
 import { openBlobStores } from './storage/stores';
 import { migrateStorage } from './storage/migrate-storage';
+import { IndexMigrationError, migrateIndex } from './storage/migrate-index';
 import { formatBytes } from './format-bytes';
 
 const USAGE = `usage: registry [command] [--config <file>] [--<key> <value> …]
@@ -41,6 +42,9 @@ commands:
                      write single-platform images as a \`docker load\` archive
   migrate-storage    copy the blobs under registry_storage and proxy_storage into [storage.s3]'s bucket
                      (with storage.backend = "s3"; run again after an interruption; see docs/scale-out.md)
+  migrate-index --from FILE
+                     copy a SQLite index (FILE) into the PostgreSQL database of \`database\`, which must be new
+                     (one transaction; see docs/scale-out.md)
   import FILE.tar|DIR [--to NAME[:TAG]]
                      store the images of an OCI layout or a \`docker save\` archive as hosted repositories
                      (export and import work with the server running or stopped; see docs/export-import.md)
@@ -53,7 +57,7 @@ options:
 
 Environment variables REGISTRY_<KEY> set keys too (REGISTRY_PORT, REGISTRY_GC_GRACE); flags win.`;
 
-const COMMANDS = ['serve', 'gc', 'verify', 'sync', 'config', 'healthcheck', 'export', 'import', 'migrate-storage'];
+const COMMANDS = ['serve', 'gc', 'verify', 'sync', 'config', 'healthcheck', 'export', 'import', 'migrate-storage', 'migrate-index'];
 
 /** A command line that cannot be run; printed as it is, without a stack. */
 class UsageError extends Error {}
@@ -76,6 +80,7 @@ async function main(argv: string[]): Promise<void> {
   const once = removeFlag(args, '--once');
   if (once !== (command === 'sync')) throw new UsageError('usage: registry sync --once [--config <file>] [--<key> <value> …]');
   const transfer = command === 'export' || command === 'import' ? takeTransferArguments(command, args) : undefined;
+  const indexSource = command === 'migrate-index' ? takeIndexSource(args) : undefined;
 
   const { configPath, overrides } = parseFlags(args);
   const config = loadConfig({ cwd: process.cwd(), env: process.env, configPath, overrides });
@@ -99,6 +104,7 @@ async function main(argv: string[]): Promise<void> {
   ensureStorageDirectories(config);
   if (transfer) return runTransfer(transfer, config);
   if (command === 'migrate-storage') return runMigration(config);
+  if (indexSource !== undefined) return runIndexMigration(indexSource, config);
   const log = createLogger(config.log_level, { format: config.log_format });
   const registry = await Registry.open(config, log);
   if (command === 'gc') {
@@ -236,6 +242,36 @@ async function runMigration(config: Config): Promise<void> {
   }
 }
 
+/** `migrate-index --from FILE`: the SQLite file to copy, taken out of the arguments. */
+function takeIndexSource(args: string[]): string {
+  const at = args.indexOf('--from');
+  const file = at >= 0 ? args[at + 1] : undefined;
+  if (file === undefined || file.startsWith('--')) throw new UsageError('usage: registry migrate-index --from FILE [--config <file>] [--<key> <value> …]');
+  args.splice(at, 2);
+  return path.resolve(file);
+}
+
+/** A SQLite index → the configured PostgreSQL database (new), both migrated to this version first. */
+async function runIndexMigration(file: string, config: Config): Promise<void> {
+  if (!isPostgresUrl(config.database)) {
+    throw new UsageError('migrate-index copies into PostgreSQL: set database = "postgres://…" (or REGISTRY_DATABASE) first');
+  }
+  if (!fs.existsSync(file)) throw new UsageError(`migrate-index: no SQLite index at ${file}`);
+  const from = await RegistryIndex.open(file);
+  try {
+    const to = await RegistryIndex.open(config.database);
+    try {
+      const report = await migrateIndex(from.sql, to.sql, (line) => process.stdout.write(`${line}\n`));
+      const rows = Object.entries(report).map(([table, count]) => `${table} ${count}`);
+      process.stdout.write(`migrate-index: copied ${rows.join(', ')} into ${describeDatabase(config.database)}\n`);
+    } finally {
+      await to.close();
+    }
+  } finally {
+    await from.close();
+  }
+}
+
 async function runTransfer(transfer: TransferArguments, config: Config): Promise<void> {
   // Export links and reads files, import writes them: the filesystem backend's stores only, for now.
   if (config.storage.backend !== 'filesystem') {
@@ -282,6 +318,6 @@ function parseFlags(args: string[]): { configPath?: string; overrides: Record<st
 }
 
 main(process.argv.slice(2)).catch((error: unknown) => {
-  process.stderr.write(`${error instanceof ConfigError || error instanceof UsageError || error instanceof TransferError ? error.message : String((error as Error)?.stack ?? error)}\n`);
+  process.stderr.write(`${error instanceof ConfigError || error instanceof UsageError || error instanceof TransferError || error instanceof IndexMigrationError ? error.message : String((error as Error)?.stack ?? error)}\n`);
   process.exit(1);
 });

@@ -12,7 +12,12 @@ const types = {
 
 /** serialization_failure and deadlock_detected: the transaction lost a conflict and may simply run again. */
 const RETRYABLE = new Set(['40001', '40P01']);
-const MAX_ATTEMPTS = 20;
+/**
+ * Conflicts queue up on a hot row (every replica recording a write of the same manifest): each round one
+ * transaction wins, so the others try again after a random wait that grows, up to MAX_RETRY_DELAY_MS.
+ */
+const MAX_ATTEMPTS = 50;
+const MAX_RETRY_DELAY_MS = 100;
 
 /** A connection that waits longer than this for the pool is a saturated database: fail, do not queue forever. */
 const CONNECTION_TIMEOUT_MS = 10_000;
@@ -75,7 +80,7 @@ export class PostgresDatabase implements SqlDatabase {
           await client.query('ROLLBACK').catch((rollbackFailed: Error) => (broken = rollbackFailed));
           if (broken || !RETRYABLE.has((error as { code?: string }).code ?? '') || attempt >= MAX_ATTEMPTS) throw error;
           // Conflicting transactions retried in lock step would conflict again.
-          await new Promise((resolve) => setTimeout(resolve, Math.random() * 5 * attempt));
+          await new Promise((resolve) => setTimeout(resolve, Math.random() * Math.min(MAX_RETRY_DELAY_MS, 2 ** attempt)));
         }
       }
     } finally {
