@@ -112,8 +112,8 @@ async function main(argv: string[]): Promise<void> {
     return registry.close();
   }
   if (command === 'sync') {
-    // Beside a running server or alone: the same index (SQLite in WAL mode) and store; a blob a pull is
-    // fetching in the server meanwhile may be fetched here too, and the last rename wins with the same bytes.
+    // Beside a running server or alone: the same index (SQLite in WAL mode, or PostgreSQL) and store; a blob
+    // a pull is fetching in the server meanwhile is fetched once, by whichever takes its download lease first.
     if (!registry.cacheSync) throw new UsageError('sync fills the pull-through cache, which [proxy] enabled = false turns off');
     const reports = await registry.cacheSync.runAll();
     process.stdout.write(describeSync(reports));

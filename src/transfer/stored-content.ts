@@ -21,8 +21,8 @@ export interface ExportManifest {
 }
 
 /**
- * The registry's stored content opened for export and import: the same SQLite index (WAL, so beside a
- * running server, as `gc` does) and the same blob stores the server writes through.
+ * The registry's stored content opened for export and import: the same index (SQLite in WAL mode, or
+ * PostgreSQL, so beside a running server, as `gc` does) and the same blob stores the server writes through.
  */
 export class StoredContent {
   constructor(

@@ -3,6 +3,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { ConfigError, ensureStorageDirectories, loadConfig, parseSize, resolveSchema } from '../../../src/config/load-config';
 import { CONFIG_SCHEMA, Schema, settableKeys } from '../../../src/config/schema';
+import { describeDatabase } from '../../../src/config/config';
+import { checkConfig } from '../../../src/check-config';
 
 const EXAMPLE_FILE = path.join(__dirname, '../../../configuration.toml.example');
 
@@ -426,6 +428,19 @@ describe('ensureStorageDirectories', () => {
     expect(configErrorOf(() => ensureStorageDirectories(config))).toBe(
       `configuration error: proxy_storage: cannot create directory "${path.join(cwd, 'file/proxy')}": ENOTDIR: not a directory`,
     );
+  });
+
+  it('takes a postgres:// database as a URL, not a path: nothing is created for it, and it is shown without its password', () => {
+    const url = 'postgres://registry:s3cret@db.example.com:5432/registry';
+    const config = loadConfig({ cwd, env: { REGISTRY_DATABASE: url } });
+    expect(config.database).toBe(url);
+    ensureStorageDirectories(config);
+    expect(fs.readdirSync(cwd).filter((entry) => entry.startsWith('postgres'))).toEqual([]);
+    expect(describeDatabase(config.database)).toBe('postgres://registry:***@db.example.com:5432/registry');
+    const check = checkConfig(config);
+    expect(check.effective).not.toContain('s3cret');
+    expect(check.notes.join('\n')).toContain('PostgreSQL at postgres://registry:***@db.example.com:5432/registry');
+    expect(configErrorOf(() => loadConfig({ cwd, env: { REGISTRY_DATABASE: 'postgres://[bad' } }))).toMatch(/database: .*postgres:\/\/user:password@host:port\/database/);
   });
 
   it('fails naming the key when the database path is a directory', () => {
