@@ -243,7 +243,8 @@ export class Registry {
     await this.cacheRoomRun?.catch(() => undefined);
     this.pullThroughCache?.purgeExpiredTokens();
     try {
-      const report = await this.exclusively(() => this.withIndexReserve(() => this.collector.collect()));
+      // The lease is a write to the index too: on a full disk, it needs the reserve as much as the collection.
+      const report = await this.withIndexReserve(() => this.exclusively(() => this.collector.collect()));
       this.metrics.gcFinished(report);
       const finishedAt = Date.now();
       this.lastGarbageCollection = { ...report, finishedAt };

@@ -73,7 +73,7 @@ export class PostgresDatabase implements SqlDatabase {
       for (let attempt = 1; ; attempt++) {
         try {
           await client.query('BEGIN ISOLATION LEVEL SERIALIZABLE');
-          const result = await work(transactionQueries(client));
+          const result = await work(queriesOn(client));
           await client.query('COMMIT');
           return result;
         } catch (error) {
@@ -123,7 +123,7 @@ export class PostgresDatabase implements SqlDatabase {
     try {
       await client.query('SELECT pg_advisory_lock($1)', [key]);
       try {
-        return await work(transactionQueries(client));
+        return await work(queriesOn(client));
       } finally {
         await client.query('SELECT pg_advisory_unlock($1)', [key]);
       }
@@ -149,8 +149,8 @@ export class PostgresDatabase implements SqlDatabase {
   }
 }
 
-/** Queries on one client inside its open transaction; a nested transaction joins it. */
-function transactionQueries(client: pg.PoolClient): SqlQueries {
+/** Queries on one client (inside the transaction it has open, if any: a nested transaction joins it). */
+function queriesOn(client: pg.PoolClient): SqlQueries {
   const queries: SqlQueries = {
     dialect: 'postgres',
     all: async <Row>(sql: string, params?: SqlParams) => (await query(client, sql, params)).rows as Row[],
