@@ -21,6 +21,11 @@ const MAX_RETRY_DELAY_MS = 100;
 
 /** A connection that waits longer than this for the pool is a saturated database: fail, do not queue forever. */
 const CONNECTION_TIMEOUT_MS = 10_000;
+/**
+ * PostgreSQL cancels a statement that runs longer (a request would otherwise hang on a wedged database);
+ * far above what the largest garbage collection's queries take.
+ */
+const STATEMENT_TIMEOUT_MS = 300_000;
 
 export interface PostgresOptions {
   /** Connections per process. */
@@ -45,6 +50,7 @@ export class PostgresDatabase implements SqlDatabase {
       connectionString: url,
       max: options.maxConnections ?? 20,
       connectionTimeoutMillis: CONNECTION_TIMEOUT_MS,
+      statement_timeout: STATEMENT_TIMEOUT_MS,
       idleTimeoutMillis: 30_000,
       types,
       application_name: 'registry',
