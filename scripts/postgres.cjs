@@ -5,17 +5,13 @@
 // Run alone, `node scripts/postgres.cjs` starts one, prints the setting that puts the registry's index on
 // it, and stops it on Ctrl-C.
 'use strict';
-const { execFile } = require('node:child_process');
 const fs = require('node:fs');
 const fsp = require('node:fs/promises');
 const os = require('node:os');
 const path = require('node:path');
-const { promisify } = require('node:util');
 const { freePort } = require('./free-port.cjs');
+const { runCommand: run } = require('./run-command.cjs');
 
-const execFileAsync = promisify(execFile);
-
-const COMMAND_TIMEOUT_MS = 60_000;
 const USER = 'registry';
 
 /**
@@ -87,14 +83,6 @@ async function postgresUser() {
   return { uid, gid };
 }
 
-async function run(command, args) {
-  try {
-    const { stdout } = await execFileAsync(command, args, { timeout: COMMAND_TIMEOUT_MS });
-    return stdout;
-  } catch (error) {
-    throw new Error(`${command} ${args.join(' ')}: ${error.message}${error.stderr ? `\n${error.stderr}` : ''}`);
-  }
-}
 
 module.exports = { startPostgres, postgresBinaries: binaries };
 

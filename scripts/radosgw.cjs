@@ -7,18 +7,12 @@
 // Run alone, `node scripts/radosgw.cjs` starts one, prints the settings that put the registry on it
 // (a bucket named "registry" created), and stops it on Ctrl-C.
 'use strict';
-const { execFile } = require('node:child_process');
 const { randomUUID } = require('node:crypto');
 const fsp = require('node:fs/promises');
 const os = require('node:os');
 const path = require('node:path');
-const { promisify } = require('node:util');
 const { freePort } = require('./free-port.cjs');
-
-const execFileAsync = promisify(execFile);
-
-/** Each command may take this long; a wedged daemon fails the start rather than hanging it. */
-const COMMAND_TIMEOUT_MS = 60_000;
+const { runCommand: run } = require('./run-command.cjs');
 
 /**
  * @returns {Promise<{ endpoint: string, accessKeyId: string, secretAccessKey: string, logFile: string, stop(): Promise<void> }>}
@@ -117,15 +111,6 @@ rgw data = ${dir}/rgw
 # Every request in the log (one "beast:" line each).
 debug rgw = 1
 `;
-}
-
-async function run(command, args) {
-  try {
-    const { stdout } = await execFileAsync(command, args, { timeout: COMMAND_TIMEOUT_MS });
-    return stdout;
-  } catch (error) {
-    throw new Error(`${command} ${args.join(' ')}: ${error.message}${error.stderr ? `\n${error.stderr}` : ''}`);
-  }
 }
 
 async function waitForHttp(url, timeoutMs) {

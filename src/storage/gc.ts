@@ -5,6 +5,7 @@ import { GcConfig, ProxyConfig } from '../config/config';
 import { Logger } from '../log';
 import { createDigester, parseDigest } from '../oci/digest';
 import { BlobStore, StoredFile } from './blob-store';
+import { MANIFEST_EDGES } from './manifest-edges';
 import { pinnedBytes, refreshPinnedManifests, unpinnedManifest } from './pins';
 import { column, SqlQueries } from './database/sql-database';
 import { RegistryIndex, STALE_REMOVAL_MS } from './registry-index';
@@ -476,17 +477,13 @@ function usedByKind(kind: StoreKind): string {
                WHERE rb.digest = @digest AND ${OF_KIND[kind]})`;
 }
 
-// Live hosted manifests: tagged ones, the children of live indexes and the referrers of live manifests
-// (one recursive term, as PostgreSQL requires: a step follows either kind of edge).
+// Live hosted manifests: tagged ones, the children of live indexes and the referrers of live manifests.
 const UNKEPT_HOSTED_MANIFESTS = `
   WITH RECURSIVE live(repository_id, digest) AS (
     SELECT repository_id, manifest_digest FROM tags
     UNION
     SELECT edge.repository_id, edge.child FROM live
-      JOIN (SELECT repository_id, manifest_digest AS parent, child_digest AS child FROM manifest_references
-              WHERE child_kind = 'manifest'
-            UNION ALL
-            SELECT repository_id, subject_digest, digest FROM manifests WHERE subject_digest IS NOT NULL) edge
+      JOIN ${MANIFEST_EDGES} edge
         ON edge.repository_id = live.repository_id AND edge.parent = live.digest
   )
   SELECT r.name AS repository, m.repository_id AS "repositoryId", m.digest FROM manifests m

@@ -1,5 +1,6 @@
 import { wholeTagPattern } from '../config/pins';
 import type { SqlQueries } from './database/sql-database';
+import { MANIFEST_EDGES } from './manifest-edges';
 
 /**
  * Pins: cached content that eviction never removes. A pin names
@@ -45,17 +46,14 @@ const PINNED_TABLE = 'pinned_manifests';
 /**
  * Every cached manifest a pin protects, by (repository_id, digest), from the roots in PINNED_TABLE (what
  * pins name by digest or tag): the children of pinned indexes and the referrers of pinned manifests,
- * recursively. One recursive term (PostgreSQL allows no more): a step follows either kind of edge.
+ * recursively.
  */
 const PINNED_CLOSURE = `
   WITH RECURSIVE pinned(repository_id, digest) AS (
     SELECT repository_id, digest FROM ${PINNED_TABLE}
     UNION
     SELECT edge.repository_id, edge.child FROM pinned
-      JOIN (SELECT repository_id, manifest_digest AS parent, child_digest AS child FROM manifest_references
-              WHERE child_kind = 'manifest'
-            UNION ALL
-            SELECT repository_id, subject_digest, digest FROM manifests WHERE subject_digest IS NOT NULL) edge
+      JOIN ${MANIFEST_EDGES} edge
         ON edge.repository_id = pinned.repository_id AND edge.parent = pinned.digest
   )`;
 

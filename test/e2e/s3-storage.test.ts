@@ -9,7 +9,8 @@ import { Dockerd, startDockerd } from '../helpers/dockerd';
 import { buildImageLayout, BuiltImage } from '../helpers/oci-image';
 import { createPodman, Podman } from '../helpers/podman';
 import { Radosgw, startRadosgw } from '../helpers/radosgw';
-import { skopeoCopy, skopeoDelete } from '../helpers/skopeo';
+import { filesUnder, waitFor } from '../helpers/files';
+import { readDirTransport, skopeoCopy, skopeoDelete } from '../helpers/skopeo';
 import { createTestApp, TestApp } from '../helpers/test-app';
 import { MAIN } from '../helpers/server-process';
 import { startUpstreamRegistry, UpstreamRegistry } from '../helpers/upstream-registry';
@@ -68,26 +69,8 @@ async function objectKeys(bucket: string): Promise<string[]> {
 
 const blobKey = (store: 'registry' | 'proxy', digest: string) => `ci/${store}/blobs/sha256/${digest.slice(7, 9)}/${digest.slice(7)}`;
 
-/** Every file skopeo's dir: transport wrote, by name. */
-function readDirTransport(dir: string): Record<string, Buffer> {
-  const files: Record<string, Buffer> = {};
-  for (const name of fs.readdirSync(dir).sort()) files[name] = fs.readFileSync(path.join(dir, name));
-  return files;
-}
 
-async function waitFor(condition: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`not so within ${timeoutMs} ms: ${condition.toString()}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
 
-/** Files under a directory, recursively (what the registry left on local disk). */
-function filesUnder(dir: string): string[] {
-  if (!fs.existsSync(dir)) return [];
-  return (fs.readdirSync(dir, { recursive: true }) as string[]).filter((entry) => fs.statSync(path.join(dir, entry)).isFile());
-}
 
 describe('the registry storing in an S3 bucket, streaming blobs itself', () => {
   const bucket = 'streamed';

@@ -9,7 +9,8 @@ import { Postgres, startPostgres } from '../helpers/postgres';
 import { Radosgw, startRadosgw } from '../helpers/radosgw';
 import { RegistryClient } from '../helpers/registry-client';
 import { startStaticNginx, StaticNginx } from '../helpers/nginx';
-import { skopeoCopy, skopeoDelete, skopeoListTags } from '../helpers/skopeo';
+import { filesUnder, waitFor } from '../helpers/files';
+import { readDirTransport, skopeoCopy, skopeoDelete, skopeoListTags } from '../helpers/skopeo';
 import { ServerProcess, startServerProcess } from '../helpers/server-process';
 import { createTestApp, TestApp } from '../helpers/test-app';
 import { startUpstreamRegistry, UpstreamRegistry } from '../helpers/upstream-registry';
@@ -67,26 +68,8 @@ afterAll(async () => {
   fs.rmSync(work, { recursive: true, force: true });
 });
 
-/** Every file skopeo's dir: transport wrote, by name. */
-function readDirTransport(dir: string): Record<string, Buffer> {
-  const files: Record<string, Buffer> = {};
-  for (const name of fs.readdirSync(dir)) files[name] = fs.readFileSync(path.join(dir, name));
-  return files;
-}
 
-/** Files under a directory, recursively (what a replica has staged on its local disk). */
-function filesUnder(dir: string): string[] {
-  if (!fs.existsSync(dir)) return [];
-  return (fs.readdirSync(dir, { recursive: true }) as string[]).filter((entry) => fs.statSync(path.join(dir, entry)).isFile());
-}
 
-async function waitFor(condition: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`not so within ${timeoutMs} ms: ${condition.toString()}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
 
 describe('two replicas sharing one PostgreSQL index and one bucket', () => {
   test('skopeo pushes through one replica and pulls byte-identical through the other; tags and catalog agree', async () => {

@@ -3,15 +3,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { digestOf } from '../../src/oci/digest';
 import { buildArtifactLayout, buildImageLayout, buildMultiArchLayout } from '../helpers/oci-image';
-import { skopeoCopy, skopeoDelete, skopeoInspect, skopeoListTags } from '../helpers/skopeo';
+import { readDirTransport, skopeoCopy, skopeoDelete, skopeoInspect, skopeoListTags } from '../helpers/skopeo';
 import { createTestApp, TestApp } from '../helpers/test-app';
 
-/** Every file skopeo's dir: transport wrote, by name, so two copies can be compared byte for byte. */
-function readDirTransport(dir: string): Record<string, Buffer> {
-  const files: Record<string, Buffer> = {};
-  for (const name of fs.readdirSync(dir).sort()) files[name] = fs.readFileSync(path.join(dir, name));
-  return files;
-}
 
 describe('skopeo against the registry', () => {
   let app: TestApp;

@@ -10,7 +10,7 @@
  */
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import fs, { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -176,4 +176,11 @@ function isDocker(reference: string): boolean {
 
 function tlsArgs(reference: string): string[] {
   return isDocker(reference) ? ['--tls-verify=false'] : [];
+}
+
+/** Every file skopeo's dir: transport wrote, by name, so two copies can be compared byte for byte. */
+export function readDirTransport(dir: string): Record<string, Buffer> {
+  const files: Record<string, Buffer> = {};
+  for (const name of fs.readdirSync(dir).sort()) files[name] = fs.readFileSync(path.join(dir, name));
+  return files;
 }
