@@ -4,6 +4,7 @@ import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { digestOf } from '../../src/oci/digest';
 import { buildImageLayout, BuiltImage } from '../helpers/oci-image';
+import { Dockerd, startDockerd } from '../helpers/dockerd';
 import { createPodman } from '../helpers/podman';
 import { Postgres, startPostgres } from '../helpers/postgres';
 import { Radosgw, startRadosgw } from '../helpers/radosgw';
@@ -218,6 +219,23 @@ describe('three replicas behind nginx round-robin, the upload directory on a vol
       expect(await podman.run(['images', '--quiet', '--no-trunc', `${nginx.host}/team/balanced:v1`])).toBe(pushed.configDigest);
     } finally {
       await podman.cleanup();
+    }
+  });
+
+  test('Docker Engine pulls through the balancer, and pushes the image to another name (its layers mounted)', async () => {
+    let dockerd: Dockerd | undefined;
+    try {
+      dockerd = await startDockerd({ insecureRegistries: [nginx.host] });
+      await dockerd.docker(['pull', `${nginx.host}/team/balanced:v1`]);
+      const { stdout } = await dockerd.docker(['image', 'inspect', '--format', '{{.Id}}', `${nginx.host}/team/balanced:v1`]);
+      expect(stdout.trim()).toMatch(/^sha256:[0-9a-f]{64}$/);
+      await dockerd.docker(['tag', `${nginx.host}/team/balanced:v1`, `${nginx.host}/team/copied:v1`]);
+      const push = await dockerd.docker(['push', `${nginx.host}/team/copied:v1`]);
+      expect(push.stdout).toMatch(/Mounted from team\/balanced|Layer already exists/);
+      // Every replica sees the new tag.
+      for (const app of three) expect(await skopeoListTags(`docker://${app.host}/team/copied`)).toEqual(['v1']);
+    } finally {
+      await dockerd?.stop();
     }
   });
 });
