@@ -90,7 +90,9 @@ if (require.main === module) {
   (async () => {
     const server = await startPostgres({ durable: true });
     process.stdout.write(`REGISTRY_DATABASE=${server.url}\n# PostgreSQL runs until Ctrl-C\n`);
-    const stop = () => void server.stop().then(() => process.exit(0));
+    // Nothing else keeps the process (and so the way to stop the server) alive.
+    const alive = setInterval(() => undefined, 1 << 30);
+    const stop = () => void server.stop().then(() => (clearInterval(alive), process.exit(0)));
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
   })().catch((error) => {
