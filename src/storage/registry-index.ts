@@ -1,6 +1,5 @@
 import { isPostgresUrl } from '../config/config';
 import { RegistryError } from '../oci/errors';
-import { PostgresDatabase } from './database/postgres-database';
 import { column, SqlDatabase, SqlQueries } from './database/sql-database';
 import { SqliteDatabase } from './database/sqlite-database';
 import { MIGRATIONS } from './migrations';
@@ -66,8 +65,7 @@ export class RegistryIndex {
 
   /** Opens (and migrates) the index at `database`: a postgres:// URL, or a SQLite file. */
   static async open(database: string | SqlDatabase): Promise<RegistryIndex> {
-    const opened =
-      typeof database !== 'string' ? database : isPostgresUrl(database) ? new PostgresDatabase(database) : new SqliteDatabase(database);
+    const opened = typeof database !== 'string' ? database : isPostgresUrl(database) ? await openPostgres(database) : new SqliteDatabase(database);
     try {
       await opened.migrate(MIGRATIONS);
     } catch (error) {
@@ -312,6 +310,15 @@ export class RegistryIndex {
   async deleteUpload(id: string): Promise<void> {
     await this.sql.run(SQL.deleteUpload, { id });
   }
+}
+
+/**
+ * node-postgres is loaded only when the index is in PostgreSQL: requiring it costs every start (and every
+ * command) of a registry on SQLite some 60 ms.
+ */
+async function openPostgres(url: string): Promise<SqlDatabase> {
+  const { PostgresDatabase } = await import('./database/postgres-database');
+  return new PostgresDatabase(url);
 }
 
 /** A repository's id, inserted if new (inside the caller's transaction). */
