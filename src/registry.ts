@@ -96,6 +96,8 @@ export class Registry {
     // Room for SQLite's journal on a full disk; PostgreSQL's disk is its own.
     this.indexReserve = isPostgresUrl(config.database) ? null : new SpaceReserve(`${config.database}-reserve`, INDEX_RESERVE_BYTES);
     this.indexReserve?.restore();
+    // This process as the holder of leases: garbage collection's and the cache's downloads.
+    this.leases = new Leases(index.sql);
     const recordWrite = (digest: string, size: number) => index.recordBlobWrite(digest, size);
     // The cache's store exists even with the cache disabled: what it holds is still collected.
     this.stores = openBlobStores(config, recordWrite);
@@ -114,6 +116,7 @@ export class Registry {
     this.pullThroughCache = config.proxy.enabled
       ? new PullThroughCache(
           index,
+          this.leases,
           proxyStore,
           proxyConfig,
           log,
@@ -140,7 +143,6 @@ export class Registry {
     });
     metrics.observeStorage(() => index.storedBytes());
     this.storageHistory = new StorageHistory(index.sql);
-    this.leases = new Leases(index.sql);
     metrics.observeRateLimits(() => this.upstreamRateLimits());
     this.pinStore = new PinStore(index.sql);
     const pinStore = this.pinStore;

@@ -254,15 +254,9 @@ export class ProxyRepository implements Repository {
       digest,
       async () => {
         const releaseLease = await this.downloadLease(digest);
-        let response;
         try {
-          response = await this.upstream('GET', `blobs/${digest}`);
-        } catch (error) {
-          await releaseLease();
-          throw error;
-        }
-        try {
-          return await this.upstreamBody(digest, response, releaseLease);
+          // Held on success until the transfer ends (the body's `ended`).
+          return await this.upstreamBody(digest, await this.upstream('GET', `blobs/${digest}`), releaseLease);
         } catch (error) {
           await releaseLease();
           throw error;

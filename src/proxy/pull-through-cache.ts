@@ -5,7 +5,7 @@ import { AccessLog } from '../storage/access-log';
 import { RecentManifests } from '../storage/recent-manifests';
 import { BlobStore } from '../storage/blob-store';
 import { PinStore } from '../storage/pins';
-import { Leases } from '../storage/leases';
+import type { Leases } from '../storage/leases';
 import { RegistryIndex } from '../storage/registry-index';
 import { BlobDownloads } from './blob-downloads';
 import { CacheRoom } from './cache-room';
@@ -23,6 +23,8 @@ export class PullThroughCache {
 
   constructor(
     index: RegistryIndex,
+    /** This process's leases in the index (one upstream download per blob among processes). */
+    leases: Leases,
     store: BlobStore,
     config: Pick<Config, 'proxy' | 'max_manifest_size' | 'proxy_storage'>,
     log: Logger,
@@ -40,7 +42,7 @@ export class PullThroughCache {
       manifests: new RecentManifests(),
       accessLog: new AccessLog(index),
       downloads: new BlobDownloads(store, config.proxy.max_concurrent_downloads),
-      leases: new Leases(index.sql),
+      leases,
       manifestFetches: new Map(),
       tagTtlMs: config.proxy.tag_ttl,
       notFound: new NotFoundCache(config.proxy.not_found_ttl),
