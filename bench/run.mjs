@@ -28,20 +28,9 @@ import { ACCEL_PREFIX, killAllChildren, startNginx, startOurs, startReference } 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const require = createRequire(import.meta.url);
 const { startRadosgw } = require('../scripts/radosgw.cjs');
-const { startPostgres } = require('../scripts/postgres.cjs');
+// An empty database of its own per server process on the bench's PostgreSQL.
+const { startPostgres, createDatabase } = require('../scripts/postgres.cjs');
 
-/** An empty database of its own per server process on the bench's PostgreSQL; its URL. */
-async function createDatabase(server, name) {
-  const pg = require('pg');
-  const client = new pg.Client(server.url);
-  await client.connect();
-  try {
-    await client.query(`CREATE DATABASE ${name}`);
-  } finally {
-    await client.end();
-  }
-  return server.url.replace(/\/[^/]*$/, `/${name}`);
-}
 
 /** A bucket of its own per server process: neither sees the other's objects, nor an earlier run's. */
 async function createBucket(gateway, bucket) {
@@ -270,7 +259,7 @@ async function main() {
                   main: options.server,
                   accelRedirect: group.accel ? ACCEL_PREFIX : '',
                   s3,
-                  database: group.postgres ? await createDatabase(postgres, `bench_${++databases}`) : undefined,
+                  database: group.postgres ? await createDatabase(postgres.url, `bench_${++databases}`) : undefined,
                 })
               : await startReference(work, { remoteUrl: group.proxy ? upstream.url : undefined, s3 });
           let front;

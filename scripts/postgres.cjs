@@ -84,7 +84,26 @@ async function postgresUser() {
 }
 
 
-module.exports = { startPostgres, postgresBinaries: binaries };
+/**
+ * Creates the empty database `name` on the server at `serverUrl`; its URL. Its default collation is ICU's
+ * en-US, as a production database's locale often is (linguistic order: "a_b" < "a-b" < "B"), so that a
+ * query relying on the database's collation for the spec's byte order fails here too.
+ *
+ * @returns {Promise<string>}
+ */
+async function createDatabase(serverUrl, name) {
+  const pg = require('pg');
+  const client = new pg.Client(serverUrl);
+  await client.connect();
+  try {
+    await client.query(`CREATE DATABASE ${name} TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'`);
+  } finally {
+    await client.end();
+  }
+  return serverUrl.replace(/\/[^/]*$/, `/${name}`);
+}
+
+module.exports = { startPostgres, createDatabase, postgresBinaries: binaries };
 
 if (require.main === module) {
   (async () => {
