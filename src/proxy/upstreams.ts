@@ -1,5 +1,4 @@
-import { ProxyConfig, UpstreamConfig } from '../config/config';
-import { RegistryError } from '../oci/errors';
+import { ProxyConfig } from '../config/config';
 import { Logger } from '../log';
 import type { UpstreamObserver } from '../metrics/registry-metrics';
 import { DOCKER_HUB, lookUpUpstream, storedName } from '../config/stored-names';

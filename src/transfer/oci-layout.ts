@@ -1,4 +1,3 @@
-import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { parseDigest } from '../oci/digest';
 import { Descriptor } from '../oci/manifest';

@@ -2,7 +2,7 @@ import path from 'node:path';
 import { ERROR_CODES, ErrorCode } from '../oci/errors';
 import { MediaType } from '../oci/media-types';
 import { Placement, placeContent, placeStoreFile, removeOthers } from './files';
-import { SelectedRepository, Selection, describeMissing, selectRepositories } from './image-set';
+import { Selection, describeMissing, selectRepositories } from './image-set';
 import { StoredContent } from './stored-content';
 
 /*

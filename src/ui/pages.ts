@@ -4,7 +4,7 @@ import type { Pin } from '../storage/pins';
 import type { GcReport } from '../storage/gc';
 import type { StoreKind } from '../storage/gc';
 import { formatBytes, formatTime, html, SafeHtml } from './html';
-import type { ImageDetails, Platform, TagDetails } from './image-details';
+import type { ImageDetails, Platform } from './image-details';
 import type { StorageSample } from '../storage/storage-history';
 import type { RepositoryListing, RepositoryView, StorageView, UpstreamView } from './ui-catalog';
 import type { Viewer } from './viewer';
