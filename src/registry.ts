@@ -24,7 +24,10 @@ import { PinStore } from './storage/pins';
 import { Leases } from './storage/leases';
 import { configuredPins } from './config/pins';
 import type { PinRegistry } from './http/routes/context';
-import { UploadSessions } from './storage/uploads';
+import { UploadData, UploadSessions } from './storage/uploads';
+import { FileUploadData } from './storage/file-upload-data';
+import { BucketUploadData } from './storage/bucket-upload-data';
+import { S3BlobStore } from './storage/s3-blob-store';
 import { DiskFullReports, INDEX_STORE, SpaceReserve, isDiskFull } from './storage/disk-full';
 import path from 'node:path';
 
@@ -66,6 +69,8 @@ export class Registry {
   private readonly pinStore: PinStore;
   /** Work at most one process sharing the index does at a time (garbage collection). */
   private readonly leases: Leases;
+  /** Where upload sessions' bytes are kept. */
+  private readonly uploadData: UploadData;
   /** Where hosted and cached blobs and manifests are kept (`[storage]`). */
   private readonly stores: { hosted: BlobStore; proxy: BlobStore };
   /** The readiness probe under way, which concurrent callers share. */
@@ -102,11 +107,16 @@ export class Registry {
     // The cache's store exists even with the cache disabled: what it holds is still collected.
     this.stores = openBlobStores(config, recordWrite);
     const { hosted: hostedStore, proxy: proxyStore } = this.stores;
+    // Sessions' bytes in the bucket with the s3 backend (any replica continues a session), else in files.
+    this.uploadData =
+      hostedStore instanceof S3BlobStore
+        ? new BucketUploadData(index, hostedStore)
+        : new FileUploadData(index, hostedStore, config.temporary_registry_storage);
     this.inventory = new ContentInventory(index, { hosted: hostedStore, proxy: proxyStore });
     this.hosted = {
       index,
       store: hostedStore,
-      uploads: new UploadSessions(index, hostedStore, config.temporary_registry_storage, config.max_upload_sessions),
+      uploads: new UploadSessions(index, this.uploadData, config.max_upload_sessions),
       manifests: new RecentManifests(),
       accessLog: new AccessLog(index),
     };
@@ -131,11 +141,10 @@ export class Registry {
     this.collector = new GarbageCollector({
       index,
       stores: { hosted: hostedStore, proxy: proxyStore },
-      temporaryRoot: config.temporary_registry_storage,
+      uploads: this.uploadData,
       gc: config.gc,
       proxy: config.proxy,
       log,
-      uploadExpired: (uploadId) => this.hosted.uploads.forget(uploadId),
       flushAccess: async () => {
         await this.hosted.accessLog.flush();
         await this.pullThroughCache?.flushAccess();

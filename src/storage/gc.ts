@@ -1,5 +1,3 @@
-import fsp from 'node:fs/promises';
-import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { GcConfig, ProxyConfig } from '../config/config';
 import { Logger } from '../log';
@@ -9,7 +7,7 @@ import { MANIFEST_EDGES } from './manifest-edges';
 import { pinnedBytes, refreshPinnedManifests, unpinnedManifest } from './pins';
 import { column, SqlQueries } from './database/sql-database';
 import { RegistryIndex, STALE_REMOVAL_MS } from './registry-index';
-import { directoryBytes, readDirectory } from './staging';
+import { directoryBytes } from './staging';
 
 /** Which store a sweep works on: hosted content, or the pull-through cache. */
 export type StoreKind = 'hosted' | 'proxy';
@@ -41,12 +39,11 @@ export interface VerifyReport {
 export interface GarbageCollectorOptions {
   index: RegistryIndex;
   stores: Record<StoreKind, BlobStore>;
-  temporaryRoot: string;
+  /** Upload sessions, which expire after upload_ttl (uploads.ts UploadData.expire). */
+  uploads: { expire(before: number, dryRun: boolean): Promise<number> };
   gc: GcConfig;
   proxy: Pick<ProxyConfig, 'max_age' | 'max_size'>;
   log: Logger;
-  /** An upload session was dropped (upload_ttl): what memory holds for it goes too. */
-  uploadExpired?: (uploadId: string) => void;
   /** Writes batched access times to the index first, so eviction sees the latest pulls. */
   flushAccess?: () => Promise<void>;
   now?: () => number;
@@ -99,7 +96,7 @@ export class GarbageCollector {
       blobs.push(...(dryRun ? selected[kind].map((file) => ({ store: kind, ...file })) : await this.sweep(kind, selected[kind], cutoff)));
     }
     if (!dryRun) await this.removeEmptyRows(started, cutoff);
-    const uploadsExpired = await this.expireUploads(started, dryRun);
+    const uploadsExpired = await this.options.uploads.expire(started - this.options.gc.upload_ttl, dryRun);
     if (!dryRun) {
       for (const store of Object.values(this.options.stores)) await store.removeLeftovers(cutoff);
     }
@@ -332,39 +329,6 @@ export class GarbageCollector {
       // Leases whose holder died (a live one is renewed every few seconds).
       await q.run('DELETE FROM leases WHERE expires_at < @before', { before: now - 3_600_000 });
     });
-  }
-
-  /** Upload sessions untouched for upload_ttl, and upload files no session owns. */
-  private async expireUploads(now: number, dryRun: boolean): Promise<number> {
-    const sql = this.options.index.sql;
-    const before = now - this.options.gc.upload_ttl;
-    const directory = path.join(this.options.temporaryRoot, 'uploads');
-    const sessions = new Set(column<string>(await sql.all('SELECT id FROM uploads')));
-    const updatedAt = async (id: string) =>
-      (await sql.get<{ updatedAt: number }>('SELECT updated_at AS "updatedAt" FROM uploads WHERE id = @id', { id }))?.updatedAt;
-    const remove = (id: string) => sql.run('DELETE FROM uploads WHERE id = @id', { id });
-    let expired = 0;
-    for (const entry of await readDirectory(directory)) {
-      const file = path.join(directory, entry);
-      const stat = await fsp.stat(file).catch(() => null);
-      const lastTouched = Math.max(stat?.mtimeMs ?? 0, (await updatedAt(entry)) ?? 0);
-      if (lastTouched >= before) continue;
-      expired++;
-      sessions.delete(entry);
-      if (dryRun) continue;
-      await remove(entry);
-      this.options.uploadExpired?.(entry);
-      await fsp.rm(file, { force: true });
-    }
-    // Sessions whose file is gone cannot be resumed.
-    for (const id of sessions) {
-      if (((await updatedAt(id)) ?? before) >= before) continue;
-      expired++;
-      if (dryRun) continue;
-      await remove(id);
-      this.options.uploadExpired?.(id);
-    }
-    return expired;
   }
 
   /**

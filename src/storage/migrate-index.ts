@@ -16,6 +16,7 @@ const TABLES: ReadonlyArray<{ name: string; identity?: string }> = [
   { name: 'upstream_referrers' },
   { name: 'github_rest_cache' },
   { name: 'uploads' },
+  { name: 'upload_parts' },
   { name: 'storage_samples' },
   { name: 'gc_runs', identity: 'id' },
   { name: 'pins', identity: 'id' },

@@ -175,4 +175,22 @@ export const MIGRATIONS: readonly string[] = [
     expires_at INTEGER NOT NULL
   ) WITHOUT ROWID;
   `,
+  `
+  -- Upload sessions whose bytes are in the bucket (the s3 backend, bucket-upload-data.ts), so that any
+  -- replica can continue one: the S3 multipart upload under way, the bytes past its last part (an object
+  -- of their own: a part is 5 MiB at least), the running hash's state after the last acknowledged byte, and
+  -- the part numbers handed out (each PATCH takes fresh ones, so two replicas never write one part).
+  ALTER TABLE uploads ADD COLUMN multipart_id TEXT;
+  ALTER TABLE uploads ADD COLUMN tail_key TEXT;
+  ALTER TABLE uploads ADD COLUMN hash_state TEXT;
+  ALTER TABLE uploads ADD COLUMN last_part INTEGER NOT NULL DEFAULT 0;
+  -- The parts of a session's multipart upload that its acknowledged bytes are in, in order.
+  CREATE TABLE upload_parts (
+    upload_id TEXT NOT NULL REFERENCES uploads(id) ON DELETE CASCADE,
+    part_number INTEGER NOT NULL,
+    etag TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    PRIMARY KEY (upload_id, part_number)
+  ) WITHOUT ROWID;
+  `,
 ];

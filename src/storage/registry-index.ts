@@ -310,6 +310,74 @@ export class RegistryIndex {
   async deleteUpload(id: string): Promise<void> {
     await this.sql.run(SQL.deleteUpload, { id });
   }
+
+  /** Where a session's bytes are in the bucket (bucket-upload-data.ts); null when there is no such session. */
+  async bucketUpload(id: string): Promise<BucketUploadState | null> {
+    const row = await this.sql.get<Omit<BucketUploadState, 'parts'>>(SQL.bucketUpload, { id });
+    if (!row) return null;
+    return { ...row, parts: await this.sql.all<UploadPart>(SQL.uploadParts, { id }) };
+  }
+
+  /**
+   * `count` part numbers for a session's multipart upload that no one has had before: the first of them, or
+   * null when the session is gone.
+   */
+  async reserveUploadParts(id: string, count: number): Promise<number | null> {
+    const row = await this.sql.get<{ lastPart: number }>(SQL.reserveUploadParts, { id, count });
+    return row ? row.lastPart - count + 1 : null;
+  }
+
+  /**
+   * Records what a chunk added to a bucket session, if the session is still where the chunk began
+   * (`from`: its size and tail then): false when another request changed it meanwhile (a replica that
+   * took a client's retry), and nothing is recorded.
+   */
+  commitBucketUpload(id: string, from: { size: number; tailKey: string | null }, to: BucketUploadChange, now = Date.now()): Promise<boolean> {
+    return this.sql.transaction(async (q) => {
+      const { changes } = await q.run(SQL.commitBucketUpload, {
+        id,
+        fromSize: from.size,
+        fromTail: from.tailKey ?? '',
+        size: to.size,
+        multipartId: to.multipartId,
+        tailKey: to.tailKey,
+        hashState: to.hashState,
+        now,
+      });
+      if (changes === 0) return false;
+      if (to.replaceParts) await q.run(SQL.deleteUploadParts, { id });
+      for (const part of to.newParts) await q.run(SQL.insertUploadPart, { id, ...part });
+      return true;
+    });
+  }
+}
+
+export interface UploadPart {
+  partNumber: number;
+  etag: string;
+  size: number;
+}
+
+export interface BucketUploadState {
+  size: number;
+  /** The S3 multipart upload holding the session's parts; null before its first part. */
+  multipartId: string | null;
+  /** The object with the bytes past the last part; null when there are none. */
+  tailKey: string | null;
+  /** The running hash after the session's last byte (hash-wasm's saved state, base64); null when empty. */
+  hashState: string | null;
+  /** In order. */
+  parts: UploadPart[];
+}
+
+export interface BucketUploadChange {
+  size: number;
+  multipartId: string | null;
+  tailKey: string | null;
+  hashState: string | null;
+  newParts: UploadPart[];
+  /** The session's parts are `newParts` alone (its multipart upload was completed): the recorded ones go. */
+  replaceParts?: boolean;
 }
 
 /**
@@ -439,4 +507,13 @@ const SQL = {
   setUploadOwner: 'UPDATE uploads SET owner = @owner WHERE id = @id',
   setUploadSize: 'UPDATE uploads SET size = @size, updated_at = @now WHERE id = @id',
   deleteUpload: 'DELETE FROM uploads WHERE id = @id',
+  bucketUpload: `SELECT size, multipart_id AS "multipartId", tail_key AS "tailKey", hash_state AS "hashState"
+     FROM uploads WHERE id = @id`,
+  uploadParts: `SELECT part_number AS "partNumber", etag, size FROM upload_parts WHERE upload_id = @id ORDER BY part_number`,
+  reserveUploadParts: 'UPDATE uploads SET last_part = last_part + @count WHERE id = @id RETURNING last_part AS "lastPart"',
+  commitBucketUpload: `UPDATE uploads SET size = @size, multipart_id = @multipartId, tail_key = @tailKey, hash_state = @hashState,
+       updated_at = @now
+     WHERE id = @id AND size = @fromSize AND coalesce(tail_key, '') = @fromTail`,
+  deleteUploadParts: 'DELETE FROM upload_parts WHERE upload_id = @id',
+  insertUploadPart: 'INSERT INTO upload_parts (upload_id, part_number, etag, size) VALUES (@id, @partNumber, @etag, @size)',
 };

@@ -17,6 +17,7 @@ import {
   S3Client,
   S3ServiceException,
   UploadPartCommand,
+  UploadPartCopyCommand,
 } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import pLimit from 'p-limit';
@@ -34,6 +35,9 @@ const PART_SIZE = 16 * 1024 * 1024;
 const MAX_PARTS = 10_000;
 /** Parts of one upload in flight at once. */
 const PART_CONCURRENCY = 4;
+/** S3 copies an object of up to 5 GiB in one request; a larger one part by part (UploadPartCopy). */
+const SINGLE_COPY_MAX = 5 * 1024 * 1024 * 1024;
+const COPY_PART_SIZE = 1024 * 1024 * 1024;
 /** Tries of one PUT or part: each with a fresh read of the file (the SDK cannot rewind a stream it sent). */
 const UPLOAD_ATTEMPTS = 3;
 /** Blobs re-checked together and then deleted, in a sweep. */
@@ -60,6 +64,9 @@ export interface S3StoreOptions {
   redirectExpirySeconds?: number;
   /** Keys per ListObjectsV2 page (S3's most is 1000). */
   listPageSize?: number;
+  /** Objects larger than this are copied part by part (S3: 5 GiB at most in one copy); tests make it small. */
+  singleCopyMax?: number;
+  copyPartSize?: number;
 }
 
 /**
@@ -70,13 +77,15 @@ export interface S3StoreOptions {
  * presigned URL themselves.
  */
 export class S3BlobStore implements BlobStore {
-  private readonly client: S3Client;
-  private readonly bucket: string;
-  private readonly prefix: string;
+  readonly client: S3Client;
+  readonly bucket: string;
+  readonly prefix: string;
   private readonly stagingRoot: string;
   private readonly beforeCommit: CommitHook;
   private readonly redirectExpirySeconds: number;
   private readonly listPageSize: number;
+  private readonly singleCopyMax: number;
+  private readonly copyPartSize: number;
 
   constructor(options: S3StoreOptions) {
     this.client = options.client;
@@ -86,6 +95,13 @@ export class S3BlobStore implements BlobStore {
     this.beforeCommit = options.beforeCommit ?? (async () => false);
     this.redirectExpirySeconds = options.redirectExpirySeconds ?? 0;
     this.listPageSize = options.listPageSize ?? LIST_PAGE;
+    this.singleCopyMax = options.singleCopyMax ?? SINGLE_COPY_MAX;
+    this.copyPartSize = options.copyPartSize ?? COPY_PART_SIZE;
+  }
+
+  /** Where upload sessions keep their bytes (bucket-upload-data.ts): `<prefix>uploads/<uploadId>/…`. */
+  get uploadsPrefix(): string {
+    return `${this.prefix}uploads/`;
   }
 
   get location(): string {
@@ -213,39 +229,81 @@ export class S3BlobStore implements BlobStore {
   }
 
   /**
+   * Takes an object of the bucket with verified content (an upload session's) to `digest`'s key, copied
+   * by the object store itself; the source stays (its owner removes it).
+   */
+  async adoptObject(sourceKey: string, digest: string, size: number): Promise<void> {
+    await this.commit(digest, size);
+    const target = { Bucket: this.bucket, Key: this.key(digest) };
+    const source = `${this.bucket}/${encodeURI(sourceKey)}`;
+    if (size <= this.singleCopyMax) {
+      try {
+        await withAttempts(() => this.client.send(new CopyObjectCommand({ ...target, CopySource: source })));
+      } catch (error) {
+        throw storageError(error, this.location);
+      }
+      return;
+    }
+    await this.inParts(target, Math.ceil(size / this.copyPartSize), async (partNumber, uploadId) => {
+      const start = (partNumber - 1) * this.copyPartSize;
+      const end = Math.min(size, start + this.copyPartSize) - 1;
+      const answer = await withAttempts(() =>
+        this.client.send(
+          new UploadPartCopyCommand({ ...target, UploadId: uploadId, PartNumber: partNumber, CopySource: source, CopySourceRange: `bytes=${start}-${end}` }),
+        ),
+      );
+      return answer.CopyPartResult?.ETag;
+    });
+  }
+
+  /**
    * A multipart upload whose parts are read from the file as they go up, PART_CONCURRENCY at a time:
    * memory holds a stream buffer per part, not the parts (lib-storage's Upload buffers each part whole, and
-   * a 256 MiB push took the process to 450 MiB). Aborted on failure, so no parts are left in the bucket.
+   * a 256 MiB push took the process to 450 MiB).
    */
   private async putInParts(file: string, digest: string, size: number): Promise<void> {
     const target = { Bucket: this.bucket, Key: this.key(digest) };
+    // Larger parts past 156 GiB: S3 takes 10,000 at most.
+    const partSize = Math.max(PART_SIZE, Math.ceil(size / MAX_PARTS));
+    await this.inParts(target, Math.ceil(size / partSize), async (partNumber, uploadId) => {
+      const start = (partNumber - 1) * partSize;
+      const end = Math.min(size, start + partSize) - 1;
+      const { ETag } = await withAttempts(() =>
+        this.client.send(
+          new UploadPartCommand({
+            ...target,
+            UploadId: uploadId,
+            PartNumber: partNumber,
+            Body: fs.createReadStream(file, { start, end }),
+            ContentLength: end - start + 1,
+          }),
+        ),
+      );
+      return ETag;
+    });
+  }
+
+  /**
+   * One multipart upload of `count` parts to `target`, PART_CONCURRENCY parts at a time, each sent by
+   * `sendPart` (which answers its ETag). Aborted on failure, so no parts are left in the bucket.
+   */
+  private async inParts(
+    target: { Bucket: string; Key: string },
+    count: number,
+    sendPart: (partNumber: number, uploadId: string) => Promise<string | undefined>,
+  ): Promise<void> {
     let uploadId: string | undefined;
     try {
       ({ UploadId: uploadId } = await this.client.send(new CreateMultipartUploadCommand(target)));
       const limit = pLimit(PART_CONCURRENCY);
-      // Larger parts past 156 GiB: S3 takes 10,000 at most.
-      const partSize = Math.max(PART_SIZE, Math.ceil(size / MAX_PARTS));
       let failed = false;
       const parts = await Promise.all(
-        Array.from({ length: Math.ceil(size / partSize) }, (_, index) =>
+        Array.from({ length: count }, (_, index) =>
           limit(async () => {
             // After one part failed, the rest are not sent: the upload is aborted anyway.
             if (failed) throw new Error('an earlier part failed');
-            const start = index * partSize;
-            const end = Math.min(size, start + partSize) - 1;
             try {
-              const { ETag } = await withAttempts(() =>
-                this.client.send(
-                  new UploadPartCommand({
-                    ...target,
-                    UploadId: uploadId,
-                    PartNumber: index + 1,
-                    Body: fs.createReadStream(file, { start, end }),
-                    ContentLength: end - start + 1,
-                  }),
-                ),
-              );
-              return { PartNumber: index + 1, ETag };
+              return { PartNumber: index + 1, ETag: await sendPart(index + 1, uploadId!) };
             } catch (error) {
               failed = true;
               throw error;
@@ -329,7 +387,10 @@ export class S3BlobStore implements BlobStore {
     return { restored: 0, deleted: 0 };
   }
 
-  /** Staging files, and multipart uploads under this store's prefix begun before `before` (a crash mid-upload). */
+  /**
+   * Staging files, and multipart uploads under this store's prefix begun before `before` (a crash mid-upload),
+   * but for upload sessions'.
+   */
   async removeLeftovers(before: number): Promise<number> {
     let removed = await removeFilesOlderThan(this.stagingDirectory, before);
     let keyMarker: string | undefined;
@@ -341,6 +402,8 @@ export class S3BlobStore implements BlobStore {
         );
         for (const upload of page.Uploads ?? []) {
           if ((upload.Initiated?.getTime() ?? 0) >= before) continue;
+          // An upload session's: it lives as long as the session (bucket-upload-data.ts expire).
+          if (upload.Key?.startsWith(this.uploadsPrefix)) continue;
           await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: upload.Key, UploadId: upload.UploadId }));
           removed++;
         }
@@ -393,7 +456,7 @@ export class S3BlobStore implements BlobStore {
 }
 
 /** `operation` again after a failure, up to UPLOAD_ATTEMPTS in all; the last failure is thrown. */
-async function withAttempts<T>(operation: () => Promise<T>): Promise<T> {
+export async function withAttempts<T>(operation: () => Promise<T>): Promise<T> {
   for (let attempt = 1; ; attempt++) {
     try {
       return await operation();
@@ -418,7 +481,7 @@ function digestOfKey(relative: string): string | null {
   return parseDigest(digest) ? digest : null;
 }
 
-function isMissingObject(error: unknown): boolean {
+export function isMissingObject(error: unknown): boolean {
   if (!(error instanceof S3ServiceException)) return false;
   return error.name === 'NotFound' || error.name === 'NoSuchKey' || error.$metadata?.httpStatusCode === 404;
 }
@@ -427,7 +490,7 @@ function isMissingObject(error: unknown): boolean {
  * An object store's failure, said as one: which bucket and what it answered. Not a client's error: the
  * registry's error handling turns it into a 500 (or the cache falls back to what it can serve).
  */
-function storageError(error: unknown, location: string): Error {
+export function storageError(error: unknown, location: string): Error {
   if (error instanceof S3ServiceException) {
     const status = error.$metadata?.httpStatusCode;
     return new Error(`object store ${location}: ${error.name}${status ? ` (HTTP ${status})` : ''}: ${error.message}`, { cause: error });

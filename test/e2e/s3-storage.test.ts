@@ -2,7 +2,6 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { digestOf } from '../../src/oci/digest';
 import { Containerd, startContainerd } from '../helpers/containerd';
 import { Dockerd, startDockerd } from '../helpers/dockerd';
@@ -36,41 +35,14 @@ afterAll(async () => {
   fs.rmSync(work, { recursive: true, force: true });
 });
 
-/** The keys that put a registry on `bucket` of the gateway, as command-line overrides. */
-function s3Settings(bucket: string): Record<string, string> {
-  return {
-    'storage.backend': 's3',
-    'storage.s3.endpoint': gateway.endpoint,
-    'storage.s3.bucket': bucket,
-    'storage.s3.prefix': 'ci/',
-    'storage.s3.path_style': 'true',
-    'storage.s3.access_key_id': gateway.accessKeyId,
-    'storage.s3.secret_access_key': gateway.secretAccessKey,
-  };
-}
-
 const UPSTREAM_CONFIGURATION = () => `[[proxy.upstreams]]\nhost = "registry-1.docker.io"\nurl = "${upstream.url}"\n`;
 
 async function s3App(bucket: string, overrides: Record<string, string> = {}, storageDir?: string): Promise<TestApp> {
   await gateway.createBucket(bucket);
-  return createTestApp({ overrides: { ...s3Settings(bucket), ...overrides }, configuration: UPSTREAM_CONFIGURATION(), storageDir });
-}
-
-async function objectKeys(bucket: string): Promise<string[]> {
-  const keys: string[] = [];
-  let token: string | undefined;
-  do {
-    const page = await gateway.client.send(new ListObjectsV2Command({ Bucket: bucket, ContinuationToken: token }));
-    keys.push(...(page.Contents ?? []).map((object) => object.Key!));
-    token = page.IsTruncated ? page.NextContinuationToken : undefined;
-  } while (token);
-  return keys.sort();
+  return createTestApp({ overrides: { ...gateway.registrySettings(bucket, 'ci/'), ...overrides }, configuration: UPSTREAM_CONFIGURATION(), storageDir });
 }
 
 const blobKey = (store: 'registry' | 'proxy', digest: string) => `ci/${store}/blobs/sha256/${digest.slice(7, 9)}/${digest.slice(7)}`;
-
-
-
 
 describe('the registry storing in an S3 bucket, streaming blobs itself', () => {
   const bucket = 'streamed';
@@ -91,7 +63,7 @@ describe('the registry storing in an S3 bucket, streaming blobs itself', () => {
     expect(files['manifest.json'].equals(image.manifest)).toBe(true);
     for (const digest of [image.configDigest, ...image.layerDigests]) expect(digestOf(files[digest.slice(7)])).toBe(digest);
 
-    const keys = await objectKeys(bucket);
+    const keys = await gateway.objectKeys(bucket);
     for (const digest of [image.manifestDigest, image.configDigest, ...image.layerDigests]) expect(keys).toContain(blobKey('registry', digest));
     // The storage directories only staged content on its way into the bucket.
     expect(filesUnder(app.config.registry_storage)).toEqual([]);
@@ -150,7 +122,7 @@ describe('the registry storing in an S3 bucket, streaming blobs itself', () => {
     await skopeoCopy(through, `dir:${path.join(work, 'cold')}`);
     // The last byte reaches the client once verified, before the staging file has gone up and away.
     await waitFor(() => filesUnder(app.config.proxy_storage).length === 0);
-    const keys = await objectKeys(bucket);
+    const keys = await gateway.objectKeys(bucket);
     for (const digest of [cached.manifestDigest, cached.configDigest, ...cached.layerDigests]) expect(keys).toContain(blobKey('proxy', digest));
 
     await upstream.stop();
@@ -170,7 +142,7 @@ describe('the registry storing in an S3 bucket, streaming blobs itself', () => {
     const report = await app.registry.collectGarbage();
     const removed = report.blobs.map((blob) => blob.digest);
     for (const digest of [doomed.manifestDigest, ...doomed.layerDigests]) expect(removed).toContain(digest);
-    const keys = await objectKeys(bucket);
+    const keys = await gateway.objectKeys(bucket);
     for (const digest of doomed.layerDigests) expect(keys).not.toContain(blobKey('registry', digest));
     for (const digest of image.layerDigests) expect(keys).toContain(blobKey('registry', digest));
     // What was kept still pulls.
@@ -292,7 +264,7 @@ describe('npm run migrate-storage: a filesystem registry moved into a bucket', (
 
       const bucket = 'migrated';
       await gateway.createBucket(bucket);
-      const flags = Object.entries(s3Settings(bucket)).flatMap(([key, value]) => [`--${key}`, value]);
+      const flags = Object.entries(gateway.registrySettings(bucket, 'ci/')).flatMap(([key, value]) => [`--${key}`, value]);
       const migrate = () => spawnSync(process.execPath, [MAIN, 'migrate-storage', ...flags], { cwd: storageDir, encoding: 'utf8', timeout: 120_000 });
       const first = migrate();
       expect(first.stderr.replace(/\(node:\d+\) Warning: NodeVersionSupportWarning[^]*?trace-warnings[^\n]*\n/, '')).toBe('');
@@ -305,7 +277,7 @@ describe('npm run migrate-storage: a filesystem registry moved into a bucket', (
       fs.rmSync(path.join(storageDir, 'storage', 'registry', 'blobs'), { recursive: true });
       fs.rmSync(path.join(storageDir, 'storage', 'proxy', 'blobs'), { recursive: true });
       await upstream.stop();
-      const onBucket = await createTestApp({ storageDir, overrides: s3Settings(bucket), configuration: UPSTREAM_CONFIGURATION() });
+      const onBucket = await createTestApp({ storageDir, overrides: gateway.registrySettings(bucket, 'ci/'), configuration: UPSTREAM_CONFIGURATION() });
       try {
         const pulled = path.join(work, 'migrated-pulled');
         await skopeoCopy(`docker://${onBucket.host}/team/migrated:v1`, `dir:${pulled}`);

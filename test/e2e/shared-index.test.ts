@@ -20,8 +20,8 @@ import { startUpstreamRegistry, UpstreamRegistry } from '../helpers/upstream-reg
  * Two replicas on one PostgreSQL database (`database = "postgres://…"`) and one S3 bucket (Ceph's RADOS
  * Gateway), each with its own local staging directories, as two machines would have: what one stores the
  * other serves, with real clients on each side; a collection on one while the other pushes loses nothing.
- * Then three replicas behind nginx's round-robin, whose upload sessions move between replicas: with the
- * upload directory on a volume they share (docs/scale-out.md).
+ * Then three replicas behind nginx's round-robin, whose upload sessions move between replicas: their bytes
+ * and state are in the bucket and the database, nothing on a volume they share (docs/scale-out.md).
  */
 jest.setTimeout(300_000);
 
@@ -38,12 +38,7 @@ const BUCKET = 'replicas';
 function replicaSettings(database: string, bucket: string): Record<string, string> {
   return {
     database,
-    'storage.backend': 's3',
-    'storage.s3.endpoint': gateway.endpoint,
-    'storage.s3.bucket': bucket,
-    'storage.s3.path_style': 'true',
-    'storage.s3.access_key_id': gateway.accessKeyId,
-    'storage.s3.secret_access_key': gateway.secretAccessKey,
+    ...gateway.registrySettings(bucket),
     // Old enough to collect what a test made garbage before its collection; new pushes stay protected.
     'gc.grace': '3s',
     'gc.interval': '0',
@@ -176,14 +171,15 @@ describe('two replicas sharing one PostgreSQL index and one bucket', () => {
   });
 });
 
-describe('three replicas behind nginx round-robin, the upload directory on a volume they share', () => {
+describe('three replicas behind nginx round-robin, upload sessions in the bucket', () => {
   let three: TestApp[];
   let nginx: StaticNginx;
   const balancedLog = () => path.join(work, 'balanced.log');
 
   beforeAll(async () => {
     await gateway.createBucket('round-robin');
-    const settings = { ...replicaSettings(await postgres.createDatabase(), 'round-robin'), temporary_registry_storage: path.join(work, 'shared-uploads') };
+    // Each replica with a directory of its own (createTestApp's temp dir): they share only the database and the bucket.
+    const settings = replicaSettings(await postgres.createDatabase(), 'round-robin');
     three = await Promise.all([1, 2, 3].map(() => createTestApp({ overrides: settings })));
     // Round-robin per request (no keepalive to the replicas): an upload's POST, PATCH and PUT go to different ones.
     nginx = await startStaticNginx(balancerConfiguration(path.join(work, 'balancer.conf'), three.map((app) => app.host), balancedLog()));
@@ -222,6 +218,28 @@ describe('three replicas behind nginx round-robin, the upload directory on a vol
     }
   });
 
+  test('a chunked upload whose PATCHes go round the replicas arrives whole, and leaves nothing under uploads/', async () => {
+    const client = new RegistryClient({ url: `http://${nginx.host}` });
+    const content = randomBytes(23 * 1024 * 1024);
+    let session = await client.startUpload('team/chunked');
+    // 6 MiB chunks: each one's bytes end in a part and a tail that the next replica takes on.
+    for (let start = 0; start < content.length; start += 6 * 1024 * 1024) {
+      session = await client.pushChunk(session, content.subarray(start, start + 6 * 1024 * 1024));
+    }
+    await client.finishUpload('team/chunked', session, digestOf(content));
+    const { body } = await client.getBlob('team/chunked', digestOf(content));
+    expect(body.equals(content)).toBe(true);
+    const patches = fs
+      .readFileSync(balancedLog(), 'utf8')
+      .split('\n')
+      .filter((line) => line.startsWith('PATCH ') && line.includes(session.uploadId))
+      .map((line) => line.split(' ')[3]);
+    expect(patches).toHaveLength(4);
+    expect(new Set(patches).size).toBe(3);
+    expect(await gateway.objectKeys('round-robin', 'registry/uploads/')).toEqual([]);
+    expect(await gateway.multipartKeys('round-robin', 'registry/uploads/')).toEqual([]);
+  });
+
   test('Docker Engine pulls through the balancer, and pushes the image to another name (its layers mounted)', async () => {
     let dockerd: Dockerd | undefined;
     try {
@@ -257,11 +275,10 @@ function balancerConfiguration(file: string, hosts: string[], log: string): stri
 describe('a replica killed with SIGKILL in the middle of a push', () => {
   let processes: ServerProcess[];
   let nginx: StaticNginx;
-  const uploads = () => path.join(work, 'killed-uploads');
 
   beforeAll(async () => {
     await gateway.createBucket('killed');
-    const settings = { ...replicaSettings(await postgres.createDatabase(), 'killed'), temporary_registry_storage: uploads() };
+    const settings = replicaSettings(await postgres.createDatabase(), 'killed');
     const args = Object.entries(settings).flatMap(([key, value]) => [`--${key}`, value]);
     processes = await Promise.all(
       [1, 2, 3].map((n) => {
@@ -278,26 +295,24 @@ describe('a replica killed with SIGKILL in the middle of a push', () => {
     await Promise.all((processes ?? []).map((replica) => replica.stop()));
   });
 
-  /** The replica that has an upload session's file open now (it is receiving a PATCH or PUT body), if any. */
-  function receivingReplica(): ServerProcess | undefined {
-    return processes.find((replica) => {
-      try {
-        return fs.readdirSync(`/proc/${replica.pid}/fd`).some((fd) => {
-          try {
-            return fs.readlinkSync(`/proc/${replica.pid}/fd/${fd}`).startsWith(path.join(uploads(), 'uploads'));
-          } catch {
-            return false;
-          }
-        });
-      } catch {
-        return false;
-      }
-    });
+  /** What each replica has read so far, from sockets and files alike (/proc/<pid>/io rchar). */
+  function bytesRead(replica: ServerProcess): number {
+    try {
+      return Number(/^rchar: (\d+)$/m.exec(fs.readFileSync(`/proc/${replica.pid}/io`, 'utf8'))?.[1] ?? 0);
+    } catch {
+      return 0;
+    }
+  }
+
+  /** The replica receiving a layer's body now: one that has read more since `before` than anything but a body (a tail is < 5 MiB). */
+  function receivingReplica(before: Map<ServerProcess, number>): ServerProcess | undefined {
+    return processes.find((replica) => bytesRead(replica) - (before.get(replica) ?? 0) > 10 * 1024 * 1024);
   }
 
   test('the push fails where the kill cut it; pushed again, it completes through the other replicas and pulls whole', async () => {
     const big = await buildImageLayout(path.join(work, 'killed-image'), { tag: 'v1', layers: 3, layerSize: 24 * 1024 * 1024, seed: 'sigkill' });
     const target = `docker://${nginx.host}/team/killed:v1`;
+    const before = new Map(processes.map((replica) => [replica, bytesRead(replica)]));
     const push = skopeoCopy(big.reference, target).then(
       () => 'pushed',
       (error: Error) => error.message,
@@ -305,7 +320,7 @@ describe('a replica killed with SIGKILL in the middle of a push', () => {
     let killed: ServerProcess | undefined;
     const deadline = Date.now() + 60_000;
     while (!killed && Date.now() < deadline) {
-      killed = receivingReplica();
+      killed = receivingReplica(before);
       if (!killed) await new Promise((resolve) => setTimeout(resolve, 5));
     }
     expect(killed).toBeDefined();

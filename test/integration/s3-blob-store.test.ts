@@ -15,6 +15,7 @@ import { createLogger } from '../../src/log';
 import { RegistryIndex } from '../../src/storage/registry-index';
 import { S3BlobStore, S3StoreOptions } from '../../src/storage/s3-blob-store';
 import { Radosgw, startRadosgw } from '../helpers/radosgw';
+import { FileUploadData } from '../../src/storage/file-upload-data';
 
 jest.setTimeout(120_000);
 
@@ -111,6 +112,21 @@ describe('S3BlobStore on radosgw', () => {
     expect(uploads.Uploads ?? []).toEqual([]);
   });
 
+  it.each([
+    ['in one CopyObject', {}],
+    ['part by part (UploadPartCopy) past the single-copy limit', { singleCopyMax: 1024 * 1024, copyPartSize: 5 * 1024 * 1024 }],
+  ])('adopts an object of the bucket under its digest %s, leaving the source', async (_how, options) => {
+    const { store, bucket } = await freshStore(options);
+    const content = randomBytes(11 * 1024 * 1024 + 17);
+    const source = 'team/registry/uploads/some-session/data';
+    await gateway.client.send(new PutObjectCommand({ Bucket: bucket, Key: source, Body: content }));
+    await store.adoptObject(source, sha256(content), content.length);
+    expect((await store.readAll(sha256(content))).equals(content)).toBe(true);
+    expect(await keys(bucket)).toContain(source);
+    const uploads = await gateway.client.send(new ListMultipartUploadsCommand({ Bucket: bucket }));
+    expect(uploads.Uploads ?? []).toEqual([]);
+  });
+
   it('leaves the local file in place when the bucket refuses it, for the caller to retry or remove', async () => {
     const store = new S3BlobStore({ client: gateway.client, bucket: 'no-such-bucket', prefix: '', stagingRoot: staging });
     const file = path.join(staging, 'kept');
@@ -196,14 +212,17 @@ describe('S3BlobStore on radosgw', () => {
     await begun('team/registry/blobs/sha256/ab/left-by-a-crash');
     // Another store's (or another application's) upload under another prefix is not this store's to abort.
     await begun('elsewhere/upload');
+    // An upload session's: it lives as long as its session (bucket-upload-data.ts), whatever its age.
+    await begun('team/registry/uploads/0b5e4c8e-1f9e-4a34-9a47-2a3c1d7e9f10/data');
     fs.mkdirSync(store.stagingDirectory, { recursive: true });
     fs.writeFileSync(path.join(store.stagingDirectory, 'left-by-a-crash'), 'x');
     const open = async () => ((await gateway.client.send(new ListMultipartUploadsCommand({ Bucket: bucket }))).Uploads ?? []).map((upload) => upload.Key);
 
     expect(await store.removeLeftovers(Date.now() - 60_000)).toBe(0);
-    expect((await open()).sort()).toEqual(['elsewhere/upload', 'team/registry/blobs/sha256/ab/left-by-a-crash']);
+    const session = 'team/registry/uploads/0b5e4c8e-1f9e-4a34-9a47-2a3c1d7e9f10/data';
+    expect((await open()).sort()).toEqual(['elsewhere/upload', 'team/registry/blobs/sha256/ab/left-by-a-crash', session]);
     expect(await store.removeLeftovers(Date.now() + 60_000)).toBe(2);
-    expect(await open()).toEqual(['elsewhere/upload']);
+    expect((await open()).sort()).toEqual(['elsewhere/upload', session]);
     expect(await readdir(store.stagingDirectory)).toEqual([]);
   });
 
@@ -252,7 +271,7 @@ describe('garbage collection on an S3 store', () => {
       const collector = new GarbageCollector({
         index,
         stores: { hosted, proxy },
-        temporaryRoot: dir,
+        uploads: new FileUploadData(index, hosted, dir),
         gc: { interval: 0, grace: 1_800_000, upload_ttl: 86_400_000, delete_untagged: false },
         proxy: { max_age: 0, max_size: 0 },
         log: createLogger('silent'),

@@ -1,0 +1,433 @@
+import { randomUUID } from 'node:crypto';
+import type { Readable } from 'node:stream';
+import {
+  AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
+  CreateMultipartUploadCommand,
+  DeleteObjectCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  ListMultipartUploadsCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  S3Client,
+  UploadPartCommand,
+} from '@aws-sdk/client-s3';
+import { IHasher, createSHA256, createSHA512 } from 'hash-wasm';
+import { DigestAlgorithm } from '../oci/digest';
+import { RegistryError } from '../oci/errors';
+import { BucketUploadChange, BucketUploadState, RegistryIndex, UploadPart, UploadRecord } from './registry-index';
+import { S3BlobStore, isMissingObject, storageError, withAttempts } from './s3-blob-store';
+import { UploadData, chunkLengthMismatch, uploadDataGone, uploadHeaders } from './uploads';
+
+/** S3's least part (but the last): bytes short of it wait in the session's tail object. */
+const MIN_PART = 5 * 1024 * 1024;
+/** Parts a chunk is cut into; memory holds two per chunk under way (one filling, one going up). */
+const PART_SIZE = 8 * 1024 * 1024;
+/** S3's most parts in one multipart upload: with PART_SIZE parts, blobs of up to 78 GiB. */
+const MAX_PARTS = 10_000;
+
+/*
+ * Upload sessions' bytes in the bucket (the s3 backend), so that a session's chunks may land on any
+ * replica, and a replica that dies mid-push leaves a session another continues:
+ *
+ *   <prefix>registry/uploads/<uploadId>/data          the session's S3 multipart upload (PART_SIZE parts),
+ *                                                     then, completed, the whole blob before its copy
+ *                                                     to blobs/<algorithm>/…
+ *   <prefix>registry/uploads/<uploadId>/tail-<random> the bytes past the last part (under MIN_PART)
+ *
+ * The index says which of these hold the session's acknowledged bytes (upload_parts, uploads.tail_key)
+ * and keeps the running sha256's state after them (hash-wasm: Node's hash cannot hand its state over), so
+ * no replica reads a session back to hash it. A chunk writes new parts (numbers the index hands out, so two
+ * requests never write one part) and a new tail, and then records them in one transaction, if the session
+ * is still as the chunk found it: of two requests continuing one session on two replicas (a client's
+ * retry), one wins and the other is refused with the session's offset. What a chunk wrote and did not
+ * record is never part of the blob: unlisted parts are dropped when the multipart upload completes, and
+ * garbage collection removes the rest (`expire`).
+ */
+export class BucketUploadData implements UploadData {
+  /** Nothing: a session's hash is in the index. */
+  readonly hashesInMemory = 0;
+
+  constructor(
+    private readonly index: RegistryIndex,
+    private readonly store: S3BlobStore,
+  ) {}
+
+  /** Nothing goes into the bucket before the first byte. */
+  async create(): Promise<void> {}
+
+  /** The index is the record: every byte it counts was in an object before it was counted. */
+  async reconcile(upload: UploadRecord): Promise<UploadRecord> {
+    return upload;
+  }
+
+  async append(upload: UploadRecord, body: Readable, expectedLength?: number): Promise<number> {
+    const state = await this.state(upload);
+    const hasher = await loadHasher('sha256', state.hashState);
+    const writer = new PartWriter(this, upload.id, state.multipartId);
+    let received = 0;
+    let cut: unknown;
+    try {
+      const chunks = body.iterator({ destroyOnReturn: false }) as AsyncIterator<Buffer>;
+      for (;;) {
+        let next: IteratorResult<Buffer>;
+        try {
+          next = await chunks.next();
+        } catch (error) {
+          // dist-spec: a chunk is accepted as received; the client asks for the offset and resumes there.
+          if (!body.readableAborted) throw error;
+          cut = error;
+          break;
+        }
+        if (next.done) break;
+        // The tail goes ahead of the chunk into the next part; only once a byte came (an empty PATCH changes nothing).
+        if (received === 0 && state.tailKey) await writer.addObject(state.tailKey);
+        received += next.value.length;
+        hasher.update(next.value);
+        await writer.add(next.value);
+      }
+      if (cut === undefined && expectedLength !== undefined && received !== expectedLength) {
+        throw chunkLengthMismatch(upload, expectedLength, received);
+      }
+      if (received === 0) {
+        if (cut !== undefined) throw cut;
+        return upload.size;
+      }
+      await this.record(upload, state, await writer.finish({ size: upload.size + received, hashState: saveHasher(hasher), last: false }));
+    } catch (error) {
+      await writer.abandon();
+      throw error;
+    }
+    if (cut !== undefined) throw cut;
+    return upload.size + received;
+  }
+
+  async digest(upload: UploadRecord, algorithm: DigestAlgorithm): Promise<string> {
+    const state = await this.state(upload);
+    if (algorithm === 'sha256') return `sha256:${(await loadHasher('sha256', state.hashState)).digest('hex')}`;
+    // Another algorithm (sha512, rare): the blob is assembled and read back once.
+    const key = await this.assemble(upload, state);
+    const hasher = await loadHasher(algorithm, null);
+    if (key !== null) for await (const chunk of await this.read(key)) hasher.update(chunk as Buffer);
+    return `${algorithm}:${hasher.digest('hex')}`;
+  }
+
+  async publish(upload: UploadRecord, digest: string): Promise<void> {
+    const key = await this.assemble(upload, await this.state(upload));
+    if (key === null) await this.store.writeVerified(Buffer.alloc(0), digest);
+    else await this.store.adoptObject(key, digest, upload.size);
+    await this.removeObjects(upload.id);
+  }
+
+  /** Best effort: what is left (the bucket did not answer) is garbage collection's (`expire`). */
+  async remove(id: string): Promise<void> {
+    const state = await this.index.bucketUpload(id);
+    if (state?.multipartId) await this.abort(id, state.multipartId).catch(() => undefined);
+    await this.removeObjects(id).catch(() => undefined);
+  }
+
+  forget(): void {}
+
+  /**
+   * Sessions untouched since `before` go with their bytes; so do multipart uploads and objects under
+   * uploads/ begun before it that no session records (a chunk that lost its race, or a replica that died
+   * before recording what it wrote).
+   */
+  async expire(before: number, dryRun: boolean): Promise<number> {
+    const sessions = new Map(
+      (await this.index.sql.all<{ id: string; multipartId: string | null; tailKey: string | null; updatedAt: number }>(
+        'SELECT id, multipart_id AS "multipartId", tail_key AS "tailKey", updated_at AS "updatedAt" FROM uploads',
+      )).map((session) => [session.id, session]),
+    );
+    let expired = 0;
+    for (const session of sessions.values()) {
+      if (session.updatedAt >= before) continue;
+      expired++;
+      sessions.delete(session.id);
+      if (dryRun) continue;
+      if (session.multipartId) await this.abort(session.id, session.multipartId);
+      await this.removeObjects(session.id);
+      await this.index.deleteUpload(session.id);
+    }
+    if (dryRun) return expired;
+    const prefix = this.store.uploadsPrefix;
+    const idOf = (key: string) => key.slice(prefix.length).split('/')[0];
+    for await (const upload of this.multipartUploads()) {
+      if (upload.initiated >= before || sessions.get(idOf(upload.key))?.multipartId === upload.uploadId) continue;
+      await this.send((client) => client.send(new AbortMultipartUploadCommand({ Bucket: this.store.bucket, Key: upload.key, UploadId: upload.uploadId }))).catch(
+        (error: unknown) => {
+          if (!isMissingObject(error)) throw error;
+        },
+      );
+    }
+    for await (const object of this.objects(prefix)) {
+      const session = sessions.get(idOf(object.key));
+      if (object.lastModified >= before || (session && session.tailKey === object.key)) continue;
+      await this.deleteObject(object.key);
+    }
+    return expired;
+  }
+
+  // --- what PartWriter and the steps above do in the bucket ---------------------------------------------
+
+  /** `<prefix>uploads/<id>/data`: the key of the session's multipart upload, and of the blob it completes to. */
+  dataKey(id: string): string {
+    return `${this.store.uploadsPrefix}${id}/data`;
+  }
+
+  newTailKey(id: string): string {
+    return `${this.store.uploadsPrefix}${id}/tail-${randomUUID()}`;
+  }
+
+  async startMultipart(id: string): Promise<string> {
+    const { UploadId } = await this.send((client) => client.send(new CreateMultipartUploadCommand({ Bucket: this.store.bucket, Key: this.dataKey(id) })));
+    if (!UploadId) throw storageError(new Error('CreateMultipartUpload answered no UploadId'), this.store.location);
+    return UploadId;
+  }
+
+  /** Sends one part under a part number no other request has; answers it as the index records it. */
+  async uploadPart(id: string, multipartId: string, content: Buffer): Promise<UploadPart> {
+    const partNumber = await this.index.reserveUploadParts(id, 1);
+    if (partNumber === null) throw uploadDataGone(id);
+    if (partNumber > MAX_PARTS) {
+      throw new RegistryError('BLOB_UPLOAD_INVALID', {
+        message: `an upload to this registry's bucket takes ${MAX_PARTS} parts of ${PART_SIZE / 1024 / 1024} MiB at most`,
+      });
+    }
+    const { ETag } = await withAttempts(() =>
+      this.send((client) =>
+        client.send(new UploadPartCommand({
+          Bucket: this.store.bucket,
+          Key: this.dataKey(id),
+          UploadId: multipartId,
+          PartNumber: partNumber,
+          Body: content,
+          ContentLength: content.length,
+        })),
+      ),
+    );
+    if (!ETag) throw storageError(new Error('UploadPart answered no ETag'), this.store.location);
+    return { partNumber, etag: ETag, size: content.length };
+  }
+
+  async putObject(key: string, content: Buffer): Promise<void> {
+    await withAttempts(() => this.send((client) => client.send(new PutObjectCommand({ Bucket: this.store.bucket, Key: key, Body: content, ContentLength: content.length }))));
+  }
+
+  async read(key: string): Promise<Readable> {
+    try {
+      return (await this.store.client.send(new GetObjectCommand({ Bucket: this.store.bucket, Key: key }))).Body as Readable;
+    } catch (error) {
+      if (isMissingObject(error)) throw new RegistryError('BLOB_UPLOAD_UNKNOWN', { message: 'upload data is gone' });
+      throw storageError(error, this.store.location);
+    }
+  }
+
+  async deleteObject(key: string): Promise<void> {
+    await this.send((client) => client.send(new DeleteObjectCommand({ Bucket: this.store.bucket, Key: key })));
+  }
+
+  // --- steps ------------------------------------------------------------------------------------------
+
+  /** The session's record in the index, which must be the one `upload` was read with. */
+  private async state(upload: UploadRecord): Promise<BucketUploadState> {
+    const state = await this.index.bucketUpload(upload.id);
+    if (!state) throw uploadDataGone(upload.id);
+    if (state.size !== upload.size) throw this.changedMeanwhile(upload, state.size);
+    // A session with bytes but no hash was not written by this store (an index moved from a filesystem registry).
+    if (state.size > 0 && state.hashState === null) throw uploadDataGone(upload.id);
+    return state;
+  }
+
+  /** Records a chunk's change; refused (and its objects left to `abandon`) when the session moved on meanwhile. */
+  private async record(upload: UploadRecord, from: BucketUploadState, to: BucketUploadChange): Promise<void> {
+    if (!(await this.index.commitBucketUpload(upload.id, from, to))) {
+      throw this.changedMeanwhile(upload, (await this.index.upload(upload.id))?.size ?? upload.size);
+    }
+    // The old tail's bytes are in the new parts or tail now.
+    if (from.tailKey && from.tailKey !== to.tailKey) await this.deleteObject(from.tailKey).catch(() => undefined);
+  }
+
+  /**
+   * The session's bytes as one object: its multipart upload completed with the tail as the last part, and
+   * recorded so (the data object as the tail, no parts) before anything else happens to it. Null for an
+   * empty session.
+   */
+  private async assemble(upload: UploadRecord, state: BucketUploadState): Promise<string | null> {
+    if (state.multipartId === null) return state.tailKey;
+    const writer = new PartWriter(this, upload.id, state.multipartId);
+    try {
+      if (state.tailKey) await writer.addObject(state.tailKey);
+      const last = await writer.finish({ size: state.size, hashState: state.hashState, last: true });
+      const parts = [...state.parts, ...last.newParts];
+      const key = this.dataKey(upload.id);
+      await this.complete(key, state.multipartId, parts, state.size);
+      await this.record(upload, state, { size: state.size, multipartId: null, tailKey: key, hashState: state.hashState, newParts: [], replaceParts: true });
+      return key;
+    } catch (error) {
+      await writer.abandon();
+      throw error;
+    }
+  }
+
+  /**
+   * CompleteMultipartUpload; when the upload is gone already and its object is there whole, a completion
+   * that was not recorded (the replica died after it), which is as good.
+   */
+  private async complete(key: string, multipartId: string, parts: UploadPart[], size: number): Promise<void> {
+    try {
+      await this.store.client.send(
+        new CompleteMultipartUploadCommand({
+          Bucket: this.store.bucket,
+          Key: key,
+          UploadId: multipartId,
+          MultipartUpload: { Parts: parts.map((part) => ({ PartNumber: part.partNumber, ETag: part.etag })) },
+        }),
+      );
+    } catch (error) {
+      if (!(isMissingObject(error) || (error as Error).name === 'NoSuchUpload')) throw storageError(error, this.store.location);
+      const head = await this.send((client) => client.send(new HeadObjectCommand({ Bucket: this.store.bucket, Key: key }))).catch(() => null);
+      if (head?.ContentLength !== size) throw storageError(error, this.store.location);
+    }
+  }
+
+  async abort(id: string, multipartId: string): Promise<void> {
+    try {
+      await this.store.client.send(new AbortMultipartUploadCommand({ Bucket: this.store.bucket, Key: this.dataKey(id), UploadId: multipartId }));
+    } catch (error) {
+      if (!(isMissingObject(error) || (error as Error).name === 'NoSuchUpload')) throw storageError(error, this.store.location);
+    }
+  }
+
+  /** Every object of the session. */
+  private async removeObjects(id: string): Promise<void> {
+    for await (const object of this.objects(`${this.store.uploadsPrefix}${id}/`)) await this.deleteObject(object.key);
+  }
+
+  private async *objects(prefix: string): AsyncIterable<{ key: string; lastModified: number }> {
+    let continuationToken: string | undefined;
+    do {
+      const page = await this.send((client) => client.send(new ListObjectsV2Command({ Bucket: this.store.bucket, Prefix: prefix, ContinuationToken: continuationToken })));
+      for (const object of page.Contents ?? []) {
+        if (object.Key) yield { key: object.Key, lastModified: object.LastModified?.getTime() ?? 0 };
+      }
+      continuationToken = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (continuationToken);
+  }
+
+  private async *multipartUploads(): AsyncIterable<{ key: string; uploadId: string; initiated: number }> {
+    let keyMarker: string | undefined;
+    let uploadIdMarker: string | undefined;
+    do {
+      const page = await this.send((client) =>
+        client.send(
+          new ListMultipartUploadsCommand({ Bucket: this.store.bucket, Prefix: this.store.uploadsPrefix, KeyMarker: keyMarker, UploadIdMarker: uploadIdMarker }),
+        ),
+      );
+      for (const upload of page.Uploads ?? []) {
+        if (upload.Key && upload.UploadId) yield { key: upload.Key, uploadId: upload.UploadId, initiated: upload.Initiated?.getTime() ?? 0 };
+      }
+      [keyMarker, uploadIdMarker] = page.IsTruncated ? [page.NextKeyMarker, page.NextUploadIdMarker] : [undefined, undefined];
+    } while (keyMarker !== undefined);
+  }
+
+  private changedMeanwhile(upload: UploadRecord, size: number): RegistryError {
+    return new RegistryError('RANGE_INVALID', {
+      message: 'another request changed this upload meanwhile; continue from the offset it has now',
+      detail: { uploadId: upload.id, offset: size },
+      headers: uploadHeaders(upload.repository, upload.id, size),
+    });
+  }
+
+  /** A request to the bucket, its failure said as the store's. */
+  private async send<T>(request: (client: S3Client) => Promise<T>): Promise<T> {
+    try {
+      return await request(this.store.client);
+    } catch (error) {
+      throw storageError(error, this.store.location);
+    }
+  }
+}
+
+/**
+ * Cuts a chunk's bytes into parts as they come, PART_SIZE each, one going up while the next fills; the
+ * bytes short of a part at the end become the session's new tail (or, `last`, its last part).
+ */
+class PartWriter {
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+  private sending: Promise<void> = Promise.resolve();
+  private readonly newParts: UploadPart[] = [];
+  private tailKey: string | null = null;
+  /** The multipart upload this chunk began, when the session had none. */
+  private begun: string | null = null;
+
+  constructor(
+    private readonly bucket: BucketUploadData,
+    private readonly id: string,
+    private multipartId: string | null,
+  ) {}
+
+  async add(chunk: Buffer): Promise<void> {
+    this.pending.push(chunk);
+    this.pendingBytes += chunk.length;
+    while (this.pendingBytes >= PART_SIZE) await this.sendPart(this.take(PART_SIZE));
+  }
+
+  /** An object's bytes (the old tail), streamed in. */
+  async addObject(key: string): Promise<void> {
+    for await (const chunk of await this.bucket.read(key)) await this.add(chunk as Buffer);
+  }
+
+  /** Sends what is left; the change to record. */
+  async finish(after: { size: number; hashState: string | null; last: boolean }): Promise<BucketUploadChange> {
+    const rest = this.take(this.pendingBytes);
+    if (rest.length >= MIN_PART || (after.last && rest.length > 0)) await this.sendPart(rest);
+    await this.sending;
+    if (rest.length > 0 && rest.length < MIN_PART && !after.last) {
+      this.tailKey = this.bucket.newTailKey(this.id);
+      await this.bucket.putObject(this.tailKey, rest);
+    }
+    return { size: after.size, multipartId: this.multipartId, tailKey: this.tailKey, hashState: after.hashState, newParts: this.newParts };
+  }
+
+  /**
+   * After a failure, or a chunk the index refused: the new tail goes, and so does a multipart upload this
+   * chunk began (no one records it); new parts of the session's upload are dropped by S3 when it completes
+   * without them.
+   */
+  async abandon(): Promise<void> {
+    await this.sending.catch(() => undefined);
+    if (this.tailKey) await this.bucket.deleteObject(this.tailKey).catch(() => undefined);
+    if (this.begun) await this.bucket.abort(this.id, this.begun).catch(() => undefined);
+  }
+
+  /** Waits for the part going up (its failure is this one's), then sends this one. */
+  private async sendPart(content: Buffer): Promise<void> {
+    await this.sending;
+    if (this.multipartId === null) this.multipartId = this.begun = await this.bucket.startMultipart(this.id);
+    const multipartId = this.multipartId;
+    this.sending = this.bucket.uploadPart(this.id, multipartId, content).then((part) => void this.newParts.push(part));
+    // Seen by the next sendPart or finish; not an unhandled rejection meanwhile.
+    this.sending.catch(() => undefined);
+  }
+
+  private take(bytes: number): Buffer {
+    const all = Buffer.concat(this.pending, this.pendingBytes);
+    this.pending = bytes < all.length ? [all.subarray(bytes)] : [];
+    this.pendingBytes = all.length - bytes;
+    return all.subarray(0, bytes);
+  }
+}
+
+async function loadHasher(algorithm: DigestAlgorithm, state: string | null): Promise<IHasher> {
+  const hasher = algorithm === 'sha512' ? await createSHA512() : await createSHA256();
+  hasher.init();
+  if (state !== null) hasher.load(Buffer.from(state, 'base64'));
+  return hasher;
+}
+
+function saveHasher(hasher: IHasher): string {
+  return Buffer.from(hasher.save()).toString('base64');
+}
