@@ -355,8 +355,9 @@ export class BucketUploadData implements UploadData {
  * bytes short of a part at the end become the session's new tail (or, `last`, its last part).
  */
 class PartWriter {
-  private pending: Buffer[] = [];
-  private pendingBytes = 0;
+  /** The part filling now; `filled` bytes of it so far. */
+  private part = Buffer.allocUnsafe(PART_SIZE);
+  private filled = 0;
   private sending: Promise<void> = Promise.resolve();
   private readonly newParts: UploadPart[] = [];
   private tailKey: string | null = null;
@@ -370,9 +371,12 @@ class PartWriter {
   ) {}
 
   async add(chunk: Buffer): Promise<void> {
-    this.pending.push(chunk);
-    this.pendingBytes += chunk.length;
-    while (this.pendingBytes >= PART_SIZE) await this.sendPart(this.take(PART_SIZE));
+    for (let offset = 0; offset < chunk.length; ) {
+      const copied = chunk.copy(this.part, this.filled, offset);
+      this.filled += copied;
+      offset += copied;
+      if (this.filled === PART_SIZE) await this.sendPart(this.takePart());
+    }
   }
 
   /** An object's bytes (the old tail), streamed in. */
@@ -382,7 +386,7 @@ class PartWriter {
 
   /** Sends what is left; the change to record. */
   async finish(after: { size: number; hashState: string | null; last: boolean }): Promise<BucketUploadChange> {
-    const rest = this.take(this.pendingBytes);
+    const rest = this.takePart();
     if (rest.length >= MIN_PART || (after.last && rest.length > 0)) await this.sendPart(rest);
     await this.sending;
     if (rest.length > 0 && rest.length < MIN_PART && !after.last) {
@@ -413,11 +417,12 @@ class PartWriter {
     this.sending.catch(() => undefined);
   }
 
-  private take(bytes: number): Buffer {
-    const all = Buffer.concat(this.pending, this.pendingBytes);
-    this.pending = bytes < all.length ? [all.subarray(bytes)] : [];
-    this.pendingBytes = all.length - bytes;
-    return all.subarray(0, bytes);
+  /** The bytes filled so far, as a part of their own; a fresh buffer fills next. */
+  private takePart(): Buffer {
+    const taken = this.part.subarray(0, this.filled);
+    this.part = Buffer.allocUnsafe(PART_SIZE);
+    this.filled = 0;
+    return taken;
   }
 }
 

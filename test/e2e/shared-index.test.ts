@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -275,6 +276,7 @@ function balancerConfiguration(file: string, hosts: string[], log: string): stri
 describe('a replica killed with SIGKILL in the middle of a push', () => {
   let processes: ServerProcess[];
   let nginx: StaticNginx;
+  const killed = new Set<ServerProcess>();
 
   beforeAll(async () => {
     await gateway.createBucket('killed');
@@ -304,9 +306,24 @@ describe('a replica killed with SIGKILL in the middle of a push', () => {
     }
   }
 
-  /** The replica receiving a layer's body now: one that has read more since `before` than anything but a body (a tail is < 5 MiB). */
-  function receivingReplica(before: Map<ServerProcess, number>): ServerProcess | undefined {
-    return processes.find((replica) => bytesRead(replica) - (before.get(replica) ?? 0) > 10 * 1024 * 1024);
+  /** The replica receiving a body now: one that has read more than `bytes` since `before` was taken. */
+  function receivingReplica(before: Map<ServerProcess, number>, bytes: number): ServerProcess | undefined {
+    return processes.find((replica) => !killed.has(replica) && bytesRead(replica) - (before.get(replica) ?? 0) > bytes);
+  }
+
+  /** Waits for a replica to receive a body, kills it with SIGKILL and waits for it to be gone; the one killed. */
+  async function killReceiving(before: Map<ServerProcess, number>, bytes: number): Promise<ServerProcess> {
+    let receiving: ServerProcess | undefined;
+    const deadline = Date.now() + 60_000;
+    while (!receiving && Date.now() < deadline) {
+      receiving = receivingReplica(before, bytes);
+      if (!receiving) await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    expect(receiving).toBeDefined();
+    receiving!.signal('SIGKILL');
+    expect(await receiving!.exited).toMatchObject({ signal: 'SIGKILL' });
+    killed.add(receiving!);
+    return receiving!;
   }
 
   test('the push fails where the kill cut it; pushed again, it completes through the other replicas and pulls whole', async () => {
@@ -317,15 +334,8 @@ describe('a replica killed with SIGKILL in the middle of a push', () => {
       () => 'pushed',
       (error: Error) => error.message,
     );
-    let killed: ServerProcess | undefined;
-    const deadline = Date.now() + 60_000;
-    while (!killed && Date.now() < deadline) {
-      killed = receivingReplica(before);
-      if (!killed) await new Promise((resolve) => setTimeout(resolve, 5));
-    }
-    expect(killed).toBeDefined();
-    killed!.signal('SIGKILL');
-    expect(await killed!.exited).toMatchObject({ signal: 'SIGKILL' });
+    // More than anything but a layer's body (a tail read back is under 5 MiB).
+    await killReceiving(before, 10 * 1024 * 1024);
     // The request the kill cut is a 502 from nginx (a body already sent is not replayed to another replica),
     // which skopeo does not retry (not even with --retry-times); running the push again completes it.
     expect(await push).toMatch(/502 Bad Gateway/);
@@ -336,5 +346,36 @@ describe('a replica killed with SIGKILL in the middle of a push', () => {
     const files = readDirTransport(pulled);
     expect(files['manifest.json'].equals(big.manifest)).toBe(true);
     for (const digest of big.layerDigests) expect(digestOf(files[digest.slice(7)])).toBe(digest);
+  });
+  test('a chunked upload whose replica is killed mid-PATCH goes on through another from the offset recorded before', async () => {
+    const MiB = 1024 * 1024;
+    const client = new RegistryClient({ url: `http://${nginx.host}` });
+    const content = randomBytes(20 * MiB);
+    // 12 MiB: an 8 MiB part and a 4 MiB tail, recorded in the index.
+    let session = await client.pushChunk(await client.startUpload('team/resumed'), content.subarray(0, 12 * MiB));
+
+    // The next chunk streams in and stops halfway, the replica receiving it is killed, the connection fails.
+    const before = new Map(processes.map((replica) => [replica, bytesRead(replica)]));
+    // A Content-Length (nginx passes a chunked body on only once it has all of it), of which half is sent.
+    const request = http.request(client.url(session.location), {
+      method: 'PATCH',
+      headers: { 'Content-Type': 'application/octet-stream', 'Content-Length': String(8 * MiB) },
+    });
+    const answered = new Promise<number>((resolve) => {
+      request.on('response', (response) => resolve(response.statusCode ?? 0));
+      request.on('error', () => resolve(0));
+    });
+    for (let offset = 12 * MiB; offset < 16 * MiB; offset += MiB) request.write(content.subarray(offset, offset + MiB));
+    await killReceiving(before, 2 * MiB);
+    expect([0, 502]).toContain(await answered);
+    request.destroy();
+
+    // What the dead replica was writing was never recorded: the session is where the last 202 left it.
+    const status = await client.fetch(session.location);
+    expect(status.status).toBe(204);
+    expect(status.headers.get('Range')).toBe(`0-${12 * MiB - 1}`);
+    session = await client.pushChunk(session, content.subarray(12 * MiB));
+    await client.finishUpload('team/resumed', session, digestOf(content));
+    expect((await client.getBlob('team/resumed', digestOf(content))).body.equals(content)).toBe(true);
   });
 });
