@@ -80,7 +80,7 @@ export const CONFIG_SCHEMA = {
     type: 'path',
     is: 'directory',
     default: 'storage/_tmp',
-    description: 'Directory for uploads in progress (renamed into registry_storage when finished, copied if on another filesystem)',
+    description: 'Directory for uploads in progress (renamed into registry_storage when finished, copied if on another filesystem); unused with the s3 backend, whose uploads are in the bucket',
   },
   max_upload_sessions: {
     type: 'integer',

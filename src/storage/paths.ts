@@ -22,6 +22,8 @@ import { parseDigest } from '../oci/digest';
  *   s3://<bucket>/<prefix>registry/blobs/sha256/ab/abcdef…   hosted content
  *   s3://<bucket>/<prefix>proxy/blobs/…                      cached upstream content
  *   s3://<bucket>/<prefix>{registry,proxy}/quarantine/…      corrupt objects found by verify
+ *   s3://<bucket>/<prefix>registry/uploads/<uploadId>/…      open upload sessions (bucket-upload-data.ts),
+ *                                                            instead of temporary_registry_storage/uploads/
  *   <registry_storage>/.incoming/, <proxy_storage>/.incoming/  content hashed locally before it goes up
  *   (no .trash: a sweep re-checks, then deletes; see gc.ts and blob_removals)
  */
