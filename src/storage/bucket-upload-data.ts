@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import {
   AbortMultipartUploadCommand,
   CompleteMultipartUploadCommand,
@@ -22,8 +22,9 @@ import { UploadData, chunkLengthMismatch, uploadDataGone, uploadHeaders } from '
 
 /** S3's least part (but the last): bytes short of it wait in the session's tail object. */
 const MIN_PART = 5 * 1024 * 1024;
-/** Parts a chunk is cut into; memory holds two per chunk under way (one filling, one going up). */
+/** Parts a chunk is cut into, and how many go up at once while the next fills (memory: 24 MiB per chunk under way). */
 const PART_SIZE = 8 * 1024 * 1024;
+const PARTS_IN_FLIGHT = 2;
 /** S3's most parts in one multipart upload: with PART_SIZE parts, blobs of up to 78 GiB. */
 const MAX_PARTS = 10_000;
 
@@ -117,13 +118,14 @@ export class BucketUploadData implements UploadData {
     const key = await this.assemble(upload, await this.state(upload));
     if (key === null) await this.store.writeVerified(Buffer.alloc(0), digest);
     else await this.store.adoptObject(key, digest, upload.size);
-    await this.removeObjects(upload.id);
+    // The blob is in place: what is left of the session (the bucket did not answer) is garbage collection's.
+    await this.removeObjects(upload.id).catch(() => undefined);
   }
 
   /** Best effort: what is left (the bucket did not answer) is garbage collection's (`expire`). */
   async remove(id: string): Promise<void> {
     const state = await this.index.bucketUpload(id);
-    if (state?.multipartId) await this.abort(id, state.multipartId).catch(() => undefined);
+    if (state?.multipartId) await this.abort(this.dataKey(id), state.multipartId).catch(() => undefined);
     await this.removeObjects(id).catch(() => undefined);
   }
 
@@ -146,7 +148,7 @@ export class BucketUploadData implements UploadData {
       expired++;
       sessions.delete(session.id);
       if (dryRun) continue;
-      if (session.multipartId) await this.abort(session.id, session.multipartId);
+      if (session.multipartId) await this.abort(this.dataKey(session.id), session.multipartId);
       await this.removeObjects(session.id);
       await this.index.deleteUpload(session.id);
     }
@@ -155,11 +157,7 @@ export class BucketUploadData implements UploadData {
     const idOf = (key: string) => key.slice(prefix.length).split('/')[0];
     for await (const upload of this.multipartUploads()) {
       if (upload.initiated >= before || sessions.get(idOf(upload.key))?.multipartId === upload.uploadId) continue;
-      await this.send((client) => client.send(new AbortMultipartUploadCommand({ Bucket: this.store.bucket, Key: upload.key, UploadId: upload.uploadId }))).catch(
-        (error: unknown) => {
-          if (!isMissingObject(error)) throw error;
-        },
-      );
+      await this.abort(upload.key, upload.uploadId);
     }
     for await (const object of this.objects(prefix)) {
       const session = sessions.get(idOf(object.key));
@@ -181,7 +179,9 @@ export class BucketUploadData implements UploadData {
   }
 
   async startMultipart(id: string): Promise<string> {
-    const { UploadId } = await this.send((client) => client.send(new CreateMultipartUploadCommand({ Bucket: this.store.bucket, Key: this.dataKey(id) })));
+    const { UploadId } = await this.send((client) =>
+      client.send(new CreateMultipartUploadCommand({ Bucket: this.store.bucket, Key: this.dataKey(id) })),
+    );
     if (!UploadId) throw storageError(new Error('CreateMultipartUpload answered no UploadId'), this.store.location);
     return UploadId;
   }
@@ -197,22 +197,36 @@ export class BucketUploadData implements UploadData {
     }
     const { ETag } = await withAttempts(() =>
       this.send((client) =>
-        client.send(new UploadPartCommand({
-          Bucket: this.store.bucket,
-          Key: this.dataKey(id),
-          UploadId: multipartId,
-          PartNumber: partNumber,
-          Body: content,
-          ContentLength: content.length,
-        })),
+        client.send(
+          new UploadPartCommand({
+            Bucket: this.store.bucket,
+            Key: this.dataKey(id),
+            UploadId: multipartId,
+            PartNumber: partNumber,
+            // A stream, not the buffer: the SDK would hash a buffer to sign it (a fifth of a push's CPU);
+            // the blob's own digest is checked at the end.
+            Body: Readable.from([content]),
+            ContentLength: content.length,
+          }),
+        ),
       ),
     );
     if (!ETag) throw storageError(new Error('UploadPart answered no ETag'), this.store.location);
     return { partNumber, etag: ETag, size: content.length };
   }
 
+  /** Aborts a multipart upload; one that is gone already is as good. */
+  async abort(key: string, multipartId: string): Promise<void> {
+    try {
+      await this.store.client.send(new AbortMultipartUploadCommand({ Bucket: this.store.bucket, Key: key, UploadId: multipartId }));
+    } catch (error) {
+      if (!(isMissingObject(error) || (error as Error).name === 'NoSuchUpload')) throw storageError(error, this.store.location);
+    }
+  }
+
   async putObject(key: string, content: Buffer): Promise<void> {
-    await withAttempts(() => this.send((client) => client.send(new PutObjectCommand({ Bucket: this.store.bucket, Key: key, Body: content, ContentLength: content.length }))));
+    const put = new PutObjectCommand({ Bucket: this.store.bucket, Key: key, Body: content, ContentLength: content.length });
+    await withAttempts(() => this.send((client) => client.send(put)));
   }
 
   async read(key: string): Promise<Readable> {
@@ -263,7 +277,8 @@ export class BucketUploadData implements UploadData {
       const parts = [...state.parts, ...last.newParts];
       const key = this.dataKey(upload.id);
       await this.complete(key, state.multipartId, parts, state.size);
-      await this.record(upload, state, { size: state.size, multipartId: null, tailKey: key, hashState: state.hashState, newParts: [], replaceParts: true });
+      const assembled = { size: state.size, multipartId: null, tailKey: key, hashState: state.hashState, newParts: [], replaceParts: true };
+      await this.record(upload, state, assembled);
       return key;
     } catch (error) {
       await writer.abandon();
@@ -292,14 +307,6 @@ export class BucketUploadData implements UploadData {
     }
   }
 
-  async abort(id: string, multipartId: string): Promise<void> {
-    try {
-      await this.store.client.send(new AbortMultipartUploadCommand({ Bucket: this.store.bucket, Key: this.dataKey(id), UploadId: multipartId }));
-    } catch (error) {
-      if (!(isMissingObject(error) || (error as Error).name === 'NoSuchUpload')) throw storageError(error, this.store.location);
-    }
-  }
-
   /** Every object of the session. */
   private async removeObjects(id: string): Promise<void> {
     for await (const object of this.objects(`${this.store.uploadsPrefix}${id}/`)) await this.deleteObject(object.key);
@@ -308,7 +315,8 @@ export class BucketUploadData implements UploadData {
   private async *objects(prefix: string): AsyncIterable<{ key: string; lastModified: number }> {
     let continuationToken: string | undefined;
     do {
-      const page = await this.send((client) => client.send(new ListObjectsV2Command({ Bucket: this.store.bucket, Prefix: prefix, ContinuationToken: continuationToken })));
+      const list = new ListObjectsV2Command({ Bucket: this.store.bucket, Prefix: prefix, ContinuationToken: continuationToken });
+      const page = await this.send((client) => client.send(list));
       for (const object of page.Contents ?? []) {
         if (object.Key) yield { key: object.Key, lastModified: object.LastModified?.getTime() ?? 0 };
       }
@@ -320,11 +328,13 @@ export class BucketUploadData implements UploadData {
     let keyMarker: string | undefined;
     let uploadIdMarker: string | undefined;
     do {
-      const page = await this.send((client) =>
-        client.send(
-          new ListMultipartUploadsCommand({ Bucket: this.store.bucket, Prefix: this.store.uploadsPrefix, KeyMarker: keyMarker, UploadIdMarker: uploadIdMarker }),
-        ),
-      );
+      const list = new ListMultipartUploadsCommand({
+        Bucket: this.store.bucket,
+        Prefix: this.store.uploadsPrefix,
+        KeyMarker: keyMarker,
+        UploadIdMarker: uploadIdMarker,
+      });
+      const page = await this.send((client) => client.send(list));
       for (const upload of page.Uploads ?? []) {
         if (upload.Key && upload.UploadId) yield { key: upload.Key, uploadId: upload.UploadId, initiated: upload.Initiated?.getTime() ?? 0 };
       }
@@ -351,14 +361,21 @@ export class BucketUploadData implements UploadData {
 }
 
 /**
- * Cuts a chunk's bytes into parts as they come, PART_SIZE each, one going up while the next fills; the
- * bytes short of a part at the end become the session's new tail (or, `last`, its last part).
+ * Cuts a chunk's bytes into parts as they come, PART_SIZE each, PARTS_IN_FLIGHT going up while the next
+ * fills (a 256 MiB PATCH into radosgw here: 6.1–7.2 s with one part at a time, 5.7–6.5 s with two, 5.4–6.0 s
+ * with four); the bytes short of a part at the end become the session's new tail (or, `last`, its last
+ * part). Its buffers are reused (a fresh 8 MiB buffer per part cost page faults and collections, a fifth
+ * of a push's CPU).
  */
 class PartWriter {
   /** The part filling now; `filled` bytes of it so far. */
-  private part = Buffer.allocUnsafe(PART_SIZE);
+  private part: Buffer = Buffer.allocUnsafe(PART_SIZE);
   private filled = 0;
-  private sending: Promise<void> = Promise.resolve();
+  /** Buffers of parts that are up, to fill again. */
+  private readonly spares: Buffer[] = [];
+  /** Parts going up, and the first failure among them. */
+  private readonly inFlight = new Set<Promise<void>>();
+  private failure: { error: unknown } | null = null;
   private readonly newParts: UploadPart[] = [];
   private tailKey: string | null = null;
   /** The multipart upload this chunk began, when the session had none. */
@@ -375,7 +392,7 @@ class PartWriter {
       const copied = chunk.copy(this.part, this.filled, offset);
       this.filled += copied;
       offset += copied;
-      if (this.filled === PART_SIZE) await this.sendPart(this.takePart());
+      if (this.filled === PART_SIZE) await this.sendPart(await this.takePart());
     }
   }
 
@@ -386,14 +403,15 @@ class PartWriter {
 
   /** Sends what is left; the change to record. */
   async finish(after: { size: number; hashState: string | null; last: boolean }): Promise<BucketUploadChange> {
-    const rest = this.takePart();
+    const rest = this.part.subarray(0, this.filled);
     if (rest.length >= MIN_PART || (after.last && rest.length > 0)) await this.sendPart(rest);
-    await this.sending;
+    await this.settle();
     if (rest.length > 0 && rest.length < MIN_PART && !after.last) {
       this.tailKey = this.bucket.newTailKey(this.id);
       await this.bucket.putObject(this.tailKey, rest);
     }
-    return { size: after.size, multipartId: this.multipartId, tailKey: this.tailKey, hashState: after.hashState, newParts: this.newParts };
+    const newParts = this.newParts.sort((a, b) => a.partNumber - b.partNumber);
+    return { size: after.size, multipartId: this.multipartId, tailKey: this.tailKey, hashState: after.hashState, newParts };
   }
 
   /**
@@ -402,27 +420,41 @@ class PartWriter {
    * without them.
    */
   async abandon(): Promise<void> {
-    await this.sending.catch(() => undefined);
+    await this.settle().catch(() => undefined);
     if (this.tailKey) await this.bucket.deleteObject(this.tailKey).catch(() => undefined);
-    if (this.begun) await this.bucket.abort(this.id, this.begun).catch(() => undefined);
+    if (this.begun) await this.bucket.abort(this.bucket.dataKey(this.id), this.begun).catch(() => undefined);
   }
 
-  /** Waits for the part going up (its failure is this one's), then sends this one. */
+  /** Starts sending a part (its number is taken as it starts, so numbers follow the bytes' order). */
   private async sendPart(content: Buffer): Promise<void> {
-    await this.sending;
     if (this.multipartId === null) this.multipartId = this.begun = await this.bucket.startMultipart(this.id);
-    const multipartId = this.multipartId;
-    this.sending = this.bucket.uploadPart(this.id, multipartId, content).then((part) => void this.newParts.push(part));
-    // Seen by the next sendPart or finish; not an unhandled rejection meanwhile.
-    this.sending.catch(() => undefined);
+    const sent: Promise<void> = this.bucket
+      .uploadPart(this.id, this.multipartId, content)
+      .then(
+        (part) => {
+          this.newParts.push(part);
+          this.spares.push(Buffer.from(content.buffer, content.byteOffset, PART_SIZE));
+        },
+        (error: unknown) => void (this.failure ??= { error }),
+      )
+      .finally(() => this.inFlight.delete(sent));
+    this.inFlight.add(sent);
   }
 
-  /** The bytes filled so far, as a part of their own; a fresh buffer fills next. */
-  private takePart(): Buffer {
+  /** The bytes filled so far, as a part; a free buffer fills next (waiting for one when all are going up). */
+  private async takePart(): Promise<Buffer> {
     const taken = this.part.subarray(0, this.filled);
-    this.part = Buffer.allocUnsafe(PART_SIZE);
+    while (this.inFlight.size >= PARTS_IN_FLIGHT) await Promise.race(this.inFlight);
+    if (this.failure) throw this.failure.error;
+    this.part = this.spares.pop() ?? Buffer.allocUnsafe(PART_SIZE);
     this.filled = 0;
     return taken;
+  }
+
+  /** Waits for every part going up; the first failure among them is thrown. */
+  private async settle(): Promise<void> {
+    await Promise.all(this.inFlight);
+    if (this.failure) throw this.failure.error;
   }
 }
 
