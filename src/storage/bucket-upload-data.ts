@@ -25,6 +25,8 @@ const MIN_PART = 5 * 1024 * 1024;
 /** Parts a chunk is cut into, and how many go up at once while the next fills (memory: 24 MiB per chunk under way). */
 const PART_SIZE = 8 * 1024 * 1024;
 const PARTS_IN_FLIGHT = 2;
+/** Part buffers kept between chunks (a fresh one costs its page faults and a collection). */
+const FREE_PARTS_KEPT = 4;
 /** S3's most parts in one multipart upload: with PART_SIZE parts, blobs of up to 78 GiB. */
 const MAX_PARTS = 10_000;
 
@@ -49,6 +51,7 @@ const MAX_PARTS = 10_000;
 export class BucketUploadData implements UploadData {
   /** Nothing: a session's hash is in the index. */
   readonly hashesInMemory = 0;
+  private readonly freeParts: Buffer[] = [];
 
   constructor(
     private readonly index: RegistryIndex,
@@ -168,6 +171,15 @@ export class BucketUploadData implements UploadData {
   }
 
   // --- what PartWriter and the steps above do in the bucket ---------------------------------------------
+
+  /** A PART_SIZE buffer to fill, and back once its content is up. */
+  partBuffer(): Buffer {
+    return this.freeParts.pop() ?? Buffer.allocUnsafe(PART_SIZE);
+  }
+
+  releasePart(buffer: Buffer): void {
+    if (this.freeParts.length < FREE_PARTS_KEPT) this.freeParts.push(buffer);
+  }
 
   /** `<prefix>uploads/<id>/data`: the key of the session's multipart upload, and of the blob it completes to. */
   dataKey(id: string): string {
@@ -365,11 +377,11 @@ export class BucketUploadData implements UploadData {
  * fills (a 256 MiB PATCH into radosgw here: 6.1–7.2 s with one part at a time, 5.7–6.5 s with two, 5.4–6.0 s
  * with four); the bytes short of a part at the end become the session's new tail (or, `last`, its last
  * part). Its buffers are reused (a fresh 8 MiB buffer per part cost page faults and collections, a fifth
- * of a push's CPU).
+ * of a push's CPU), and kept between chunks (BucketUploadData.freeParts).
  */
 class PartWriter {
-  /** The part filling now; `filled` bytes of it so far. */
-  private part: Buffer = Buffer.allocUnsafe(PART_SIZE);
+  /** The part filling now (from the first byte); `filled` bytes of it so far. */
+  private part: Buffer | null = null;
   private filled = 0;
   /** Buffers of parts that are up, to fill again. */
   private readonly spares: Buffer[] = [];
@@ -389,6 +401,7 @@ class PartWriter {
 
   async add(chunk: Buffer): Promise<void> {
     for (let offset = 0; offset < chunk.length; ) {
+      this.part ??= this.bucket.partBuffer();
       const copied = chunk.copy(this.part, this.filled, offset);
       this.filled += copied;
       offset += copied;
@@ -403,13 +416,17 @@ class PartWriter {
 
   /** Sends what is left; the change to record. */
   async finish(after: { size: number; hashState: string | null; last: boolean }): Promise<BucketUploadChange> {
-    const rest = this.part.subarray(0, this.filled);
-    if (rest.length >= MIN_PART || (after.last && rest.length > 0)) await this.sendPart(rest);
+    const rest = this.part?.subarray(0, this.filled) ?? Buffer.alloc(0);
+    if (rest.length >= MIN_PART || (after.last && rest.length > 0)) {
+      await this.sendPart(rest);
+      this.part = null;
+    }
     await this.settle();
     if (rest.length > 0 && rest.length < MIN_PART && !after.last) {
       this.tailKey = this.bucket.newTailKey(this.id);
       await this.bucket.putObject(this.tailKey, rest);
     }
+    this.releaseBuffers();
     const newParts = this.newParts.sort((a, b) => a.partNumber - b.partNumber);
     return { size: after.size, multipartId: this.multipartId, tailKey: this.tailKey, hashState: after.hashState, newParts };
   }
@@ -421,6 +438,7 @@ class PartWriter {
    */
   async abandon(): Promise<void> {
     await this.settle().catch(() => undefined);
+    this.releaseBuffers();
     if (this.tailKey) await this.bucket.deleteObject(this.tailKey).catch(() => undefined);
     if (this.begun) await this.bucket.abort(this.bucket.dataKey(this.id), this.begun).catch(() => undefined);
   }
@@ -443,12 +461,19 @@ class PartWriter {
 
   /** The bytes filled so far, as a part; a free buffer fills next (waiting for one when all are going up). */
   private async takePart(): Promise<Buffer> {
-    const taken = this.part.subarray(0, this.filled);
+    const taken = this.part!.subarray(0, this.filled);
     while (this.inFlight.size >= PARTS_IN_FLIGHT) await Promise.race(this.inFlight);
     if (this.failure) throw this.failure.error;
-    this.part = this.spares.pop() ?? Buffer.allocUnsafe(PART_SIZE);
+    this.part = this.spares.pop() ?? this.bucket.partBuffer();
     this.filled = 0;
     return taken;
+  }
+
+  /** Once nothing is going up: the buffers go back for the next chunk. */
+  private releaseBuffers(): void {
+    for (const buffer of [...this.spares, ...(this.part ? [this.part] : [])]) this.bucket.releasePart(buffer);
+    this.spares.length = 0;
+    this.part = null;
   }
 
   /** Waits for every part going up; the first failure among them is thrown. */

@@ -219,6 +219,30 @@ describe('three replicas behind nginx round-robin, upload sessions in the bucket
     }
   });
 
+  test('podman pushes through the balancer an image none of them has seen, and every replica serves it', async () => {
+    // podman names an image it pulls from a layout after the layout's path, which must be lower case.
+    const layout = path.join(os.tmpdir(), `podman-round-robin-${process.pid}`);
+    const image = await buildImageLayout(layout, { tag: 'v1', layers: 3, layerSize: 3_000_000, seed: 'podman-round-robin' });
+    const podman = createPodman();
+    try {
+      await podman.run(['pull', image.reference]);
+      const [local] = (await podman.run(['images', '--quiet', '--no-trunc'])).split('\n');
+      await podman.run(['push', '--tls-verify=false', local, `docker://${nginx.host}/team/podman-pushed:v1`]);
+    } finally {
+      await podman.cleanup();
+      fs.rmSync(layout, { recursive: true, force: true });
+    }
+    for (const app of three) {
+      const pulled = path.join(work, `podman-pushed-from-${app.host.replace(':', '-')}`);
+      await skopeoCopy(`docker://${app.host}/team/podman-pushed:v1`, `dir:${pulled}`);
+      const files = readDirTransport(pulled);
+      // podman may compress again, so the layers are checked against the manifest it pushed.
+      const manifest = JSON.parse(files['manifest.json'].toString()) as { layers: Array<{ digest: string }> };
+      expect(manifest.layers).toHaveLength(3);
+      for (const layer of manifest.layers) expect(digestOf(files[layer.digest.slice(7)])).toBe(layer.digest);
+    }
+  });
+
   test('a chunked upload whose PATCHes go round the replicas arrives whole, and leaves nothing under uploads/', async () => {
     const client = new RegistryClient({ url: `http://${nginx.host}` });
     const content = randomBytes(23 * 1024 * 1024);
