@@ -25,6 +25,11 @@ const MIN_PART = 5 * 1024 * 1024;
 /** Parts a chunk is cut into, and how many go up at once while the next fills (memory: 24 MiB per chunk under way). */
 const PART_SIZE = 8 * 1024 * 1024;
 const PARTS_IN_FLIGHT = 2;
+/**
+ * Part buffers of all chunks under way together (256 MiB): past it, a chunk whose part is full waits for a
+ * buffer (reading no more of its body) rather than the process growing with every PATCH a client opens.
+ */
+const MAX_PART_BUFFERS = 32;
 /** Part buffers kept between chunks (a fresh one costs its page faults and a collection). */
 const FREE_PARTS_KEPT = 4;
 /** S3's most parts in one multipart upload: with PART_SIZE parts, blobs of up to 78 GiB. */
@@ -52,6 +57,9 @@ export class BucketUploadData implements UploadData {
   /** Nothing: a session's hash is in the index. */
   readonly hashesInMemory = 0;
   private readonly freeParts: Buffer[] = [];
+  /** Part buffers lent to chunks now, and the chunks waiting for one. */
+  private partsLent = 0;
+  private readonly waitingForParts: Array<() => void> = [];
 
   constructor(
     private readonly index: RegistryIndex,
@@ -172,13 +180,27 @@ export class BucketUploadData implements UploadData {
 
   // --- what PartWriter and the steps above do in the bucket ---------------------------------------------
 
-  /** A PART_SIZE buffer to fill, and back once its content is up. */
-  partBuffer(): Buffer {
-    return this.freeParts.pop() ?? Buffer.allocUnsafe(PART_SIZE);
+  /** A PART_SIZE buffer to fill, waiting while MAX_PART_BUFFERS are lent; `releasePart` gives it back. */
+  async partBuffer(): Promise<Buffer> {
+    while (this.partsLent >= MAX_PART_BUFFERS) await new Promise<void>((resolve) => this.waitingForParts.push(resolve));
+    return this.lendPart();
   }
 
-  releasePart(buffer: Buffer): void {
-    if (this.freeParts.length < FREE_PARTS_KEPT) this.freeParts.push(buffer);
+  /** A buffer when one can be lent at once; null otherwise. */
+  tryPartBuffer(): Buffer | null {
+    return this.partsLent < MAX_PART_BUFFERS ? this.lendPart() : null;
+  }
+
+  /** A buffer back; null for one that may not be reused (a failed part's, which a socket may still hold). */
+  releasePart(buffer: Buffer | null): void {
+    this.partsLent--;
+    if (buffer && this.freeParts.length < FREE_PARTS_KEPT) this.freeParts.push(buffer);
+    this.waitingForParts.shift()?.();
+  }
+
+  private lendPart(): Buffer {
+    this.partsLent++;
+    return this.freeParts.pop() ?? Buffer.allocUnsafe(PART_SIZE);
   }
 
   /** `<prefix>uploads/<id>/data`: the key of the session's multipart upload, and of the blob it completes to. */
@@ -401,11 +423,11 @@ class PartWriter {
 
   async add(chunk: Buffer): Promise<void> {
     for (let offset = 0; offset < chunk.length; ) {
-      this.part ??= this.bucket.partBuffer();
+      this.part ??= await this.nextBuffer();
       const copied = chunk.copy(this.part, this.filled, offset);
       this.filled += copied;
       offset += copied;
-      if (this.filled === PART_SIZE) await this.sendPart(await this.takePart());
+      if (this.filled === PART_SIZE) await this.sendPart(this.takePart());
     }
   }
 
@@ -417,10 +439,7 @@ class PartWriter {
   /** Sends what is left; the change to record. */
   async finish(after: { size: number; hashState: string | null; last: boolean }): Promise<BucketUploadChange> {
     const rest = this.part?.subarray(0, this.filled) ?? Buffer.alloc(0);
-    if (rest.length >= MIN_PART || (after.last && rest.length > 0)) {
-      await this.sendPart(rest);
-      this.part = null;
-    }
+    if (rest.length >= MIN_PART || (after.last && rest.length > 0)) await this.sendPart(this.takePart());
     await this.settle();
     if (rest.length > 0 && rest.length < MIN_PART && !after.last) {
       this.tailKey = this.bucket.newTailKey(this.id);
@@ -443,43 +462,74 @@ class PartWriter {
     if (this.begun) await this.bucket.abort(this.bucket.dataKey(this.id), this.begun).catch(() => undefined);
   }
 
-  /** Starts sending a part (its number is taken as it starts, so numbers follow the bytes' order). */
+  /** The part filled so far, out of the writer's hands. */
+  private takePart(): Buffer {
+    const taken = this.part!.subarray(0, this.filled);
+    this.part = null;
+    this.filled = 0;
+    return taken;
+  }
+
+  /**
+   * Starts sending a part once fewer than PARTS_IN_FLIGHT are going up (its number is taken as it starts,
+   * so numbers follow the bytes' order); its buffer comes back as a spare once it is up.
+   */
   private async sendPart(content: Buffer): Promise<void> {
-    if (this.multipartId === null) this.multipartId = this.begun = await this.bucket.startMultipart(this.id);
+    const buffer = Buffer.from(content.buffer, content.byteOffset, PART_SIZE);
+    let multipartId: string;
+    try {
+      while (this.inFlight.size >= PARTS_IN_FLIGHT) await Promise.race(this.inFlight);
+      if (this.failure) throw this.failure.error;
+      if (this.multipartId === null) this.multipartId = this.begun = await this.bucket.startMultipart(this.id);
+      multipartId = this.multipartId;
+    } catch (error) {
+      this.bucket.releasePart(buffer);
+      throw error;
+    }
     const sent: Promise<void> = this.bucket
-      .uploadPart(this.id, this.multipartId, content)
+      .uploadPart(this.id, multipartId, content)
       .then(
         (part) => {
           this.newParts.push(part);
-          this.spares.push(Buffer.from(content.buffer, content.byteOffset, PART_SIZE));
+          this.spares.push(buffer);
         },
-        (error: unknown) => void (this.failure ??= { error }),
+        (error: unknown) => {
+          this.failure ??= { error };
+          this.bucket.releasePart(null);
+        },
       )
       .finally(() => this.inFlight.delete(sent));
     this.inFlight.add(sent);
   }
 
-  /** The bytes filled so far, as a part; a free buffer fills next (waiting for one when all are going up). */
-  private async takePart(): Promise<Buffer> {
-    const taken = this.part!.subarray(0, this.filled);
-    while (this.inFlight.size >= PARTS_IN_FLIGHT) await Promise.race(this.inFlight);
-    if (this.failure) throw this.failure.error;
-    this.part = this.spares.pop() ?? this.bucket.partBuffer();
-    this.filled = 0;
-    return taken;
-  }
-
-  /** Once nothing is going up: the buffers go back for the next chunk. */
-  private releaseBuffers(): void {
-    for (const buffer of [...this.spares, ...(this.part ? [this.part] : [])]) this.bucket.releasePart(buffer);
-    this.spares.length = 0;
-    this.part = null;
+  /**
+   * A buffer to fill: a spare, or one lent by the bucket. A chunk with parts going up takes a new one only
+   * if it is free at once, and otherwise waits for its own part's buffer; one with none waits its turn.
+   * (Waiting for a loan while holding buffers could leave every chunk waiting for another's.)
+   */
+  private async nextBuffer(): Promise<Buffer> {
+    for (;;) {
+      const spare = this.spares.pop();
+      if (spare) return spare;
+      if (this.failure) throw this.failure.error;
+      if (this.inFlight.size === 0) return this.bucket.partBuffer();
+      const lent = this.bucket.tryPartBuffer();
+      if (lent) return lent;
+      await Promise.race(this.inFlight);
+    }
   }
 
   /** Waits for every part going up; the first failure among them is thrown. */
   private async settle(): Promise<void> {
     await Promise.all(this.inFlight);
     if (this.failure) throw this.failure.error;
+  }
+
+  /** Once nothing is going up: the buffers go back to the bucket. */
+  private releaseBuffers(): void {
+    for (const buffer of [...this.spares, ...(this.part ? [this.part] : [])]) this.bucket.releasePart(buffer);
+    this.spares.length = 0;
+    this.part = null;
   }
 }
 

@@ -109,6 +109,22 @@ describe('a session in the bucket', () => {
     expect(await gateway.multipartKeys(bucket, UPLOADS)).toEqual([]);
   });
 
+  test('24 chunks of 17 MiB at once share 32 part buffers: all arrive, and every buffer is given back', async () => {
+    const contents = Array.from({ length: 24 }, () => randomBytes(17 * MiB));
+    await Promise.all(
+      contents.map(async (content, n) => {
+        const session = await client.pushChunk(await client.startUpload(`bucket/many-${n}`), content);
+        await client.finishUpload(`bucket/many-${n}`, session, digestOf(content));
+      }),
+    );
+    for (const [n, content] of contents.entries()) {
+      expect((await client.getBlob(`bucket/many-${n}`, digestOf(content))).body.equals(content)).toBe(true);
+    }
+    const uploadData = (app.registry as unknown as { uploadData: { partsLent: number; waitingForParts: unknown[] } }).uploadData;
+    expect(uploadData.partsLent).toBe(0);
+    expect(uploadData.waitingForParts).toEqual([]);
+  });
+
   test('a body cut midway keeps what arrived, and the push goes on from there', async () => {
     const content = randomBytes(12 * MiB);
     let session = await client.startUpload('bucket/cut');
