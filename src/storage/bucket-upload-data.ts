@@ -30,8 +30,13 @@ const PARTS_IN_FLIGHT = 2;
  * buffer (reading no more of its body) rather than the process growing with every PATCH a client opens.
  */
 const MAX_PART_BUFFERS = 32;
-/** Part buffers kept between chunks (a fresh one costs its page faults and a collection). */
+/**
+ * Part buffers kept between chunks (a fresh one costs its page faults and a collection), until no chunk
+ * has been under way for FREE_PARTS_IDLE_MS (a push's PATCHes follow each other within milliseconds; an
+ * idle registry gives the memory back).
+ */
 const FREE_PARTS_KEPT = 4;
+const FREE_PARTS_IDLE_MS = 2000;
 /** S3's most parts in one multipart upload: with PART_SIZE parts, blobs of up to 78 GiB. */
 const MAX_PARTS = 10_000;
 
@@ -60,6 +65,7 @@ export class BucketUploadData implements UploadData {
   /** Part buffers lent to chunks now, and the chunks waiting for one. */
   private partsLent = 0;
   private readonly waitingForParts: Array<() => void> = [];
+  private freePartsTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly index: RegistryIndex,
@@ -196,9 +202,14 @@ export class BucketUploadData implements UploadData {
     this.partsLent--;
     if (buffer && this.freeParts.length < FREE_PARTS_KEPT) this.freeParts.push(buffer);
     this.waitingForParts.shift()?.();
+    if (this.partsLent === 0) {
+      clearTimeout(this.freePartsTimer);
+      this.freePartsTimer = setTimeout(() => (this.freeParts.length = 0), FREE_PARTS_IDLE_MS).unref();
+    }
   }
 
   private lendPart(): Buffer {
+    clearTimeout(this.freePartsTimer);
     this.partsLent++;
     return this.freeParts.pop() ?? Buffer.allocUnsafe(PART_SIZE);
   }
