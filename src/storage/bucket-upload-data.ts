@@ -416,8 +416,6 @@ class PartWriter {
   /** The part filling now (from the first byte); `filled` bytes of it so far. */
   private part: Buffer | null = null;
   private filled = 0;
-  /** Buffers of parts that are up, to fill again. */
-  private readonly spares: Buffer[] = [];
   /** Parts going up, and the first failure among them. */
   private readonly inFlight = new Set<Promise<void>>();
   private failure: { error: unknown } | null = null;
@@ -483,7 +481,8 @@ class PartWriter {
 
   /**
    * Starts sending a part once fewer than PARTS_IN_FLIGHT are going up (its number is taken as it starts,
-   * so numbers follow the bytes' order); its buffer comes back as a spare once it is up.
+   * so numbers follow the bytes' order); its buffer goes back to the bucket once it is up, so that a chunk
+   * whose client goes slow holds one buffer, the one filling.
    */
   private async sendPart(content: Buffer): Promise<void> {
     const buffer = Buffer.from(content.buffer, content.byteOffset, PART_SIZE);
@@ -502,7 +501,7 @@ class PartWriter {
       .then(
         (part) => {
           this.newParts.push(part);
-          this.spares.push(buffer);
+          this.bucket.releasePart(buffer);
         },
         (error: unknown) => {
           this.failure ??= { error };
@@ -514,14 +513,12 @@ class PartWriter {
   }
 
   /**
-   * A buffer to fill: a spare, or one lent by the bucket. A chunk with parts going up takes a new one only
-   * if it is free at once, and otherwise waits for its own part's buffer; one with none waits its turn.
-   * (Waiting for a loan while holding buffers could leave every chunk waiting for another's.)
+   * A buffer to fill, lent by the bucket. A chunk with parts going up takes one only if it is free at once,
+   * and otherwise waits for a part of its own to be up (giving its buffer back); one with none waits its
+   * turn. (Waiting in turn while holding buffers could leave every chunk waiting for another's.)
    */
   private async nextBuffer(): Promise<Buffer> {
     for (;;) {
-      const spare = this.spares.pop();
-      if (spare) return spare;
       if (this.failure) throw this.failure.error;
       if (this.inFlight.size === 0) return this.bucket.partBuffer();
       const lent = this.bucket.tryPartBuffer();
@@ -536,10 +533,9 @@ class PartWriter {
     if (this.failure) throw this.failure.error;
   }
 
-  /** Once nothing is going up: the buffers go back to the bucket. */
+  /** Once nothing is going up: the buffer filling goes back to the bucket. */
   private releaseBuffers(): void {
-    for (const buffer of [...this.spares, ...(this.part ? [this.part] : [])]) this.bucket.releasePart(buffer);
-    this.spares.length = 0;
+    if (this.part) this.bucket.releasePart(this.part);
     this.part = null;
   }
 }

@@ -181,7 +181,8 @@ describe('three replicas behind nginx round-robin, upload sessions in the bucket
     await gateway.createBucket('round-robin');
     // Each replica with a directory of its own (createTestApp's temp dir): they share only the database and the bucket.
     const settings = replicaSettings(await postgres.createDatabase(), 'round-robin');
-    three = await Promise.all([1, 2, 3].map(() => createTestApp({ overrides: settings })));
+    const configuration = `[[proxy.upstreams]]\nhost = "registry-1.docker.io"\nurl = "${upstream.url}"\n`;
+    three = await Promise.all([1, 2, 3].map(() => createTestApp({ overrides: settings, configuration })));
     // Round-robin per request (no keepalive to the replicas): an upload's POST, PATCH and PUT go to different ones.
     nginx = await startStaticNginx(balancerConfiguration(path.join(work, 'balancer.conf'), three.map((app) => app.host), balancedLog()));
   });
@@ -217,6 +218,33 @@ describe('three replicas behind nginx round-robin, upload sessions in the bucket
     } finally {
       await podman.cleanup();
     }
+  });
+
+  test('16 concurrent cold pulls of one blob through the balancer, spread over the three, make one upstream GET', async () => {
+    const blob = randomBytes(3 * 1024 * 1024);
+    const digest = digestOf(blob);
+    const pusher = new RegistryClient(upstream);
+    await pusher.finishUpload('library/balanced', await pusher.startUpload('library/balanced'), digest, blob);
+    const before = (await upstream.accessLog()).length;
+    const blobPath = `/v2/proxy/docker.io/library/balanced/blobs/${digest}`;
+    const bodies = await Promise.all(
+      Array.from({ length: 16 }, async () => {
+        const response = await fetch(`http://${nginx.host}${blobPath}`);
+        expect(response.status).toBe(200);
+        return Buffer.from(await response.arrayBuffer());
+      }),
+    );
+    for (const body of bodies) expect(digestOf(body)).toBe(digest);
+    const gets = (await upstream.accessLog()).slice(before).filter((entry) => entry.method === 'GET' && entry.uri.endsWith(`/blobs/${digest}`));
+    expect(gets).toHaveLength(1);
+    // The balancer's log: which replica answered each of the 16.
+    const answered = fs
+      .readFileSync(balancedLog(), 'utf8')
+      .split('\n')
+      .filter((line) => line.startsWith(`GET ${blobPath} 200 `))
+      .map((line) => line.split(' ')[3]);
+    expect(answered).toHaveLength(16);
+    expect(new Set(answered).size).toBe(3);
   });
 
   test('podman pushes through the balancer an image none of them has seen, and every replica serves it', async () => {
