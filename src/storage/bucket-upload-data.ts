@@ -1,14 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
 import {
-  AbortMultipartUploadCommand,
   CompleteMultipartUploadCommand,
   CreateMultipartUploadCommand,
   DeleteObjectCommand,
   GetObjectCommand,
   HeadObjectCommand,
-  ListMultipartUploadsCommand,
-  ListObjectsV2Command,
   PutObjectCommand,
   S3Client,
   UploadPartCommand,
@@ -172,11 +169,11 @@ export class BucketUploadData implements UploadData {
     if (dryRun) return expired;
     const prefix = this.store.uploadsPrefix;
     const idOf = (key: string) => key.slice(prefix.length).split('/')[0];
-    for await (const upload of this.multipartUploads()) {
+    for await (const upload of this.store.multipartUploads(prefix)) {
       if (upload.initiated >= before || sessions.get(idOf(upload.key))?.multipartId === upload.uploadId) continue;
       await this.abort(upload.key, upload.uploadId);
     }
-    for await (const object of this.objects(prefix)) {
+    for await (const object of this.store.objects(prefix)) {
       const session = sessions.get(idOf(object.key));
       if (object.lastModified >= before || (session && session.tailKey === object.key)) continue;
       await this.deleteObject(object.key);
@@ -261,12 +258,8 @@ export class BucketUploadData implements UploadData {
   }
 
   /** Aborts a multipart upload; one that is gone already is as good. */
-  async abort(key: string, multipartId: string): Promise<void> {
-    try {
-      await this.store.client.send(new AbortMultipartUploadCommand({ Bucket: this.store.bucket, Key: key, UploadId: multipartId }));
-    } catch (error) {
-      if (!(isMissingObject(error) || (error as Error).name === 'NoSuchUpload')) throw storageError(error, this.store.location);
-    }
+  abort(key: string, multipartId: string): Promise<void> {
+    return this.store.abortMultipart(key, multipartId);
   }
 
   async putObject(key: string, content: Buffer): Promise<void> {
@@ -354,37 +347,7 @@ export class BucketUploadData implements UploadData {
 
   /** Every object of the session. */
   private async removeObjects(id: string): Promise<void> {
-    for await (const object of this.objects(`${this.store.uploadsPrefix}${id}/`)) await this.deleteObject(object.key);
-  }
-
-  private async *objects(prefix: string): AsyncIterable<{ key: string; lastModified: number }> {
-    let continuationToken: string | undefined;
-    do {
-      const list = new ListObjectsV2Command({ Bucket: this.store.bucket, Prefix: prefix, ContinuationToken: continuationToken });
-      const page = await this.send((client) => client.send(list));
-      for (const object of page.Contents ?? []) {
-        if (object.Key) yield { key: object.Key, lastModified: object.LastModified?.getTime() ?? 0 };
-      }
-      continuationToken = page.IsTruncated ? page.NextContinuationToken : undefined;
-    } while (continuationToken);
-  }
-
-  private async *multipartUploads(): AsyncIterable<{ key: string; uploadId: string; initiated: number }> {
-    let keyMarker: string | undefined;
-    let uploadIdMarker: string | undefined;
-    do {
-      const list = new ListMultipartUploadsCommand({
-        Bucket: this.store.bucket,
-        Prefix: this.store.uploadsPrefix,
-        KeyMarker: keyMarker,
-        UploadIdMarker: uploadIdMarker,
-      });
-      const page = await this.send((client) => client.send(list));
-      for (const upload of page.Uploads ?? []) {
-        if (upload.Key && upload.UploadId) yield { key: upload.Key, uploadId: upload.UploadId, initiated: upload.Initiated?.getTime() ?? 0 };
-      }
-      [keyMarker, uploadIdMarker] = page.IsTruncated ? [page.NextKeyMarker, page.NextUploadIdMarker] : [undefined, undefined];
-    } while (keyMarker !== undefined);
+    for await (const object of this.store.objects(`${this.store.uploadsPrefix}${id}/`)) await this.deleteObject(object.key);
   }
 
   private changedMeanwhile(upload: UploadRecord, size: number): RegistryError {

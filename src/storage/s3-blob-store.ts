@@ -330,24 +330,60 @@ export class S3BlobStore implements BlobStore {
 
   async *list(): AsyncIterable<StoredFile> {
     const blobs = `${this.prefix}blobs/`;
+    for await (const object of this.objects(blobs)) {
+      const digest = digestOfKey(object.key.slice(blobs.length));
+      // Anything else under blobs/ was not put there by a store: never listed, so never removed.
+      if (digest === null || object.key !== this.key(digest)) continue;
+      yield { digest, size: object.size, mtimeMs: object.lastModified };
+    }
+  }
+
+  /** The bucket's objects under `prefix` (a full key prefix), page by page. */
+  async *objects(prefix: string): AsyncIterable<{ key: string; size: number; lastModified: number }> {
     let continuationToken: string | undefined;
     do {
       let page;
       try {
         page = await this.client.send(
-          new ListObjectsV2Command({ Bucket: this.bucket, Prefix: blobs, MaxKeys: this.listPageSize, ContinuationToken: continuationToken }),
+          new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, MaxKeys: this.listPageSize, ContinuationToken: continuationToken }),
         );
       } catch (error) {
         throw storageError(error, this.location);
       }
       for (const object of page.Contents ?? []) {
-        const digest = digestOfKey(object.Key?.slice(blobs.length) ?? '');
-        // Anything else under blobs/ was not put there by a store: never listed, so never removed.
-        if (digest === null || object.Key !== this.key(digest)) continue;
-        yield { digest, size: object.Size ?? 0, mtimeMs: object.LastModified?.getTime() ?? 0 };
+        if (object.Key) yield { key: object.Key, size: object.Size ?? 0, lastModified: object.LastModified?.getTime() ?? 0 };
       }
       continuationToken = page.IsTruncated ? page.NextContinuationToken : undefined;
     } while (continuationToken);
+  }
+
+  /** The bucket's unfinished multipart uploads under `prefix` (a full key prefix), page by page. */
+  async *multipartUploads(prefix: string): AsyncIterable<{ key: string; uploadId: string; initiated: number }> {
+    let keyMarker: string | undefined;
+    let uploadIdMarker: string | undefined;
+    do {
+      let page;
+      try {
+        page = await this.client.send(
+          new ListMultipartUploadsCommand({ Bucket: this.bucket, Prefix: prefix, KeyMarker: keyMarker, UploadIdMarker: uploadIdMarker }),
+        );
+      } catch (error) {
+        throw storageError(error, this.location);
+      }
+      for (const upload of page.Uploads ?? []) {
+        if (upload.Key && upload.UploadId) yield { key: upload.Key, uploadId: upload.UploadId, initiated: upload.Initiated?.getTime() ?? 0 };
+      }
+      [keyMarker, uploadIdMarker] = page.IsTruncated ? [page.NextKeyMarker, page.NextUploadIdMarker] : [undefined, undefined];
+    } while (keyMarker !== undefined);
+  }
+
+  /** Aborts a multipart upload; one that is gone already is as good. */
+  async abortMultipart(key: string, uploadId: string): Promise<void> {
+    try {
+      await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId }));
+    } catch (error) {
+      if (!(isMissingObject(error) || (error as Error).name === 'NoSuchUpload')) throw storageError(error, this.location);
+    }
   }
 
   /**
@@ -393,24 +429,11 @@ export class S3BlobStore implements BlobStore {
    */
   async removeLeftovers(before: number): Promise<number> {
     let removed = await removeFilesOlderThan(this.stagingDirectory, before);
-    let keyMarker: string | undefined;
-    let uploadIdMarker: string | undefined;
-    try {
-      do {
-        const page = await this.client.send(
-          new ListMultipartUploadsCommand({ Bucket: this.bucket, Prefix: this.prefix, KeyMarker: keyMarker, UploadIdMarker: uploadIdMarker }),
-        );
-        for (const upload of page.Uploads ?? []) {
-          if ((upload.Initiated?.getTime() ?? 0) >= before) continue;
-          // An upload session's: it lives as long as the session (bucket-upload-data.ts expire).
-          if (upload.Key?.startsWith(this.uploadsPrefix)) continue;
-          await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: upload.Key, UploadId: upload.UploadId }));
-          removed++;
-        }
-        [keyMarker, uploadIdMarker] = page.IsTruncated ? [page.NextKeyMarker, page.NextUploadIdMarker] : [undefined, undefined];
-      } while (keyMarker !== undefined);
-    } catch (error) {
-      throw storageError(error, this.location);
+    for await (const upload of this.multipartUploads(this.prefix)) {
+      // An upload session's lives as long as the session (bucket-upload-data.ts expire).
+      if (upload.initiated >= before || upload.key.startsWith(this.uploadsPrefix)) continue;
+      await this.abortMultipart(upload.key, upload.uploadId);
+      removed++;
     }
     return removed;
   }

@@ -46,6 +46,30 @@ function replicaSettings(database: string, bucket: string): Record<string, strin
   };
 }
 
+/**
+ * A blob new to the upstream's `name`, pulled through the cache by 16 clients at once, the i-th from
+ * `registryUrl(i)`: each gets it whole, and the upstream's log shows one GET of it. Its path on the registry.
+ */
+async function expectOneUpstreamGet(name: string, registryUrl: (i: number) => string): Promise<string> {
+  const blob = randomBytes(3 * 1024 * 1024);
+  const digest = digestOf(blob);
+  const pusher = new RegistryClient(upstream);
+  await pusher.finishUpload(name, await pusher.startUpload(name), digest, blob);
+  const before = (await upstream.accessLog()).length;
+  const blobPath = `/v2/proxy/docker.io/${name}/blobs/${digest}`;
+  const bodies = await Promise.all(
+    Array.from({ length: 16 }, async (_, i) => {
+      const response = await fetch(`${registryUrl(i)}${blobPath}`);
+      expect(response.status).toBe(200);
+      return Buffer.from(await response.arrayBuffer());
+    }),
+  );
+  for (const body of bodies) expect(digestOf(body)).toBe(digest);
+  const gets = (await upstream.accessLog()).slice(before).filter((entry) => entry.method === 'GET' && entry.uri.endsWith(`/blobs/${digest}`));
+  expect(gets).toHaveLength(1);
+  return blobPath;
+}
+
 beforeAll(async () => {
   work = fs.mkdtempSync(path.join(os.tmpdir(), 'shared-index-'));
   [postgres, gateway, upstream] = await Promise.all([startPostgres(), startRadosgw(), startUpstreamRegistry({ auth: 'none' })]);
@@ -124,21 +148,7 @@ describe('two replicas sharing one PostgreSQL index and one bucket', () => {
   });
 
   test('16 concurrent cold pulls of one blob spread over both replicas make one upstream GET (the download lease)', async () => {
-    const blob = randomBytes(3 * 1024 * 1024);
-    const digest = digestOf(blob);
-    const pusher = new RegistryClient(upstream);
-    await pusher.finishUpload('library/shared', await pusher.startUpload('library/shared'), digest, blob);
-    const before = (await upstream.accessLog()).length;
-    const bodies = await Promise.all(
-      Array.from({ length: 16 }, async (_, i) => {
-        const response = await fetch(`${replicas[i % 2].url}/v2/proxy/docker.io/library/shared/blobs/${digest}`);
-        expect(response.status).toBe(200);
-        return Buffer.from(await response.arrayBuffer());
-      }),
-    );
-    for (const body of bodies) expect(digestOf(body)).toBe(digest);
-    const gets = (await upstream.accessLog()).slice(before).filter((entry) => entry.method === 'GET' && entry.uri.endsWith(`/blobs/${digest}`));
-    expect(gets).toHaveLength(1);
+    await expectOneUpstreamGet('library/shared', (i) => replicas[i % 2].url);
   });
 
   test('a collection on one replica while the other pushes removes only garbage; everything referenced still pulls', async () => {
@@ -221,22 +231,7 @@ describe('three replicas behind nginx round-robin, upload sessions in the bucket
   });
 
   test('16 concurrent cold pulls of one blob through the balancer, spread over the three, make one upstream GET', async () => {
-    const blob = randomBytes(3 * 1024 * 1024);
-    const digest = digestOf(blob);
-    const pusher = new RegistryClient(upstream);
-    await pusher.finishUpload('library/balanced', await pusher.startUpload('library/balanced'), digest, blob);
-    const before = (await upstream.accessLog()).length;
-    const blobPath = `/v2/proxy/docker.io/library/balanced/blobs/${digest}`;
-    const bodies = await Promise.all(
-      Array.from({ length: 16 }, async () => {
-        const response = await fetch(`http://${nginx.host}${blobPath}`);
-        expect(response.status).toBe(200);
-        return Buffer.from(await response.arrayBuffer());
-      }),
-    );
-    for (const body of bodies) expect(digestOf(body)).toBe(digest);
-    const gets = (await upstream.accessLog()).slice(before).filter((entry) => entry.method === 'GET' && entry.uri.endsWith(`/blobs/${digest}`));
-    expect(gets).toHaveLength(1);
+    const blobPath = await expectOneUpstreamGet('library/balanced', () => `http://${nginx.host}`);
     // The balancer's log: which replica answered each of the 16.
     const answered = fs
       .readFileSync(balancedLog(), 'utf8')
