@@ -8,6 +8,9 @@ const base = require('./jest.base.config');
  * @type {import('jest').Config}
  */
 module.exports = {
+  // A test's time limit is a global option: jest ignores it inside `projects`, and every test without
+  // a limit of its own had 5 s (a browser test on a busy CI machine ran out of them).
+  testTimeout: base.testTimeout,
   projects: [
     { ...base, displayName: 'sqlite' },
     {
