@@ -3,11 +3,11 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parse } from 'yaml';
-import { parseDuration } from '../../../src/config/load-config';
+import { loadConfig, parseDuration } from '../../../src/config/load-config';
 import { CONFIG_SCHEMA, settableKeys } from '../../../src/config/schema';
 import { runtimeOf } from '../../helpers/dockerfile';
 
-// docker-compose.yml and deploy/registry.service are not run here (compose and systemd as PID 1 are not
+// docker-compose.yml, docs/scale-out.md's compose example and deploy/registry.service are not run here (compose and systemd as PID 1 are not
 // installed): these tests hold them to the Dockerfile and to the configuration schema instead.
 const ROOT = path.join(__dirname, '../../..');
 const read = (file: string) => fs.readFileSync(path.join(ROOT, file), 'utf8');
@@ -127,6 +127,60 @@ describe('deploy/registry.service', () => {
       expect(result.status).toBe(0);
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("docs/scale-out.md's compose example", () => {
+  const doc = read('docs/scale-out.md');
+  const block = (language: string) => {
+    const start = doc.indexOf('### A docker compose example');
+    const match = new RegExp('```' + language + '\\n([\\s\\S]*?)```').exec(doc.slice(start));
+    if (!match) throw new Error(`no ${language} block after "A docker compose example" in docs/scale-out.md`);
+    return match[1];
+  };
+  const compose = parse(block('yaml')) as { services: Record<string, Record<string, unknown>> };
+  const registry = compose.services.registry as { image: string; environment: Record<string, string>; deploy: { replicas: number } };
+  const balancer = block('nginx');
+
+  it('runs the image docker-compose.yml builds, three of it', () => {
+    const single = parse(read('docker-compose.yml')) as { services: { registry: { image: string } } };
+    expect(registry.image).toBe(single.services.registry.image);
+    expect(registry.deploy.replicas).toBe(3);
+  });
+
+  it("sets only configuration keys, which load as the bucket and PostgreSQL, listening where nginx sends", () => {
+    const names = Object.keys(registry.environment);
+    expect(names.filter((name) => !ENV_NAMES.has(name))).toEqual([]);
+    const cwd = fs.mkdtempSync(path.join(os.tmpdir(), 'scale-out-example-'));
+    try {
+      // As the container sees it: the image's ENV, then the service's environment over it.
+      const config = loadConfig({ cwd, env: { ...image.env, ...registry.environment } });
+      expect(config.database).toMatch(/^postgres:\/\/registry:registry@postgres:5432\//);
+      expect(config.storage.backend).toBe('s3');
+      expect(config.storage.s3).toMatchObject({ endpoint: 'http://minio:9000', bucket: 'registry', path_style: true });
+      expect(config.trust_proxy).toBe(true);
+      expect(config.host).toBe('0.0.0.0');
+      expect(image.expose).toEqual([config.port]);
+      expect(balancer).toContain(`server registry:${config.port};`);
+    } finally {
+      fs.rmSync(cwd, { recursive: true, force: true });
+    }
+  });
+
+  it('gives the S3 service the keys the registry uses, and PostgreSQL the database it names', () => {
+    const minio = compose.services.minio as { environment: Record<string, string> };
+    expect(minio.environment.MINIO_ROOT_USER).toBe(registry.environment.REGISTRY_STORAGE_S3_ACCESS_KEY_ID);
+    expect(minio.environment.MINIO_ROOT_PASSWORD).toBe(registry.environment.REGISTRY_STORAGE_S3_SECRET_ACCESS_KEY);
+    const postgres = (compose.services.postgres as { environment: Record<string, string> }).environment;
+    expect(registry.environment.REGISTRY_DATABASE).toBe(
+      `postgres://${postgres.POSTGRES_USER}:${postgres.POSTGRES_PASSWORD}@postgres:5432/${postgres.POSTGRES_DB}`,
+    );
+  });
+
+  it('streams uploads through nginx without a body limit', () => {
+    for (const directive of ['client_max_body_size 0;', 'proxy_request_buffering off;', 'proxy_buffering off;']) {
+      expect(balancer).toContain(directive);
     }
   });
 });
