@@ -34,6 +34,12 @@ const MAX_PART_BUFFERS = 32;
  */
 const FREE_PARTS_KEPT = 4;
 const FREE_PARTS_IDLE_MS = 2000;
+/**
+ * While chunks wait for a buffer, one lent longer ago than this to a chunk now waiting on its client goes
+ * back: its bytes go up as a part (5 MiB or more) or into an object in the bucket, read back when the
+ * client sends more. So clients that open PATCHes and trickle cannot keep the pool from other pushes.
+ */
+const HOLD_LIMIT_MS = 2000;
 /** S3's most parts in one multipart upload: with PART_SIZE parts, blobs of up to 78 GiB. */
 const MAX_PARTS = 10_000;
 
@@ -63,6 +69,9 @@ export class BucketUploadData implements UploadData {
   private partsLent = 0;
   private readonly waitingForParts: Array<() => void> = [];
   private freePartsTimer: NodeJS.Timeout | undefined;
+  /** Chunks filling a lent buffer, and the timer that takes buffers back from slow ones while others wait. */
+  private readonly holders = new Set<PartWriter>();
+  private reclaimTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly index: RegistryIndex,
@@ -185,8 +194,31 @@ export class BucketUploadData implements UploadData {
 
   /** A PART_SIZE buffer to fill, waiting while MAX_PART_BUFFERS are lent; `releasePart` gives it back. */
   async partBuffer(): Promise<Buffer> {
-    while (this.partsLent >= MAX_PART_BUFFERS) await new Promise<void>((resolve) => this.waitingForParts.push(resolve));
+    while (this.partsLent >= MAX_PART_BUFFERS) {
+      const lent = new Promise<void>((resolve) => this.waitingForParts.push(resolve));
+      this.reclaimSlowHolders();
+      await lent;
+    }
     return this.lendPart();
+  }
+
+  /** A chunk fills a lent buffer from now (`release`: no longer). */
+  holding(writer: PartWriter, holds: boolean): void {
+    if (holds) this.holders.add(writer);
+    else this.holders.delete(writer);
+  }
+
+  /** While chunks wait for buffers: those lent one over HOLD_LIMIT_MS ago, now waiting on their clients, give it back. */
+  private reclaimSlowHolders(): void {
+    if (this.reclaimTimer !== undefined) return;
+    const check = () => {
+      this.reclaimTimer = undefined;
+      if (this.waitingForParts.length === 0) return;
+      const since = Date.now() - HOLD_LIMIT_MS;
+      for (const writer of this.holders) writer.yieldBufferIfLentBefore(since);
+      this.reclaimTimer = setTimeout(check, HOLD_LIMIT_MS / 4).unref();
+    };
+    this.reclaimTimer = setTimeout(check, HOLD_LIMIT_MS / 4).unref();
   }
 
   /** A buffer when one can be lent at once; null otherwise. */
@@ -274,6 +306,16 @@ export class BucketUploadData implements UploadData {
       if (isMissingObject(error)) throw new RegistryError('BLOB_UPLOAD_UNKNOWN', { message: 'upload data is gone' });
       throw storageError(error, this.store.location);
     }
+  }
+
+  /** An object of `length` bytes into the start of `buffer`; another length is the store failing. */
+  async readInto(key: string, buffer: Buffer, length: number): Promise<void> {
+    let read = 0;
+    for await (const chunk of await this.read(key)) {
+      if (read + (chunk as Buffer).length > length) break;
+      read += (chunk as Buffer).copy(buffer, read);
+    }
+    if (read !== length) throw storageError(new Error(`${key} is not the ${length} bytes written`), this.store.location);
   }
 
   async deleteObject(key: string): Promise<void> {
@@ -386,6 +428,12 @@ class PartWriter {
   private tailKey: string | null = null;
   /** The multipart upload this chunk began, when the session had none. */
   private begun: string | null = null;
+  /** When the buffer filling was lent; calls to add() or finish() under way (the writer waits on its client when none). */
+  private lentAt = 0;
+  private busy = 0;
+  /** Bytes of the part filling that went into the bucket to give its buffer back (yieldBufferIfLentBefore). */
+  private setAside: { key: string; length: number } | null = null;
+  private yielding: Promise<void> | null = null;
 
   constructor(
     private readonly bucket: BucketUploadData,
@@ -394,13 +442,43 @@ class PartWriter {
   ) {}
 
   async add(chunk: Buffer): Promise<void> {
-    for (let offset = 0; offset < chunk.length; ) {
-      this.part ??= await this.nextBuffer();
-      const copied = chunk.copy(this.part, this.filled, offset);
-      this.filled += copied;
-      offset += copied;
-      if (this.filled === PART_SIZE) await this.sendPart(this.takePart());
+    this.busy++;
+    try {
+      if (this.yielding) await this.yielding;
+      for (let offset = 0; offset < chunk.length; ) {
+        if (!this.part) await this.takeBuffer();
+        const copied = chunk.copy(this.part!, this.filled, offset);
+        this.filled += copied;
+        offset += copied;
+        if (this.filled === PART_SIZE) await this.sendPart(this.takePart());
+      }
+    } finally {
+      this.busy--;
     }
+  }
+
+  /**
+   * The pool wants buffers back: one lent before `since` to this chunk, now waiting on its client, goes.
+   * Its bytes go up as a part when S3 takes them as one (MIN_PART), else into an object that add() reads
+   * back into the next buffer (or that becomes the session's tail). A failure keeps the buffer.
+   */
+  yieldBufferIfLentBefore(since: number): void {
+    if (!this.part || this.busy > 0 || this.yielding || this.lentAt > since) return;
+    this.yielding = (async () => {
+      try {
+        if (this.filled >= MIN_PART) {
+          // The part's bytes are out of the writer's hands now: failing to send them fails the chunk.
+          await this.sendPart(this.takePart()).catch((error: unknown) => void (this.failure ??= { error }));
+          return;
+        }
+        const key = this.bucket.newTailKey(this.id);
+        await this.bucket.putObject(key, this.part!.subarray(0, this.filled));
+        this.setAside = { key, length: this.filled };
+        this.releaseBuffers();
+      } catch {
+        this.lentAt = Date.now();
+      }
+    })().finally(() => (this.yielding = null));
   }
 
   /** An object's bytes (the old tail), streamed in. */
@@ -410,6 +488,21 @@ class PartWriter {
 
   /** Sends what is left; the change to record. */
   async finish(after: { size: number; hashState: string | null; last: boolean }): Promise<BucketUploadChange> {
+    this.busy++;
+    try {
+      return await this.finishParts(after);
+    } finally {
+      this.busy--;
+    }
+  }
+
+  private async finishParts(after: { size: number; hashState: string | null; last: boolean }): Promise<BucketUploadChange> {
+    if (this.yielding) await this.yielding;
+    // Bytes set aside are short of a part: the new tail as they are, or read back to go up as the last part.
+    if (this.setAside && !after.last) {
+      this.tailKey = this.setAside.key;
+      this.setAside = null;
+    } else if (this.setAside) await this.takeBuffer();
     const rest = this.part?.subarray(0, this.filled) ?? Buffer.alloc(0);
     if (rest.length >= MIN_PART || (after.last && rest.length > 0)) await this.sendPart(this.takePart());
     await this.settle();
@@ -428,8 +521,12 @@ class PartWriter {
    * without them.
    */
   async abandon(): Promise<void> {
+    // Done with: its buffer is not to be set aside any more.
+    this.busy++;
+    await this.yielding;
     await this.settle().catch(() => undefined);
     this.releaseBuffers();
+    if (this.setAside) await this.bucket.deleteObject(this.setAside.key).catch(() => undefined);
     if (this.tailKey) await this.bucket.deleteObject(this.tailKey).catch(() => undefined);
     if (this.begun) await this.bucket.abort(this.bucket.dataKey(this.id), this.begun).catch(() => undefined);
   }
@@ -439,7 +536,22 @@ class PartWriter {
     const taken = this.part!.subarray(0, this.filled);
     this.part = null;
     this.filled = 0;
+    this.bucket.holding(this, false);
     return taken;
+  }
+
+  /** A buffer to fill, with the bytes set aside (if any) read back into it first. */
+  private async takeBuffer(): Promise<void> {
+    this.part = await this.nextBuffer();
+    this.filled = 0;
+    this.lentAt = Date.now();
+    this.bucket.holding(this, true);
+    if (!this.setAside) return;
+    const { key, length } = this.setAside;
+    await this.bucket.readInto(key, this.part, length);
+    this.filled = length;
+    this.setAside = null;
+    await this.bucket.deleteObject(key).catch(() => undefined);
   }
 
   /**
@@ -498,8 +610,12 @@ class PartWriter {
 
   /** Once nothing is going up: the buffer filling goes back to the bucket. */
   private releaseBuffers(): void {
-    if (this.part) this.bucket.releasePart(this.part);
+    if (this.part) {
+      this.bucket.holding(this, false);
+      this.bucket.releasePart(this.part);
+    }
     this.part = null;
+    this.filled = 0;
   }
 }
 

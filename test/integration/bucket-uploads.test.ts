@@ -125,6 +125,61 @@ describe('a session in the bucket', () => {
     expect(uploadData.waitingForParts).toEqual([]);
   });
 
+  test('32 PATCHes whose clients stall holding every part buffer give them back to a push that waits; then they complete', async () => {
+    const uploadData = (app.registry as unknown as { uploadData: { partsLent: number; waitingForParts: unknown[] } }).uploadData;
+    // Four stall past S3's least part (their bytes go up as a part), the rest short of it (set aside in an object).
+    const stalled = await Promise.all(
+      Array.from({ length: 32 }, async (_, n) => {
+        const name = `bucket/stalled-${n}`;
+        const content = randomBytes((n < 4 ? 6 : 1) * MiB + 2 * MiB);
+        const session = await client.startUpload(name);
+        const request = http.request(new URL(client.url(session.location)), { method: 'PATCH', headers: { 'Content-Type': 'application/octet-stream' } });
+        const response = new Promise<http.IncomingMessage>((resolve, reject) => request.on('response', resolve).on('error', reject));
+        request.write(content.subarray(0, content.length - 2 * MiB));
+        return { name, content, session, request, response };
+      }),
+    );
+    const deadline = Date.now() + 30_000;
+    while (uploadData.partsLent < 32 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(uploadData.partsLent).toBe(32);
+    // Past the time a buffer may be held while others wait, so that the next push finds them all to take back.
+    await new Promise((resolve) => setTimeout(resolve, 2500));
+
+    const waiting = randomBytes(9 * MiB);
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error('the push still waits for a part buffer after 30 s')), 30_000);
+    });
+    try {
+      await Promise.race([
+        timeout,
+        (async () => {
+          const session = await client.pushChunk(await client.startUpload('bucket/waiting'), waiting);
+          await client.finishUpload('bucket/waiting', session, digestOf(waiting));
+        })(),
+      ]);
+    } finally {
+      clearTimeout(timer);
+    }
+    expect((await client.getBlob('bucket/waiting', digestOf(waiting))).body.equals(waiting)).toBe(true);
+    expect(await partSizes(bucket, stalled[0].session.uploadId)).toEqual([6 * MiB]);
+    expect(await gateway.objectKeys(bucket, `${UPLOADS}${stalled[4].session.uploadId}/`)).toEqual([expect.stringContaining('/tail-')]);
+
+    for (const { name, content, session, request, response } of stalled) {
+      request.end(content.subarray(content.length - 2 * MiB));
+      const answer = await response;
+      answer.resume();
+      expect(answer.statusCode).toBe(202);
+      expect(answer.headers.range).toBe(`0-${content.length - 1}`);
+      await client.finishUpload(name, { ...session, location: answer.headers.location!, offset: content.length }, digestOf(content));
+      expect((await client.getBlob(name, digestOf(content))).body.equals(content)).toBe(true);
+    }
+    expect(uploadData.partsLent).toBe(0);
+    expect(uploadData.waitingForParts).toEqual([]);
+    expect(await gateway.objectKeys(bucket, UPLOADS)).toEqual([]);
+    expect(await gateway.multipartKeys(bucket, UPLOADS)).toEqual([]);
+  });
+
   test('a body cut midway keeps what arrived, and the push goes on from there', async () => {
     const content = randomBytes(12 * MiB);
     let session = await client.startUpload('bucket/cut');
