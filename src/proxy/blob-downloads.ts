@@ -357,12 +357,16 @@ export class BlobDownloads {
    * The running download, or a new one whose response comes from `fetchBody` (which throws the registry
    * error to give clients when the upstream does not deliver) and which calls `stored` once the verified
    * blob is in the store. Resolves once the upstream has answered, so the first bytes can flow.
+   * `claim` runs first, before the transfer waits for a slot: waiting that moves no bytes (for another
+   * replica's download of the blob, the download lease) holds none. It answers its own undoing, called
+   * when fetchBody is not (a shutdown meanwhile); fetchBody undoes it when it runs.
    */
   join(
     source: string,
     digest: string,
     fetchBody: () => Promise<UpstreamBlobBody>,
     stored: (size: number) => Promise<void>,
+    claim?: () => Promise<() => Promise<void>>,
   ): Promise<BlobDownload> {
     const key = `${source}@${digest}`;
     const running = this.inflight.get(key);
@@ -370,7 +374,7 @@ export class BlobDownloads {
     const forget = () => {
       if (this.inflight.get(key) === started) this.inflight.delete(key);
     };
-    const started = this.start(digest, fetchBody, stored, forget);
+    const started = this.start(digest, fetchBody, stored, forget, claim);
     this.inflight.set(key, started);
     started.catch(forget);
     return started;
@@ -396,11 +400,15 @@ export class BlobDownloads {
     fetchBody: () => Promise<UpstreamBlobBody>,
     stored: (size: number) => Promise<void>,
     settled: () => void,
+    claim: (() => Promise<() => Promise<void>>) | undefined,
   ): Promise<BlobDownload> {
+    const unclaim = await claim?.();
     const release = await this.slot();
     let download: BlobDownload | undefined;
+    let fetching = false;
     try {
       if (this.closed) throw new Error('the server is shutting down');
+      fetching = true;
       const { body, size, bound, ended } = await fetchBody();
       try {
         if (this.closed) {
@@ -428,6 +436,7 @@ export class BlobDownloads {
     } finally {
       if (download) void download.done.catch(() => undefined).finally(release);
       else release();
+      if (!fetching) await unclaim?.().catch(() => undefined);
     }
   }
 

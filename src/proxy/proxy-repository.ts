@@ -249,11 +249,11 @@ export class ProxyRepository implements Repository {
   }
 
   private async startOrJoinDownload(digest: string): Promise<BlobDownload> {
+    let releaseLease: () => Promise<void> = async () => undefined;
     const download = await this.content.downloads.join(
       this.name,
       digest,
       async () => {
-        const releaseLease = await this.downloadLease(digest);
         try {
           // Held on success until the transfer ends (the body's `ended`).
           return await this.upstreamBody(digest, await this.upstream('GET', `blobs/${digest}`), releaseLease);
@@ -263,6 +263,8 @@ export class ProxyRepository implements Repository {
         }
       },
       (size) => this.content.index.linkBlob(this.name, digest, size),
+      // Taken before a transfer slot: waiting for another replica's download of the blob holds none.
+      async () => (releaseLease = await this.downloadLease(digest)),
     );
     return download;
   }

@@ -111,6 +111,44 @@ describe('BlobDownloads bounds: what an upstream may take', () => {
     expect(downloads.transfers).toBe(0);
   });
 
+  test('a claim (the download lease) is taken before a slot, so waiting for it holds none; one given up before its fetch is undone', async () => {
+    const downloads = new BlobDownloads(store, 1);
+    const events: string[] = [];
+    let grant!: () => void;
+    const granted = new Promise<void>((resolve) => (grant = resolve));
+    const claimed = downloads.join(
+      'a/claimed',
+      digest,
+      async () => {
+        events.push('fetch a/claimed');
+        return { body: upstreamBody(false), size: content.length };
+      },
+      async () => undefined,
+      async () => {
+        events.push('claim');
+        await granted;
+        events.push('claimed');
+        return async () => void events.push('unclaimed');
+      },
+    );
+    // While the claim waits (for another replica's download), the one slot goes to another transfer.
+    await downloads.join('a/other', digest, async () => {
+      events.push('fetch a/other');
+      return { body: upstreamBody(true), size: content.length };
+    }, async () => undefined);
+    expect(events).toEqual(['claim', 'fetch a/other']);
+    expect(downloads.transfers).toBe(1);
+
+    // Claimed, it waits for that slot; a shutdown meanwhile gives the claim back without fetching.
+    grant();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(events).toEqual(['claim', 'fetch a/other', 'claimed']);
+    await downloads.abortAll();
+    await expect(claimed).rejects.toThrow(/shutting down/);
+    expect(events).toEqual(['claim', 'fetch a/other', 'claimed', 'unclaimed']);
+    expect(downloads.transfers).toBe(0);
+  });
+
   test.each([
     ['a Content-Length', { size: 1024 }],
     ['no Content-Length but a declared size', { size: undefined, bound: 1024 }],
