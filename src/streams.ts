@@ -70,27 +70,44 @@ export abstract class SendableStream extends Readable {
   }
 
   /**
+   * Reads the first bytes for `sendTo` now, before the response is committed: a body that fails before its
+   * first byte (an upstream's transfer cut early, a file that cannot be read) is then answered with an
+   * error instead of a connection closed without an answer. Rejects with that failure.
+   */
+  async readFirst(): Promise<void> {
+    const lent = lendSendBuffers(this.sendBufferSize);
+    try {
+      this.firstRead = { ...lent, first: await this.readInto(lent.buffers[0]) };
+    } catch (error) {
+      sendBufferBytes -= 2 * lent.size;
+      throw error;
+    }
+  }
+
+  private firstRead: { buffers: Buffer[]; size: number; first: Buffer | null } | undefined;
+
+  /**
    * Writes the bytes to `destination` and ends it; each chunk is emitted as 'data' once written (the request
    * log and metrics count what went out). A destination that closes early stops it; what the reading holds is
    * released either way. Never rejects: what goes wrong after the headers were sent can only cut the response.
    */
   async sendTo(destination: AcknowledgedWritable): Promise<void> {
-    const fits = sendBufferBytes + 2 * this.sendBufferSize <= SEND_BUFFER_BUDGET;
-    const size = fits ? this.sendBufferSize : Math.min(SMALL_SEND_BUFFER, this.sendBufferSize);
-    sendBufferBytes += 2 * size;
+    const { buffers, size, first } = this.firstRead ?? { ...lendSendBuffers(this.sendBufferSize), first: undefined };
+    this.firstRead = undefined;
     try {
-      await this.sendFrom([Buffer.allocUnsafe(size), Buffer.allocUnsafe(size)], destination);
+      await this.sendFrom(buffers, destination, first);
     } finally {
       sendBufferBytes -= 2 * size;
     }
   }
 
-  private async sendFrom(buffers: Buffer[], destination: AcknowledgedWritable): Promise<void> {
+  /** `first`: what readFirst read into buffers[0], if it ran. */
+  private async sendFrom(buffers: Buffer[], destination: AcknowledgedWritable, first: Buffer | null | undefined): Promise<void> {
     let gone = destination.destroyed;
     const closed = new Promise<void>((resolve) => destination.once('close', () => ((gone = true), resolve())));
     try {
       let turn = 0;
-      let next = this.readInto(buffers[turn]);
+      let next = first === undefined ? this.readInto(buffers[turn]) : Promise.resolve(first);
       for (let chunk = await next; chunk && !gone; chunk = await next) {
         turn ^= 1;
         // The other buffer is free: the socket acknowledged it before the previous round ended.
@@ -114,6 +131,14 @@ export abstract class SendableStream extends Readable {
     this.released = true;
     await this.release();
   }
+}
+
+/** Two send buffers of `preferred` bytes, or smaller ones past SEND_BUFFER_BUDGET; counted until given back. */
+function lendSendBuffers(preferred: number): { buffers: Buffer[]; size: number } {
+  const fits = sendBufferBytes + 2 * preferred <= SEND_BUFFER_BUDGET;
+  const size = fits ? preferred : Math.min(SMALL_SEND_BUFFER, preferred);
+  sendBufferBytes += 2 * size;
+  return { buffers: [Buffer.allocUnsafe(size), Buffer.allocUnsafe(size)], size };
 }
 
 /** Bytes `start`…`end` (inclusive) of an open file. */

@@ -3,6 +3,7 @@ import fsp, { FileHandle } from 'node:fs/promises';
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import { createDigester, parseDigest } from '../oci/digest';
+import { RegistryError } from '../oci/errors';
 import type { Readable } from 'node:stream';
 import { BlobStore, ByteRange, IO_CHUNK, isNotFound } from '../storage/blob-store';
 import { attributeTo } from '../storage/disk-full';
@@ -291,7 +292,20 @@ class TransferStream extends SendableStream {
     this.end = range ? range.end + 1 : Infinity;
   }
 
+  /**
+   * A transfer the upstream failed, said as the spec's UNAVAILABLE (a client sees it when it fails before
+   * its first byte); the system's errors (a full disk) pass as they are, for the error middleware to name.
+   */
   protected async readInto(buffer: Buffer): Promise<Buffer | null> {
+    try {
+      return await this.readNext(buffer);
+    } catch (error) {
+      if (error instanceof RegistryError || (error as NodeJS.ErrnoException).code !== undefined) throw error;
+      throw new RegistryError('UNAVAILABLE', { message: `fetching ${this.download.digest} failed: ${(error as Error).message}` });
+    }
+  }
+
+  private async readNext(buffer: Buffer): Promise<Buffer | null> {
     if (!this.file && !this.stored) {
       const file = await this.download.openForReading();
       if (file) {

@@ -38,7 +38,10 @@ export function blobRoutes(router: RegistryRouter, { registry, config }: RouteDe
     if (blob.stream instanceof SendableStream) {
       // A file on disk: written with two reused buffers rather than piped (see SendableStream), once the
       // middleware above has set its headers; the body stays in ctx.body for the request log to count.
+      // Its first bytes are read here, so that one failing before them (an upstream's transfer cut early)
+      // is answered with the spec's error (the body stream is destroyed with the response).
       const { stream } = blob;
+      await stream.readFirst();
       ctx.respond = false;
       setImmediate(() => void stream.sendTo(ctx.res));
     }

@@ -4,11 +4,11 @@ import { AddressInfo } from 'node:net';
 import { digestOf } from '../../../src/oci/digest';
 import { createTestApp, TestApp } from '../../helpers/test-app';
 
-type Mode = 'healthy' | 'wrong-bytes' | 'cut-midway';
+type Mode = 'healthy' | 'wrong-bytes' | 'cut-midway' | 'cut-at-start';
 
 /**
  * A registry that stands in for a broken upstream: it serves one blob correctly, with wrong bytes of
- * the right length, or cuts the connection halfway. Only this cannot be a real registry.
+ * the right length, or cuts the connection halfway or after its headers. Only this cannot be a real registry.
  */
 function startFlakyUpstream(blob: Buffer) {
   const digest = digestOf(blob);
@@ -25,6 +25,10 @@ function startFlakyUpstream(blob: Buffer) {
     if (request.method === 'HEAD') return response.end();
     if (state.mode === 'healthy') return response.end(blob);
     if (state.mode === 'wrong-bytes') return response.end(randomBytes(blob.length));
+    if (state.mode === 'cut-at-start') {
+      response.flushHeaders();
+      return void setTimeout(() => response.destroy(), 100);
+    }
     response.write(blob.subarray(0, blob.length / 2), () => response.destroy());
   });
   return new Promise<{ url: string; state: typeof state; close: () => Promise<void> }>((resolve) => {
@@ -48,6 +52,19 @@ async function bodyDigest(response: Response): Promise<string> {
   return `sha256:${hash.digest('hex')}`;
 }
 
+/**
+ * A pull of a transfer that fails: the spec's error when it failed before the client's first byte (so
+ * always when the upstream cuts before sending any), else a body that breaks off.
+ */
+async function expectFailedPull(url: string, mode: Mode): Promise<void> {
+  const response = await fetch(url);
+  if (response.status === 200 && mode !== 'cut-at-start') return void (await expect(bodyDigest(response)).rejects.toThrow());
+  expect(response.status).toBe(503);
+  const { errors } = (await response.json()) as { errors: Array<{ code: string; message: string }> };
+  expect(errors[0].code).toBe('UNAVAILABLE');
+  expect(errors[0].message).toMatch(/^fetching sha256:[0-9a-f]{64} failed: /);
+}
+
 describe('GET /v2/proxy/<upstream>/<name>/blobs/<digest> from a broken upstream', () => {
   const blob = randomBytes(3 * 1024 * 1024);
   const digest = digestOf(blob);
@@ -67,11 +84,10 @@ describe('GET /v2/proxy/<upstream>/<name>/blobs/<digest> from a broken upstream'
     await upstream?.close();
   });
 
-  test.each(['wrong-bytes', 'cut-midway'] as const)('%s: the client sees a failed transfer, nothing is cached, the next pull succeeds', async (mode) => {
+  test.each(['wrong-bytes', 'cut-midway', 'cut-at-start'] as const)('%s: the client sees a failed transfer, nothing is cached, the next pull succeeds', async (mode) => {
     upstream.state.mode = mode;
     const gets = upstream.state.blobGets;
-    const broken = await fetch(blobUrl(mode));
-    await expect(bodyDigest(broken)).rejects.toThrow();
+    await expectFailedPull(blobUrl(mode), mode);
     expect(await app.registry.index.linkedBlobSize(`proxy/flaky.test/team/${mode}`, digest)).toBeNull();
 
     upstream.state.mode = 'healthy';
