@@ -466,6 +466,7 @@ class PartWriter {
     if (!this.part || this.busy > 0 || this.yielding || this.lentAt > since) return;
     this.yielding = (async () => {
       try {
+        if (this.filled === 0) return this.releaseBuffers();
         if (this.filled >= MIN_PART) {
           // The part's bytes are out of the writer's hands now: failing to send them fails the chunk.
           await this.sendPart(this.takePart()).catch((error: unknown) => void (this.failure ??= { error }));
