@@ -14,12 +14,14 @@ import { IHasher, createSHA256, createSHA512 } from 'hash-wasm';
 import { DigestAlgorithm } from '../oci/digest';
 import { RegistryError } from '../oci/errors';
 import { BucketUploadChange, BucketUploadState, RegistryIndex, UploadPart, UploadRecord } from './registry-index';
-import { S3BlobStore, isMissingObject, storageError, withAttempts } from './s3-blob-store';
+import { S3BlobStore, S3_MAX_PARTS, S3_MIN_PART, isMissingObject, isMissingUpload, storageError, withAttempts } from './s3-blob-store';
 import { UploadData, chunkLengthMismatch, uploadDataGone, uploadHeaders } from './uploads';
 
-/** S3's least part (but the last): bytes short of it wait in the session's tail object. */
-const MIN_PART = 5 * 1024 * 1024;
-/** Parts a chunk is cut into, and how many go up at once while the next fills (memory: 24 MiB per chunk under way). */
+/**
+ * Parts a chunk is cut into (S3_MAX_PARTS of them: blobs of up to 78 GiB; bytes short of S3_MIN_PART
+ * wait in the session's tail object), and how many go up at once while the next fills (memory: 24 MiB
+ * per chunk under way).
+ */
 const PART_SIZE = 8 * 1024 * 1024;
 const PARTS_IN_FLIGHT = 2;
 /**
@@ -40,8 +42,6 @@ const FREE_PARTS_IDLE_MS = 2000;
  * client sends more. So clients that open PATCHes and trickle cannot keep the pool from other pushes.
  */
 const HOLD_LIMIT_MS = 2000;
-/** S3's most parts in one multipart upload: with PART_SIZE parts, blobs of up to 78 GiB. */
-const MAX_PARTS = 10_000;
 
 /*
  * Upload sessions' bytes in the bucket (the s3 backend), so that a session's chunks may land on any
@@ -50,7 +50,7 @@ const MAX_PARTS = 10_000;
  *   <prefix>registry/uploads/<uploadId>/data          the session's S3 multipart upload (PART_SIZE parts),
  *                                                     then, completed, the whole blob before its copy
  *                                                     to blobs/<algorithm>/…
- *   <prefix>registry/uploads/<uploadId>/tail-<random> the bytes past the last part (under MIN_PART)
+ *   <prefix>registry/uploads/<uploadId>/tail-<random> the bytes past the last part (under S3_MIN_PART)
  *
  * The index says which of these hold the session's acknowledged bytes (upload_parts, uploads.tail_key)
  * and keeps the running sha256's state after them (hash-wasm: Node's hash cannot hand its state over), so
@@ -160,11 +160,7 @@ export class BucketUploadData implements UploadData {
    * before recording what it wrote).
    */
   async expire(before: number, dryRun: boolean): Promise<number> {
-    const sessions = new Map(
-      (await this.index.sql.all<{ id: string; multipartId: string | null; tailKey: string | null; updatedAt: number }>(
-        'SELECT id, multipart_id AS "multipartId", tail_key AS "tailKey", updated_at AS "updatedAt" FROM uploads',
-      )).map((session) => [session.id, session]),
-    );
+    const sessions = new Map((await this.index.uploadSessions()).map((session) => [session.id, session]));
     let expired = 0;
     for (const session of sessions.values()) {
       if (session.updatedAt >= before) continue;
@@ -264,9 +260,9 @@ export class BucketUploadData implements UploadData {
   async uploadPart(id: string, multipartId: string, content: Buffer): Promise<UploadPart> {
     const partNumber = await this.index.reserveUploadParts(id, 1);
     if (partNumber === null) throw uploadDataGone(id);
-    if (partNumber > MAX_PARTS) {
+    if (partNumber > S3_MAX_PARTS) {
       throw new RegistryError('BLOB_UPLOAD_INVALID', {
-        message: `an upload to this registry's bucket takes ${MAX_PARTS} parts of ${PART_SIZE / 1024 / 1024} MiB at most`,
+        message: `an upload to this registry's bucket takes ${S3_MAX_PARTS} parts of ${PART_SIZE / 1024 / 1024} MiB at most`,
       });
     }
     const { ETag } = await withAttempts(() =>
@@ -381,7 +377,7 @@ export class BucketUploadData implements UploadData {
         }),
       );
     } catch (error) {
-      if (!(isMissingObject(error) || (error as Error).name === 'NoSuchUpload')) throw storageError(error, this.store.location);
+      if (!isMissingUpload(error)) throw storageError(error, this.store.location);
       const head = await this.send((client) => client.send(new HeadObjectCommand({ Bucket: this.store.bucket, Key: key }))).catch(() => null);
       if (head?.ContentLength !== size) throw storageError(error, this.store.location);
     }
@@ -459,7 +455,7 @@ class PartWriter {
 
   /**
    * The pool wants buffers back: one lent before `since` to this chunk, now waiting on its client, goes.
-   * Its bytes go up as a part when S3 takes them as one (MIN_PART), else into an object that add() reads
+   * Its bytes go up as a part when S3 takes them as one (S3_MIN_PART), else into an object that add() reads
    * back into the next buffer (or that becomes the session's tail). A failure keeps the buffer.
    */
   yieldBufferIfLentBefore(since: number): void {
@@ -467,7 +463,7 @@ class PartWriter {
     this.yielding = (async () => {
       try {
         if (this.filled === 0) return this.releaseBuffers();
-        if (this.filled >= MIN_PART) {
+        if (this.filled >= S3_MIN_PART) {
           // The part's bytes are out of the writer's hands now: failing to send them fails the chunk.
           await this.sendPart(this.takePart()).catch((error: unknown) => void (this.failure ??= { error }));
           return;
@@ -505,9 +501,9 @@ class PartWriter {
       this.setAside = null;
     } else if (this.setAside) await this.takeBuffer();
     const rest = this.part?.subarray(0, this.filled) ?? Buffer.alloc(0);
-    if (rest.length >= MIN_PART || (after.last && rest.length > 0)) await this.sendPart(this.takePart());
+    if (rest.length >= S3_MIN_PART || (after.last && rest.length > 0)) await this.sendPart(this.takePart());
     await this.settle();
-    if (rest.length > 0 && rest.length < MIN_PART && !after.last) {
+    if (rest.length > 0 && rest.length < S3_MIN_PART && !after.last) {
       this.tailKey = this.bucket.newTailKey(this.id);
       await this.bucket.putObject(this.tailKey, rest);
     }

@@ -30,9 +30,11 @@ import { blobRelativePath, incomingDirectory } from './paths';
 
 /** Objects up to this size go up in one PUT; larger ones as a multipart upload of PART_SIZE parts. */
 const SINGLE_PUT_MAX = 64 * 1024 * 1024;
-/** S3's parts are 5 MiB at least (but the last) and 10,000 at most: 16 MiB parts carry blobs up to 156 GiB. */
+/** S3's multipart limits: parts of 5 MiB at least (but the last), 10,000 parts at most. */
+export const S3_MIN_PART = 5 * 1024 * 1024;
+export const S3_MAX_PARTS = 10_000;
+/** This store's parts: 16 MiB parts carry blobs up to 156 GiB. */
 const PART_SIZE = 16 * 1024 * 1024;
-const MAX_PARTS = 10_000;
 /** Parts of one upload in flight at once. */
 const PART_CONCURRENCY = 4;
 /** S3 copies an object of up to 5 GiB in one request; a larger one part by part (UploadPartCopy). */
@@ -264,7 +266,7 @@ export class S3BlobStore implements BlobStore {
   private async putInParts(file: string, digest: string, size: number): Promise<void> {
     const target = { Bucket: this.bucket, Key: this.key(digest) };
     // Larger parts past 156 GiB: S3 takes 10,000 at most.
-    const partSize = Math.max(PART_SIZE, Math.ceil(size / MAX_PARTS));
+    const partSize = Math.max(PART_SIZE, Math.ceil(size / S3_MAX_PARTS));
     await this.inParts(target, Math.ceil(size / partSize), async (partNumber, uploadId) => {
       const start = (partNumber - 1) * partSize;
       const end = Math.min(size, start + partSize) - 1;
@@ -382,7 +384,7 @@ export class S3BlobStore implements BlobStore {
     try {
       await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId }));
     } catch (error) {
-      if (!(isMissingObject(error) || (error as Error).name === 'NoSuchUpload')) throw storageError(error, this.location);
+      if (!isMissingUpload(error)) throw storageError(error, this.location);
     }
   }
 
@@ -507,6 +509,11 @@ function digestOfKey(relative: string): string | null {
 export function isMissingObject(error: unknown): boolean {
   if (!(error instanceof S3ServiceException)) return false;
   return error.name === 'NotFound' || error.name === 'NoSuchKey' || error.$metadata?.httpStatusCode === 404;
+}
+
+/** A multipart upload that is gone (completed or aborted), or its object. */
+export function isMissingUpload(error: unknown): boolean {
+  return isMissingObject(error) || (error as Error).name === 'NoSuchUpload';
 }
 
 /**
