@@ -10,7 +10,6 @@ import { RegistryIndex, UploadRecord } from './registry-index';
 import { uploadDataPath } from './paths';
 import { attributeTo } from './disk-full';
 import { readDirectory } from './staging';
-import { column } from './database/sql-database';
 import { UploadData, chunkLengthMismatch, uploadDataGone } from './uploads';
 
 /**
@@ -157,9 +156,8 @@ export class FileUploadData implements UploadData {
 
   /** Sessions untouched for upload_ttl (neither their row nor their file), and files no session owns. */
   async expire(before: number, dryRun: boolean): Promise<number> {
-    const sql = this.index.sql;
     const directory = path.join(this.temporaryRoot, 'uploads');
-    const sessions = new Set(column<string>(await sql.all('SELECT id FROM uploads')));
+    const sessions = new Set((await this.index.uploadSessions()).map((session) => session.id));
     const updatedAt = async (id: string) => (await this.index.upload(id))?.updatedAt;
     let expired = 0;
     for (const entry of await readDirectory(directory)) {

@@ -307,6 +307,11 @@ export class RegistryIndex {
     await this.sql.run(SQL.setUploadOwner, { id, owner });
   }
 
+  /** Every upload session, with where a bucket session's bytes are (null for a session in files): garbage collection's list. */
+  uploadSessions(): Promise<UploadSessionRow[]> {
+    return this.sql.all<UploadSessionRow>(SQL.uploadSessions);
+  }
+
   async deleteUpload(id: string): Promise<void> {
     await this.sql.run(SQL.deleteUpload, { id });
   }
@@ -350,6 +355,13 @@ export class RegistryIndex {
       return true;
     });
   }
+}
+
+export interface UploadSessionRow {
+  id: string;
+  updatedAt: number;
+  multipartId: string | null;
+  tailKey: string | null;
 }
 
 export interface UploadPart {
@@ -507,6 +519,7 @@ const SQL = {
   setUploadOwner: 'UPDATE uploads SET owner = @owner WHERE id = @id',
   setUploadSize: 'UPDATE uploads SET size = @size, updated_at = @now WHERE id = @id',
   deleteUpload: 'DELETE FROM uploads WHERE id = @id',
+  uploadSessions: 'SELECT id, updated_at AS "updatedAt", multipart_id AS "multipartId", tail_key AS "tailKey" FROM uploads',
   bucketUpload: `SELECT size, multipart_id AS "multipartId", tail_key AS "tailKey", hash_state AS "hashState"
      FROM uploads WHERE id = @id`,
   uploadParts: `SELECT part_number AS "partNumber", etag, size FROM upload_parts WHERE upload_id = @id ORDER BY part_number`,
