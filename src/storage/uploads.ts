@@ -123,11 +123,6 @@ export class UploadSessions {
     });
   }
 
-  /** Drops what memory holds for a session: it was closed, cancelled or expired. */
-  forget(id: string): void {
-    this.data.forget(id);
-  }
-
   /**
    * The body of the closing PUT. A monolithic upload (the session held nothing before it) that does not fit
    * is removed with its session at once, so a failed push gives its space back; a chunked one keeps what
