@@ -10,6 +10,7 @@ import { UploadSessions } from '../../src/storage/uploads';
 import { RegistryClient, digestOf, expectStatus, requireHeader } from '../helpers/registry-client';
 import { Radosgw, startRadosgw } from '../helpers/radosgw';
 import { createTestApp, TestApp } from '../helpers/test-app';
+import { waitFor } from '../helpers/files';
 
 /*
  * Upload sessions in the bucket (the s3 backend, bucket-upload-data.ts), on Ceph's RADOS Gateway: how a
@@ -38,6 +39,11 @@ async function bucketApp(overrides: Record<string, string> = {}): Promise<{ app:
 /** The hosted store of a registry: the bucket sessions publish into. */
 function hostedStore(app: TestApp): S3BlobStore {
   return (app.registry as unknown as { hosted: { store: S3BlobStore } }).hosted.store;
+}
+
+/** The registry's part buffer pool: buffers lent, and chunks waiting for one. */
+function partPool(app: TestApp): { partsLent: number; waitingForParts: unknown[] } {
+  return (app.registry as unknown as { uploadData: { partsLent: number; waitingForParts: unknown[] } }).uploadData;
 }
 
 async function partSizes(bucket: string, uploadId: string): Promise<number[]> {
@@ -120,13 +126,13 @@ describe('a session in the bucket', () => {
     for (const [n, content] of contents.entries()) {
       expect((await client.getBlob(`bucket/many-${n}`, digestOf(content))).body.equals(content)).toBe(true);
     }
-    const uploadData = (app.registry as unknown as { uploadData: { partsLent: number; waitingForParts: unknown[] } }).uploadData;
+    const uploadData = partPool(app);
     expect(uploadData.partsLent).toBe(0);
     expect(uploadData.waitingForParts).toEqual([]);
   });
 
   test('32 PATCHes whose clients stall holding every part buffer give them back to a push that waits; then they complete', async () => {
-    const uploadData = (app.registry as unknown as { uploadData: { partsLent: number; waitingForParts: unknown[] } }).uploadData;
+    const uploadData = partPool(app);
     // Four stall past S3's least part (their bytes go up as a part), the rest short of it (set aside in an object).
     const stalled = await Promise.all(
       Array.from({ length: 32 }, async (_, n) => {
@@ -139,8 +145,7 @@ describe('a session in the bucket', () => {
         return { name, content, session, request, response };
       }),
     );
-    const deadline = Date.now() + 30_000;
-    while (uploadData.partsLent < 32 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100));
+    await waitFor(() => uploadData.partsLent === 32, 30_000);
     expect(uploadData.partsLent).toBe(32);
     // Past the time a buffer may be held while others wait, so that the next push finds them all to take back.
     await new Promise((resolve) => setTimeout(resolve, 2500));
